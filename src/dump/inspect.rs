@@ -1,0 +1,135 @@
+//! `leakdiag inspect`: a raw, human-readable listing of what a dump holds, for people
+//! checking an input. It prints what is there, parsed as little as possible, and keeps
+//! going past a broken part so the rest can still be seen.
+
+use super::stream::{StreamHeader, ALLOCATION_STREAM_TYPE};
+use super::{DumpError, DumpFile};
+use crate::model::filetime_to_rfc3339;
+use minidump::format::MINIDUMP_STREAM_TYPE;
+use num_traits::FromPrimitive;
+use std::io::{self, Write};
+
+fn stream_name(stream_type: u32) -> String {
+    if stream_type == ALLOCATION_STREAM_TYPE {
+        return "leakdiag allocation stream".to_owned();
+    }
+    match MINIDUMP_STREAM_TYPE::from_u32(stream_type) {
+        Some(t) => format!("{t:?}"),
+        None => "unknown".to_owned(),
+    }
+}
+
+fn print_header<W: Write>(w: &mut W, h: &StreamHeader) -> io::Result<()> {
+    writeln!(w, "  version            {}.{}", h.version_major, h.version_minor)?;
+    writeln!(w, "  header_size        {}", h.header_size)?;
+    writeln!(
+        w,
+        "  flags              0x{:x} (return addresses: {}, dropped: {}, truncated stacks: {})",
+        h.flags.0,
+        h.flags.return_addresses(),
+        h.flags.dropped(),
+        h.flags.truncated_stacks()
+    )?;
+    let time = |t| filetime_to_rfc3339(t).unwrap_or_else(|| "(not a valid time)".into());
+    writeln!(w, "  tracking_start     {} ({})", h.tracking_start, time(h.tracking_start))?;
+    writeln!(w, "  snapshot_time      {} ({})", h.snapshot_time, time(h.snapshot_time))?;
+    writeln!(w, "  frames             offset {} count {}", h.frames.offset, h.frames.count)?;
+    writeln!(w, "  stacks             offset {} count {}", h.stacks.offset, h.stacks.count)?;
+    writeln!(
+        w,
+        "  allocations        offset {} count {}",
+        h.allocations.offset, h.allocations.count
+    )?;
+    match h.metadata {
+        Some(m) => writeln!(w, "  metadata           offset {} size {}", m.offset, m.count)?,
+        None => writeln!(w, "  metadata           none")?,
+    }
+    Ok(())
+}
+
+/// Prints the listing of the dump at `path` to `w`. Returns the error that stopped the
+/// allocation stream from being read, if any, after printing everything else.
+pub fn inspect<W: Write>(w: &mut W, dump: &DumpFile) -> io::Result<Option<DumpError>> {
+    let md = dump.minidump();
+    writeln!(w, "{}", dump.path().display())?;
+    writeln!(w, "  size               {} bytes", dump.source().size)?;
+    writeln!(w, "  streams            {}", md.header.stream_count)?;
+    writeln!(w, "  flags              0x{:x}", md.header.flags)?;
+    writeln!(w)?;
+    writeln!(w, "Streams")?;
+    writeln!(w, "  {:<10} {:<32} {:>12} {:>12}", "type", "name", "offset", "size")?;
+    let mut streams: Vec<_> = md.all_streams().collect();
+    streams.sort_by_key(|d| d.location.rva);
+    for d in streams {
+        writeln!(
+            w,
+            "  0x{:08x} {:<32} {:>12} {:>12}",
+            d.stream_type,
+            stream_name(d.stream_type),
+            d.location.rva,
+            d.location.data_size
+        )?;
+    }
+    writeln!(w)?;
+
+    let mut warnings = Vec::new();
+    let modules = dump.modules(&mut warnings);
+    let process = dump.process_info(&modules);
+    writeln!(w, "Process")?;
+    let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "–".into());
+    writeln!(w, "  image              {}", show(&process.image))?;
+    writeln!(w, "  pid                {}", process.pid.map(|p| p.to_string()).unwrap_or_else(|| "–".into()))?;
+    writeln!(w, "  arch / os          {} / {} {}", show(&process.arch), show(&process.os), show(&process.os_version))?;
+    writeln!(w, "  process started    {}", show(&process.process_create_time))?;
+    writeln!(w, "  dump written       {}", show(&process.dump_time))?;
+    writeln!(w)?;
+
+    writeln!(w, "Modules ({})", modules.len())?;
+    writeln!(w, "  {:<18} {:>12} {:<9} {:<28} debug", "base", "size", "state", "name")?;
+    for m in modules.modules() {
+        let debug = match (&m.debug_file, &m.debug_id) {
+            (Some(f), Some(id)) => format!("{f} {id}"),
+            (None, Some(id)) => id.clone(),
+            (Some(f), None) => f.clone(),
+            (None, None) => "–".into(),
+        };
+        writeln!(
+            w,
+            "  {} {:>12} {:<9} {:<28} {}",
+            m.base,
+            m.size,
+            if m.unloaded { "unloaded" } else { "loaded" },
+            m.name,
+            debug
+        )?;
+    }
+    for warning in &warnings {
+        writeln!(w, "  warning: {warning}")?;
+    }
+    writeln!(w)?;
+
+    writeln!(w, "Allocation stream (0x{ALLOCATION_STREAM_TYPE:08x})")?;
+    match dump.allocation_stream() {
+        Ok(None) => {
+            writeln!(w, "  not present: this dump carries no tracker data")?;
+            Ok(None)
+        }
+        Err(e) => {
+            writeln!(w, "  error: {e}")?;
+            Ok(Some(e))
+        }
+        Ok(Some(s)) => {
+            print_header(w, s.header())?;
+            let bytes: u128 = s.allocations().map(|a| u128::from(a.size)).sum();
+            writeln!(w, "  outstanding        {} allocations, {} bytes", s.allocation_count(), bytes)?;
+            writeln!(w, "  metadata:")?;
+            for e in s.metadata() {
+                match e.value {
+                    Some(v) => writeln!(w, "    {} = {}", e.key, v)?,
+                    None => writeln!(w, "    {} (malformed: no '=')", e.key)?,
+                }
+            }
+            Ok(None)
+        }
+    }
+}

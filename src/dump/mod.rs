@@ -1,0 +1,202 @@
+//! Reading minidumps: the file is memory-mapped once and parsed with the `minidump`
+//! crate; the allocation stream is read in place by [`stream::AllocationStream`].
+//!
+//! [`DumpFile`] turns the dump's standard streams into the model's types
+//! ([`crate::model::ProcessInfo`], [`crate::model::ModuleMap`]); every error it returns
+//! names the file and what in it was wrong.
+
+pub mod inspect;
+pub mod stream;
+pub mod writer;
+
+use crate::addr::VirtAddr;
+use crate::model::{unix_to_rfc3339, DumpSource, Module, ModuleMap, ProcessInfo};
+use memmap2::Mmap;
+use minidump::{
+    Minidump, MinidumpMiscInfo, MinidumpModuleList, MinidumpSystemInfo,
+    MinidumpUnloadedModuleList, Module as _,
+};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use stream::{AllocationStream, StreamError, ALLOCATION_STREAM_TYPE};
+use thiserror::Error;
+
+/// Why a dump could not be read. Every variant names the file.
+#[derive(Debug, Error)]
+pub enum DumpError {
+    #[error("{path}: cannot read the file: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a minidump: {reason}")]
+    NotMinidump { path: PathBuf, reason: String },
+    #[error(
+        "{path}: the stream directory entry for the allocation stream (0x{ALLOCATION_STREAM_TYPE:08x}) points outside the file (the dump is truncated?)"
+    )]
+    StreamOutsideFile { path: PathBuf },
+    #[error("{path}: {source}")]
+    Stream { path: PathBuf, source: StreamError },
+}
+
+/// A memory-mapped minidump.
+pub struct DumpFile {
+    path: PathBuf,
+    size: u64,
+    dump: Minidump<'static, Mmap>,
+}
+
+fn describe_open_error(e: &minidump::Error) -> String {
+    use minidump::Error as E;
+    match e {
+        E::MissingHeader => "the file is shorter than the 32-byte minidump header".into(),
+        E::HeaderMismatch => "the header signature is not \"MDMP\"".into(),
+        E::VersionMismatch => "the header's version field is not the minidump version 0xa793".into(),
+        E::MissingDirectory => {
+            "the stream directory (header fields stream_directory_rva and number_of_streams) reaches past the end of the file (the dump is truncated?)".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+impl DumpFile {
+    /// Maps and opens `path`.
+    pub fn open(path: &Path) -> Result<Self, DumpError> {
+        let io = |source| DumpError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        // SAFETY: the mapping is read-only. As with any mapped input, a file truncated by
+        // another process while we read it would fault; dumps are not written in place.
+        let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        let dump = Minidump::read(map).map_err(|e| DumpError::NotMinidump {
+            path: path.to_owned(),
+            reason: describe_open_error(&e),
+        })?;
+        Ok(DumpFile {
+            path: path.to_owned(),
+            size,
+            dump,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn source(&self) -> DumpSource {
+        DumpSource::new(&self.path, self.size)
+    }
+
+    pub fn minidump(&self) -> &Minidump<'static, Mmap> {
+        &self.dump
+    }
+
+    /// The allocation stream, `Ok(None)` when the dump has none.
+    pub fn allocation_stream(&self) -> Result<Option<AllocationStream<'_>>, DumpError> {
+        if !self
+            .dump
+            .all_streams()
+            .any(|d| d.stream_type == ALLOCATION_STREAM_TYPE)
+        {
+            return Ok(None);
+        }
+        let bytes = self
+            .dump
+            .get_raw_stream(ALLOCATION_STREAM_TYPE)
+            .map_err(|_| DumpError::StreamOutsideFile {
+                path: self.path.clone(),
+            })?;
+        AllocationStream::parse(bytes)
+            .map(Some)
+            .map_err(|source| DumpError::Stream {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// The loaded and unloaded modules. A module list that cannot be read yields an
+    /// empty list and a warning, since the rest of the dump may still be useful.
+    pub fn modules(&self, warnings: &mut Vec<String>) -> ModuleMap {
+        let mut modules = Vec::new();
+        match self.dump.get_stream::<MinidumpModuleList>() {
+            Ok(list) => {
+                for m in list.iter() {
+                    let debug_id = m
+                        .debug_identifier()
+                        .filter(|id| !id.is_nil())
+                        .map(|id| id.breakpad().to_string());
+                    modules.push(Module {
+                        name: Module::file_name_of(&m.name).to_owned(),
+                        path: m.name.clone(),
+                        base: VirtAddr(m.base_address()),
+                        size: m.size(),
+                        unloaded: false,
+                        timestamp: m.raw.time_date_stamp,
+                        debug_id,
+                        debug_file: m.debug_file().map(|f| f.into_owned()),
+                        version: m.version().map(|v| v.into_owned()),
+                    });
+                }
+            }
+            Err(minidump::Error::StreamNotFound) => {
+                warnings.push("the dump has no module list: frames cannot be attributed to modules".into())
+            }
+            Err(e) => warnings.push(format!("the dump's module list cannot be read ({e}): frames cannot be attributed to modules")),
+        }
+        match self.dump.get_stream::<MinidumpUnloadedModuleList>() {
+            Ok(list) => {
+                for m in list.iter() {
+                    modules.push(Module {
+                        name: Module::file_name_of(&m.name).to_owned(),
+                        path: m.name.clone(),
+                        base: VirtAddr(m.base_address()),
+                        size: m.size(),
+                        unloaded: true,
+                        timestamp: m.raw.time_date_stamp,
+                        debug_id: None,
+                        debug_file: None,
+                        version: None,
+                    });
+                }
+            }
+            Err(minidump::Error::StreamNotFound) => {}
+            Err(e) => warnings.push(format!("the dump's unloaded-module list cannot be read ({e})")),
+        }
+        ModuleMap::new(modules)
+    }
+
+    /// What the dump says about the process.
+    pub fn process_info(&self, modules: &ModuleMap) -> ProcessInfo {
+        let mut info = ProcessInfo {
+            image: modules
+                .modules()
+                .iter()
+                .find(|m| !m.unloaded)
+                .map(|m| m.path.clone()),
+            dump_time: unix_to_rfc3339(u64::from(self.dump.header.time_date_stamp)),
+            ..Default::default()
+        };
+        if let Ok(sys) = self.dump.get_stream::<MinidumpSystemInfo>() {
+            info.arch = Some(sys.cpu.to_string());
+            info.os = Some(sys.os.to_string());
+            let r = &sys.raw;
+            let mut version = format!("{}.{}.{}", r.major_version, r.minor_version, r.build_number);
+            if let Some(csd) = sys.csd_version().filter(|s| !s.is_empty()) {
+                version.push(' ');
+                version.push_str(&csd);
+            }
+            info.os_version = Some(version);
+        }
+        if let Ok(misc) = self.dump.get_stream::<MinidumpMiscInfo>() {
+            info.pid = misc.raw.process_id().copied();
+            info.process_create_time = misc
+                .raw
+                .process_create_time()
+                .and_then(|&t| unix_to_rfc3339(u64::from(t)));
+        }
+        info
+    }
+}

@@ -1,0 +1,577 @@
+//! The leakdiag allocation stream (user stream `0x4C440001`), read in place.
+//!
+//! This is the contract of `shared/spec/allocation-stream.md`. [`AllocationStream::parse`]
+//! checks the header and every section against the stream's length with checked
+//! arithmetic before anything else touches them, then keeps borrowed slices of the
+//! mapped dump: the tables are never copied. Records are decoded on access.
+//!
+//! Every error names the field that broke the contract and carries its value, so that a
+//! user (or a tracker author) can see what is wrong with a dump without a hex editor.
+
+use crate::addr::{StreamOffset, VirtAddr};
+use minidump::{MinidumpStream, MinidumpSystemInfo};
+use serde::Serialize;
+use thiserror::Error;
+
+/// The minidump stream type of the allocation stream ("LD" vendor tag, stream 1).
+pub const ALLOCATION_STREAM_TYPE: u32 = 0x4C44_0001;
+/// The stream's magic, the bytes `LEAK`.
+pub const MAGIC: u32 = 0x4B41_454C;
+/// The only major version this reader understands.
+pub const VERSION_MAJOR: u16 = 1;
+/// The newest minor version this reader knows (any minor version is accepted).
+pub const VERSION_MINOR: u16 = 0;
+/// Size of the 1.0 header; later minor versions may write a larger one.
+pub const HEADER_SIZE: usize = 96;
+/// Size of one frame-table entry.
+pub const FRAME_SIZE: usize = 8;
+/// Size of one stack-table record.
+pub const STACK_RECORD_SIZE: usize = 16;
+/// Size of one allocation-table record.
+pub const ALLOCATION_RECORD_SIZE: usize = 40;
+/// The stack index that means "no stack captured".
+pub const NO_STACK: u32 = 0xFFFF_FFFF;
+
+/// Byte offsets of the header fields, shared by the reader, the writer and tests that
+/// corrupt single fields.
+pub mod field {
+    pub const MAGIC: usize = 0;
+    pub const VERSION_MAJOR: usize = 4;
+    pub const VERSION_MINOR: usize = 6;
+    pub const HEADER_SIZE: usize = 8;
+    pub const FLAGS: usize = 12;
+    pub const TRACKING_START: usize = 16;
+    pub const SNAPSHOT_TIME: usize = 24;
+    pub const FRAMES_OFFSET: usize = 32;
+    pub const FRAME_COUNT: usize = 40;
+    pub const STACKS_OFFSET: usize = 48;
+    pub const STACK_COUNT: usize = 56;
+    pub const ALLOCATIONS_OFFSET: usize = 64;
+    pub const ALLOCATION_COUNT: usize = 72;
+    pub const METADATA_OFFSET: usize = 80;
+    pub const METADATA_SIZE: usize = 88;
+}
+
+/// Why an allocation stream was refused. Each variant names the spec's field.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StreamError {
+    #[error("allocation stream is {len} bytes, shorter than the {need}-byte header")]
+    TooShort { len: u64, need: u64 },
+    #[error("allocation stream magic is 0x{found:08x}, expected 0x{MAGIC:08x} (\"LEAK\")")]
+    BadMagic { found: u32 },
+    #[error(
+        "allocation stream version_major is {major} (version {major}.{minor}); this reader understands only version 1.x"
+    )]
+    UnsupportedVersion { major: u16, minor: u16 },
+    #[error("allocation stream header_size is {header_size}: it must be at least {HEADER_SIZE} and within the stream's {len} bytes")]
+    BadHeaderSize { header_size: u32, len: u64 },
+    #[error("allocation stream {count_field} = {count} records of {record_size} bytes overflows a 64-bit size")]
+    CountOverflow {
+        count_field: &'static str,
+        count: u64,
+        record_size: u64,
+    },
+    #[error("allocation stream {offset_field} = {offset} is not 8-byte aligned")]
+    Misaligned {
+        offset_field: &'static str,
+        offset: u64,
+    },
+    #[error(
+        "allocation stream section outside the stream: {offset_field} = {offset} + {count_field} = {count} × {record_size} bytes ends at {end}, but the stream is {len} bytes"
+    )]
+    SectionOutOfBounds {
+        offset_field: &'static str,
+        count_field: &'static str,
+        offset: u64,
+        count: u64,
+        record_size: u64,
+        end: u128,
+        len: u64,
+    },
+    #[error(
+        "allocation stream stack {index}: first_frame = {first_frame}, frame_count = {frame_count} reaches past the frame table's {frames} frames"
+    )]
+    StackOutOfRange {
+        index: u64,
+        first_frame: u64,
+        frame_count: u32,
+        frames: u64,
+    },
+    #[error("allocation stream metadata is not UTF-8 (invalid byte at metadata offset {at})")]
+    MetadataNotUtf8 { at: usize },
+}
+
+/// The stream's flags word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct StreamFlags(pub u32);
+
+impl StreamFlags {
+    pub const RETURN_ADDRESSES: u32 = 1;
+    pub const DROPPED: u32 = 2;
+    pub const TRUNCATED_STACKS: u32 = 4;
+
+    /// Every frame is a return address (symbolize at address − 1).
+    pub fn return_addresses(self) -> bool {
+        self.0 & Self::RETURN_ADDRESSES != 0
+    }
+    /// The tracker dropped allocations: counts are a lower bound.
+    pub fn dropped(self) -> bool {
+        self.0 & Self::DROPPED != 0
+    }
+    /// Some stacks were cut at the tracker's depth limit.
+    pub fn truncated_stacks(self) -> bool {
+        self.0 & Self::TRUNCATED_STACKS != 0
+    }
+}
+
+/// Where one table lies in the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SectionLocation {
+    pub offset: StreamOffset,
+    /// Number of records (bytes, for the metadata).
+    pub count: u64,
+}
+
+/// The decoded header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct StreamHeader {
+    pub version_major: u16,
+    pub version_minor: u16,
+    pub header_size: u32,
+    pub flags: StreamFlags,
+    /// FILETIME (100 ns ticks since 1601-01-01 UTC) when tracking began.
+    pub tracking_start: u64,
+    /// FILETIME when the table was copied into the dump.
+    pub snapshot_time: u64,
+    pub frames: SectionLocation,
+    pub stacks: SectionLocation,
+    pub allocations: SectionLocation,
+    /// `None` when metadata_offset is 0.
+    pub metadata: Option<SectionLocation>,
+}
+
+/// Which allocator made a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllocatorKind {
+    Unknown,
+    Heap,
+    CRuntime,
+    Virtual,
+    Com,
+    Bstr,
+}
+
+impl AllocatorKind {
+    pub const ALL: [AllocatorKind; 6] = [
+        AllocatorKind::Unknown,
+        AllocatorKind::Heap,
+        AllocatorKind::CRuntime,
+        AllocatorKind::Virtual,
+        AllocatorKind::Com,
+        AllocatorKind::Bstr,
+    ];
+
+    /// Decodes the record's allocator byte; values the spec does not name are unknown.
+    pub fn from_byte(b: u8) -> Self {
+        match b {
+            1 => Self::Heap,
+            2 => Self::CRuntime,
+            3 => Self::Virtual,
+            4 => Self::Com,
+            5 => Self::Bstr,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// The byte the stream uses for this kind.
+    pub fn to_byte(self) -> u8 {
+        match self {
+            Self::Unknown => 0,
+            Self::Heap => 1,
+            Self::CRuntime => 2,
+            Self::Virtual => 3,
+            Self::Com => 4,
+            Self::Bstr => 5,
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self.to_byte() as usize
+    }
+
+    /// A label for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Heap => "Win32 heap",
+            Self::CRuntime => "C runtime",
+            Self::Virtual => "virtual memory",
+            Self::Com => "COM task memory",
+            Self::Bstr => "BSTR",
+        }
+    }
+
+    /// The stable name used in JSON.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Heap => "heap",
+            Self::CRuntime => "c_runtime",
+            Self::Virtual => "virtual",
+            Self::Com => "com",
+            Self::Bstr => "bstr",
+        }
+    }
+}
+
+/// One stack-table record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackRecord {
+    pub first_frame: u64,
+    pub frame_count: u32,
+}
+
+/// One allocation-table record, decoded from the mapped bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocationRecord {
+    pub address: VirtAddr,
+    pub size: u64,
+    /// 100 ns ticks after tracking_start.
+    pub time: u64,
+    pub heap: u64,
+    /// Raw stack index: [`NO_STACK`], an index below stack_count, or invalid.
+    pub stack: u32,
+    pub allocator_byte: u8,
+    pub flags: u8,
+}
+
+impl AllocationRecord {
+    pub fn allocator(&self) -> AllocatorKind {
+        AllocatorKind::from_byte(self.allocator_byte)
+    }
+}
+
+/// One `key=value` line of the metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetadataEntry<'a> {
+    pub key: &'a str,
+    /// `None` for a line without `=`, which the report shows as malformed.
+    pub value: Option<&'a str>,
+}
+
+/// The allocation stream, borrowed from the dump's bytes.
+#[derive(Clone, Debug)]
+pub struct AllocationStream<'a> {
+    header: StreamHeader,
+    frames: &'a [[u8; FRAME_SIZE]],
+    stacks: &'a [[u8; STACK_RECORD_SIZE]],
+    allocations: &'a [[u8; ALLOCATION_RECORD_SIZE]],
+    metadata: &'a str,
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    let mut a = [0u8; 2];
+    a.copy_from_slice(&b[at..at + 2]);
+    u16::from_le_bytes(a)
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Checks one section against the stream and returns its bytes.
+fn section<'a>(
+    stream: &'a [u8],
+    offset_field: &'static str,
+    count_field: &'static str,
+    offset: u64,
+    count: u64,
+    record_size: u64,
+) -> Result<&'a [u8], StreamError> {
+    let len = stream.len() as u64;
+    let size = count
+        .checked_mul(record_size)
+        .ok_or(StreamError::CountOverflow {
+            count_field,
+            count,
+            record_size,
+        })?;
+    if count == 0 {
+        return Ok(&[]);
+    }
+    if offset % 8 != 0 {
+        return Err(StreamError::Misaligned {
+            offset_field,
+            offset,
+        });
+    }
+    let end = offset.checked_add(size).filter(|&end| end <= len);
+    match end {
+        // Both fit in the stream's length, which is a usize.
+        Some(end) => Ok(&stream[offset as usize..end as usize]),
+        None => Err(StreamError::SectionOutOfBounds {
+            offset_field,
+            count_field,
+            offset,
+            count,
+            record_size,
+            end: offset as u128 + size as u128,
+            len,
+        }),
+    }
+}
+
+impl<'a> AllocationStream<'a> {
+    /// Checks and decodes the stream header and locates every table. Nothing is copied:
+    /// the result borrows `bytes`.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, StreamError> {
+        let len = bytes.len() as u64;
+        if bytes.len() < HEADER_SIZE {
+            return Err(StreamError::TooShort {
+                len,
+                need: HEADER_SIZE as u64,
+            });
+        }
+        let magic = u32_at(bytes, field::MAGIC);
+        if magic != MAGIC {
+            return Err(StreamError::BadMagic { found: magic });
+        }
+        let version_major = u16_at(bytes, field::VERSION_MAJOR);
+        let version_minor = u16_at(bytes, field::VERSION_MINOR);
+        if version_major != VERSION_MAJOR {
+            return Err(StreamError::UnsupportedVersion {
+                major: version_major,
+                minor: version_minor,
+            });
+        }
+        let header_size = u32_at(bytes, field::HEADER_SIZE);
+        if (header_size as usize) < HEADER_SIZE || u64::from(header_size) > len {
+            return Err(StreamError::BadHeaderSize { header_size, len });
+        }
+        let loc = |o, c| SectionLocation {
+            offset: StreamOffset(u64_at(bytes, o)),
+            count: u64_at(bytes, c),
+        };
+        let frames_loc = loc(field::FRAMES_OFFSET, field::FRAME_COUNT);
+        let stacks_loc = loc(field::STACKS_OFFSET, field::STACK_COUNT);
+        let allocations_loc = loc(field::ALLOCATIONS_OFFSET, field::ALLOCATION_COUNT);
+        let metadata_loc = loc(field::METADATA_OFFSET, field::METADATA_SIZE);
+
+        let frames = section(
+            bytes,
+            "frames_offset",
+            "frame_count",
+            frames_loc.offset.0,
+            frames_loc.count,
+            FRAME_SIZE as u64,
+        )?;
+        let stacks = section(
+            bytes,
+            "stacks_offset",
+            "stack_count",
+            stacks_loc.offset.0,
+            stacks_loc.count,
+            STACK_RECORD_SIZE as u64,
+        )?;
+        let allocations = section(
+            bytes,
+            "allocations_offset",
+            "allocation_count",
+            allocations_loc.offset.0,
+            allocations_loc.count,
+            ALLOCATION_RECORD_SIZE as u64,
+        )?;
+        let (metadata_bytes, metadata) = if metadata_loc.offset.0 == 0 {
+            (&[][..], None)
+        } else {
+            let b = section(
+                bytes,
+                "metadata_offset",
+                "metadata_size",
+                metadata_loc.offset.0,
+                metadata_loc.count,
+                1,
+            )?;
+            (b, Some(metadata_loc))
+        };
+        let metadata_text = std::str::from_utf8(metadata_bytes).map_err(|e| {
+            StreamError::MetadataNotUtf8 {
+                at: e.valid_up_to(),
+            }
+        })?;
+
+        let (frames, _) = frames.as_chunks::<FRAME_SIZE>();
+        let (stacks, _) = stacks.as_chunks::<STACK_RECORD_SIZE>();
+        let (allocations, _) = allocations.as_chunks::<ALLOCATION_RECORD_SIZE>();
+
+        let stream = AllocationStream {
+            header: StreamHeader {
+                version_major,
+                version_minor,
+                header_size,
+                flags: StreamFlags(u32_at(bytes, field::FLAGS)),
+                tracking_start: u64_at(bytes, field::TRACKING_START),
+                snapshot_time: u64_at(bytes, field::SNAPSHOT_TIME),
+                frames: frames_loc,
+                stacks: stacks_loc,
+                allocations: allocations_loc,
+                metadata,
+            },
+            frames,
+            stacks,
+            allocations,
+            metadata: metadata_text,
+        };
+        stream.check_stacks()?;
+        Ok(stream)
+    }
+
+    /// Every stack's frame range must lie in the frame table, so that later lookups
+    /// cannot fail. The loop is bounded by stack_count, already checked against the
+    /// stream's length.
+    fn check_stacks(&self) -> Result<(), StreamError> {
+        let frames = self.frames.len() as u64;
+        for (index, _) in self.stacks.iter().enumerate() {
+            let s = self.stack_record(index as u32);
+            let in_range = s
+                .first_frame
+                .checked_add(u64::from(s.frame_count))
+                .is_some_and(|end| end <= frames);
+            if !in_range {
+                return Err(StreamError::StackOutOfRange {
+                    index: index as u64,
+                    first_frame: s.first_frame,
+                    frame_count: s.frame_count,
+                    frames,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn header(&self) -> &StreamHeader {
+        &self.header
+    }
+
+    pub fn flags(&self) -> StreamFlags {
+        self.header.flags
+    }
+
+    pub fn frame_count(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn stack_count(&self) -> usize {
+        self.stacks.len()
+    }
+
+    pub fn allocation_count(&self) -> usize {
+        self.allocations.len()
+    }
+
+    fn stack_record(&self, index: u32) -> StackRecord {
+        let r = &self.stacks[index as usize];
+        StackRecord {
+            first_frame: u64_at(r, 0),
+            frame_count: u32_at(r, 8),
+        }
+    }
+
+    /// The stack record at `index`, or `None` when the index is out of range.
+    pub fn stack(&self, index: u32) -> Option<StackRecord> {
+        ((index as usize) < self.stacks.len()).then(|| self.stack_record(index))
+    }
+
+    /// The frames of stack `index`, innermost first; `None` for an index out of range.
+    pub fn stack_frames(&self, index: u32) -> Option<impl ExactSizeIterator<Item = VirtAddr> + 'a> {
+        let s = self.stack(index)?;
+        // Ranges were checked in `parse`.
+        let start = s.first_frame as usize;
+        let frames: &'a [[u8; FRAME_SIZE]] = self.frames;
+        Some(
+            frames[start..start + s.frame_count as usize]
+                .iter()
+                .map(|f| VirtAddr(u64::from_le_bytes(*f))),
+        )
+    }
+
+    /// All allocation records, in table order.
+    pub fn allocations(&self) -> impl ExactSizeIterator<Item = AllocationRecord> + 'a {
+        let table: &'a [[u8; ALLOCATION_RECORD_SIZE]] = self.allocations;
+        table.iter().map(|r| AllocationRecord {
+            address: VirtAddr(u64_at(r, 0)),
+            size: u64_at(r, 8),
+            time: u64_at(r, 16),
+            heap: u64_at(r, 24),
+            stack: u32_at(r, 32),
+            allocator_byte: r[36],
+            flags: r[37],
+        })
+    }
+
+    /// The metadata text as written by the tracker.
+    pub fn metadata_text(&self) -> &'a str {
+        self.metadata
+    }
+
+    /// The metadata's `key=value` lines in order; blank lines are skipped.
+    pub fn metadata(&self) -> impl Iterator<Item = MetadataEntry<'a>> + 'a {
+        let text: &'a str = self.metadata;
+        text.split('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| match l.split_once('=') {
+                Some((k, v)) => MetadataEntry {
+                    key: k.trim(),
+                    value: Some(v.trim()),
+                },
+                None => MetadataEntry {
+                    key: l.trim(),
+                    value: None,
+                },
+            })
+    }
+
+    /// The value of the first metadata line with this key.
+    pub fn metadata_value(&self, key: &str) -> Option<&'a str> {
+        self.metadata()
+            .find(|e| e.key == key)
+            .and_then(|e| e.value)
+    }
+
+    /// The module file names the tracker declared as allocation plumbing.
+    pub fn allocator_modules(&self) -> Vec<&'a str> {
+        self.metadata_value("allocator_modules")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Lets the stream be read with [`minidump::Minidump::get_stream`]. That API's error
+/// type cannot carry our field names, so leakdiag itself calls [`AllocationStream::parse`]
+/// on the raw stream and keeps the detailed [`StreamError`].
+impl<'a> MinidumpStream<'a> for AllocationStream<'a> {
+    const STREAM_TYPE: u32 = ALLOCATION_STREAM_TYPE;
+
+    fn read(
+        bytes: &'a [u8],
+        _all: &'a [u8],
+        _endian: scroll::Endian,
+        _system_info: Option<&MinidumpSystemInfo>,
+    ) -> Result<Self, minidump::Error> {
+        AllocationStream::parse(bytes).map_err(|_| minidump::Error::StreamReadFailure)
+    }
+}

@@ -1,0 +1,117 @@
+//! The `leakdiag` command line: parses arguments, calls the library, maps outcomes to
+//! exit codes (0: every input analysed; 1: some input failed; 2: bad usage).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use leakdiag::analyze::AnalyzeOptions;
+use leakdiag::scripts::attribution::ModuleFilter;
+use leakdiag::scripts::leak::LeakOptions;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "leakdiag", version, about = "Native memory leak analysis of tracker-annotated Windows minidumps")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Analyse dumps and write a report folder (one report per dump, and an index).
+    Analyze {
+        /// Dump files, or folders searched recursively for *.dmp.
+        #[arg(required = true, value_name = "INPUT")]
+        inputs: Vec<PathBuf>,
+        /// Output folder.
+        #[arg(short, long, default_value = "leakdiag-report", value_name = "DIR")]
+        out: PathBuf,
+        /// Dumps analysed in parallel (default: all cores).
+        #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        jobs: Option<u16>,
+        /// Another module whose frames are system/runtime plumbing (repeatable).
+        #[arg(long = "system-module", value_name = "NAME")]
+        system_modules: Vec<String>,
+        /// Sample stacks shown per module.
+        #[arg(long, default_value_t = 3, value_name = "N")]
+        stacks: usize,
+        /// Functions listed per module.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        functions: usize,
+        /// Print nothing but errors.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Print what a dump holds: streams, modules, the allocation stream's header.
+    Inspect {
+        #[arg(value_name = "DUMP")]
+        dump: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("leakdiag: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Analyze {
+            inputs,
+            out,
+            jobs,
+            system_modules,
+            stacks,
+            functions,
+            quiet,
+        } => {
+            let options = AnalyzeOptions {
+                leak: LeakOptions {
+                    system_modules: ModuleFilter::system_with(&system_modules),
+                    sample_stacks: stacks,
+                    top_functions: functions,
+                },
+            };
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(jobs.map_or(0, usize::from))
+                .build()
+                .context("cannot start the worker threads")?;
+            let index = pool.install(|| leakdiag::batch::run(&inputs, &out, &options))?;
+            if index.inputs.is_empty() {
+                eprintln!("leakdiag: no dumps found in the inputs (folders are searched for *.dmp)");
+                return Ok(ExitCode::from(2));
+            }
+            for entry in index.inputs.iter().filter(|e| e.status != "ok") {
+                eprintln!("leakdiag: {}", entry.error.as_deref().unwrap_or("failed"));
+            }
+            if !quiet {
+                eprintln!(
+                    "leakdiag: {} analysed, {} failed; report: {}",
+                    index.ok,
+                    index.failed,
+                    out.join("index.html").display()
+                );
+            }
+            Ok(if index.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        Command::Inspect { dump } => {
+            let file = leakdiag::dump::DumpFile::open(&dump)?;
+            let stdout = std::io::stdout();
+            let mut w = stdout.lock();
+            let failure = leakdiag::dump::inspect::inspect(&mut w, &file)?;
+            Ok(if failure.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! SVG charts drawn with plotters' SVG backend. No font files are read: the backend
+//! writes `<text>` elements and the browser renders them with its own sans-serif.
+
+use super::format::{approx_bytes, thousands};
+use plotters::coord::ranged1d::SegmentValue;
+use plotters::prelude::*;
+
+/// A chart that could not be drawn.
+#[derive(Debug, thiserror::Error)]
+#[error("chart \"{title}\": {message}")]
+pub struct ChartError {
+    pub title: String,
+    pub message: String,
+}
+
+/// What a bar's value counts.
+#[derive(Clone, Copy, Debug)]
+pub enum Unit {
+    Bytes,
+    Count,
+}
+
+impl Unit {
+    fn axis(self, v: u64) -> String {
+        match self {
+            Unit::Bytes => approx_bytes(v),
+            Unit::Count => thousands(v),
+        }
+    }
+    fn bar(self, v: u64) -> String {
+        match self {
+            Unit::Bytes => format!("{} bytes", thousands(v)),
+            Unit::Count => thousands(v),
+        }
+    }
+}
+
+const WIDTH: u32 = 820;
+const BAR_HEIGHT: u32 = 30;
+const LABEL_CHARS: usize = 28;
+const BAR_COLOR: RGBColor = RGBColor(0x2f, 0x6f, 0xb3);
+
+fn short(label: &str) -> String {
+    if label.chars().count() <= LABEL_CHARS {
+        label.to_owned()
+    } else {
+        let head: String = label.chars().take(LABEL_CHARS - 1).collect();
+        format!("{head}…")
+    }
+}
+
+/// A horizontal bar chart, first bar on top, each bar labelled with its exact value.
+pub fn bar_chart(title: &str, bars: &[(String, u64)], unit: Unit) -> Result<String, ChartError> {
+    let err = |e: &dyn std::fmt::Display| ChartError {
+        title: title.to_owned(),
+        message: e.to_string(),
+    };
+    let n = bars.len().max(1);
+    let height = 70 + BAR_HEIGHT * n as u32;
+    let max = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1);
+    // Room on the right for the value labels.
+    let x_max = max as f64 * 1.3;
+    let labels: Vec<String> = bars.iter().map(|(l, _)| short(l)).collect();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(28)
+            .y_label_area_size(210)
+            .build_cartesian_2d(0f64..x_max, (0usize..n).into_segmented())
+            .map_err(|e| err(&e))?;
+        let y_label = |v: &SegmentValue<usize>| match v {
+            SegmentValue::CenterOf(i) if *i < labels.len() => labels[n - 1 - *i].clone(),
+            _ => String::new(),
+        };
+        let x_label = |v: &f64| unit.axis(v.max(0.0) as u64);
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(n)
+            .x_labels(5)
+            .y_label_formatter(&y_label)
+            .x_label_formatter(&x_label)
+            .label_style(("sans-serif", 12))
+            .draw()
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+                let row = n - 1 - i;
+                let mut r = Rectangle::new(
+                    [
+                        (0.0, SegmentValue::Exact(row)),
+                        (*v as f64, SegmentValue::Exact(row + 1)),
+                    ],
+                    BAR_COLOR.filled(),
+                );
+                r.set_margin(4, 4, 0, 0);
+                r
+            }))
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+                let row = n - 1 - i;
+                Text::new(
+                    unit.bar(*v),
+                    (*v as f64 + max as f64 * 0.01, SegmentValue::CenterOf(row)),
+                    ("sans-serif", 12).into_font().color(&BLACK),
+                )
+            }))
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_are_drawn_with_labels() {
+        let svg = bar_chart(
+            "Outstanding bytes",
+            &[("odbcvend.dll".into(), 525_000), ("app & <co>.exe".into(), 1000)],
+            Unit::Bytes,
+        )
+        .unwrap();
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.contains("odbcvend.dll"));
+        assert!(svg.contains("525,000 bytes"));
+        assert!(svg.contains("app &amp; &lt;co&gt;.exe"), "labels are escaped");
+        assert!(svg.matches("<rect").count() >= 3, "background and two bars");
+    }
+
+    #[test]
+    fn empty_chart_is_still_an_svg() {
+        let svg = bar_chart("Nothing", &[], Unit::Count).unwrap();
+        assert!(svg.contains("</svg>"));
+    }
+}

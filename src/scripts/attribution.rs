@@ -1,0 +1,234 @@
+//! Which module is responsible for an allocation (the spec's "Responsible module").
+//!
+//! Frames in system and runtime modules, and in the tracker's declared
+//! `allocator_modules`, are allocation plumbing: the module responsible is the first
+//! frame, innermost first, outside them. This module holds the list of names and the
+//! rule; the leak script applies it once per distinct stack.
+
+use crate::addr::{Rva, VirtAddr};
+use crate::model::ModuleMap;
+
+/// Modules skipped by default: Windows' loader, heap and COM plumbing and the
+/// Microsoft C/C++ runtimes. A trailing `*` matches any suffix of the stem.
+pub const DEFAULT_SYSTEM_MODULES: &[&str] = &[
+    "ntdll",
+    "kernel32",
+    "kernelbase",
+    "msvcrt",
+    "ucrtbase",
+    "ucrtbased",
+    "vcruntime*",
+    "msvcp*",
+    "msvcr*",
+    "ole32",
+    "combase",
+    "oleaut32",
+    "rpcrt4",
+    "api-ms-win-*",
+    "sechost",
+];
+
+/// A set of module name patterns, matched case-insensitively against a module's file
+/// name. A pattern with an extension (`foo.dll`) must match the whole name; one without
+/// (`foo`, `msvcp*`) matches the name without its extension.
+#[derive(Clone, Debug, Default)]
+pub struct ModuleFilter {
+    patterns: Vec<String>,
+}
+
+impl ModuleFilter {
+    pub fn new<I, S>(patterns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        ModuleFilter {
+            patterns: patterns
+                .into_iter()
+                .map(|p| p.as_ref().trim().to_ascii_lowercase())
+                .filter(|p| !p.is_empty())
+                .collect(),
+        }
+    }
+
+    /// The default system list plus `extra`.
+    pub fn system_with<S: AsRef<str>>(extra: &[S]) -> Self {
+        Self::new(
+            DEFAULT_SYSTEM_MODULES
+                .iter()
+                .map(|s| s.to_string())
+                .chain(extra.iter().map(|s| s.as_ref().to_owned())),
+        )
+    }
+
+    pub fn extend<S: AsRef<str>>(&mut self, more: &[S]) {
+        self.patterns
+            .extend(Self::new(more.iter().map(|s| s.as_ref())).patterns);
+    }
+
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    pub fn matches(&self, file_name: &str) -> bool {
+        let name = file_name.to_ascii_lowercase();
+        let stem = match name.rsplit_once('.') {
+            Some((stem, _)) => stem,
+            None => &name,
+        };
+        self.patterns.iter().any(|p| {
+            let (pat, wildcard) = match p.strip_suffix('*') {
+                Some(prefix) => (prefix, true),
+                None => (p.as_str(), false),
+            };
+            let target = if pat.contains('.') && !wildcard {
+                name.as_str()
+            } else {
+                stem
+            };
+            if wildcard {
+                target.starts_with(pat) || name.starts_with(pat)
+            } else {
+                target == pat
+            }
+        })
+    }
+}
+
+/// Who an allocation is charged to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Owner {
+    /// A module of the dump, by index in the [`ModuleMap`].
+    Module(usize),
+    /// The responsible frame lies in no known module.
+    Unknown,
+    /// No stack: none captured, an empty stack, or an invalid stack index.
+    NoStack,
+}
+
+/// The frame an allocation is charged to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Responsible {
+    pub owner: Owner,
+    /// The responsible frame's position in the stack, innermost = 0.
+    pub frame: usize,
+    pub address: VirtAddr,
+    /// Offset in the owning module, when it is a module.
+    pub rva: Option<Rva>,
+}
+
+/// Applies the spec's rule to one stack (innermost frame first).
+pub fn responsible_frame<I>(frames: I, modules: &ModuleMap, skip: &ModuleFilter) -> Option<Responsible>
+where
+    I: IntoIterator<Item = VirtAddr>,
+{
+    let mut innermost = None;
+    for (i, addr) in frames.into_iter().enumerate() {
+        let located = modules.locate(addr);
+        let candidate = match located {
+            Some((m, rva)) => Responsible {
+                owner: Owner::Module(m),
+                frame: i,
+                address: addr,
+                rva: Some(rva),
+            },
+            None => Responsible {
+                owner: Owner::Unknown,
+                frame: i,
+                address: addr,
+                rva: None,
+            },
+        };
+        if innermost.is_none() {
+            innermost = Some(candidate);
+        }
+        let skipped = located.is_some_and(|(m, _)| skip.matches(&modules.get(m).name));
+        if !skipped {
+            return Some(candidate);
+        }
+    }
+    innermost
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Module;
+
+    #[test]
+    fn default_list_matches_runtime_names() {
+        let f = ModuleFilter::system_with::<&str>(&[]);
+        for n in [
+            "ntdll.dll",
+            "KERNEL32.DLL",
+            "KernelBase.dll",
+            "msvcrt.dll",
+            "ucrtbase.dll",
+            "vcruntime140.dll",
+            "vcruntime140_1.dll",
+            "msvcp140.dll",
+            "msvcr120.dll",
+            "ole32.dll",
+            "combase.dll",
+            "oleaut32.dll",
+            "rpcrt4.dll",
+        ] {
+            assert!(f.matches(n), "{n}");
+        }
+        for n in ["odbcvend.dll", "leakyapp.exe", "ntdllx.dll", "kernel32x.dll"] {
+            assert!(!f.matches(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn patterns_with_extension_match_whole_name() {
+        let f = ModuleFilter::new(["ldtrack.dll", "MyAlloc"]);
+        assert!(f.matches("LDTRACK.DLL"));
+        assert!(!f.matches("ldtrack.exe"));
+        assert!(f.matches("myalloc.dll"));
+    }
+
+    fn module(name: &str, base: u64) -> Module {
+        Module {
+            name: name.into(),
+            path: name.into(),
+            base: VirtAddr(base),
+            size: 0x1000,
+            unloaded: false,
+            timestamp: 0,
+            debug_id: None,
+            debug_file: None,
+            version: None,
+        }
+    }
+
+    #[test]
+    fn rule_skips_system_and_allocator_modules() {
+        let map = ModuleMap::new(vec![
+            module("ntdll.dll", 0x1000),
+            module("ldtrack.dll", 0x2000),
+            module("odbcvend.dll", 0x3000),
+            module("app.exe", 0x4000),
+        ]);
+        let mut skip = ModuleFilter::system_with::<&str>(&[]);
+        skip.extend(&["ldtrack.dll"]);
+        let r = responsible_frame(
+            [0x1010, 0x2020, 0x3366, 0x4040].map(VirtAddr),
+            &map,
+            &skip,
+        )
+        .unwrap();
+        assert_eq!(r.owner, Owner::Module(2));
+        assert_eq!((r.frame, r.rva), (2, Some(Rva(0x366))));
+
+        // Every frame skipped: the innermost frame's module.
+        let r = responsible_frame([0x2020, 0x1010].map(VirtAddr), &map, &skip).unwrap();
+        assert_eq!((r.owner, r.frame), (Owner::Module(1), 0));
+
+        // A frame outside every module is not skipped: it is charged to "unknown".
+        let r = responsible_frame([0x1010, 0x9999, 0x3366].map(VirtAddr), &map, &skip).unwrap();
+        assert_eq!((r.owner, r.frame, r.rva), (Owner::Unknown, 1, None));
+
+        assert_eq!(responsible_frame([], &map, &skip), None);
+    }
+}

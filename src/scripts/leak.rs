@@ -1,0 +1,449 @@
+//! Leak analysis: outstanding allocations aggregated by stack, charged to their
+//! responsible module, and ranked.
+//!
+//! The work is two linear passes. First every distinct stack is attributed once
+//! (stacks are deduplicated by the tracker, so this is cheap); then the allocation
+//! table is read once, adding each record to its stack's and its module's totals.
+//! Memory is proportional to the number of stacks and modules, both already checked
+//! against the stream's size, never to the allocation count.
+
+use super::attribution::{responsible_frame, ModuleFilter, Owner, Responsible};
+use crate::addr::{Rva, VirtAddr};
+use crate::dump::stream::{AllocationStream, AllocatorKind, NO_STACK};
+use crate::model::ModuleMap;
+use serde::Serialize;
+use std::collections::HashMap;
+use thiserror::Error;
+
+/// Name used for allocations whose responsible frame lies in no module.
+pub const UNKNOWN_MODULE: &str = "(unknown)";
+/// Name used for allocations with no usable stack.
+pub const NO_STACK_MODULE: &str = "(no stack)";
+
+/// How much detail to keep per module.
+#[derive(Clone, Debug)]
+pub struct LeakOptions {
+    /// Modules whose frames are plumbing, besides the stream's `allocator_modules`.
+    pub system_modules: ModuleFilter,
+    /// Sample stacks kept per module (most bytes first).
+    pub sample_stacks: usize,
+    /// Functions listed per module (most bytes first).
+    pub top_functions: usize,
+}
+
+impl Default for LeakOptions {
+    fn default() -> Self {
+        LeakOptions {
+            system_modules: ModuleFilter::system_with::<&str>(&[]),
+            sample_stacks: 3,
+            top_functions: 10,
+        }
+    }
+}
+
+/// Why the analysis refused a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum LeakError {
+    #[error("allocation stream: the sizes of the outstanding allocations add up to more than 2^64 bytes (at allocation {index}, size {size})")]
+    TotalOverflow { index: u64, size: u64 },
+}
+
+/// A count of allocations and their bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub allocations: u64,
+    pub bytes: u64,
+}
+
+impl Totals {
+    fn add(&mut self, bytes: u64) {
+        self.allocations += 1;
+        self.bytes += bytes;
+    }
+    fn merge(&mut self, other: Totals) {
+        self.allocations += other.allocations;
+        self.bytes += other.bytes;
+    }
+}
+
+/// The upper bounds (exclusive) of the allocation-size buckets; the last is open.
+pub const SIZE_BUCKETS: [u64; 8] = [
+    16,
+    64,
+    256,
+    1024,
+    4 * 1024,
+    16 * 1024,
+    64 * 1024,
+    1024 * 1024,
+];
+
+fn size_bucket(size: u64) -> usize {
+    SIZE_BUCKETS.partition_point(|&b| b <= size)
+}
+
+/// One bucket of the size distribution: sizes in `[min, max)`, `max` absent for the
+/// last, open bucket.
+#[derive(Clone, Debug, Serialize)]
+pub struct SizeBucket {
+    pub min: u64,
+    pub max: Option<u64>,
+    pub allocations: u64,
+    pub bytes: u64,
+}
+
+/// Totals for one allocator kind.
+#[derive(Clone, Debug, Serialize)]
+pub struct AllocatorTotals {
+    pub kind: AllocatorKind,
+    pub allocations: u64,
+    pub bytes: u64,
+}
+
+/// A function (until symbols: the responsible frame's `module+0xRVA`).
+#[derive(Clone, Debug, Serialize)]
+pub struct FunctionLeak {
+    pub name: String,
+    pub allocations: u64,
+    pub bytes: u64,
+}
+
+/// One frame of a sample stack.
+#[derive(Clone, Debug, Serialize)]
+pub struct Frame {
+    /// The module's file name, `None` when the address lies in no module.
+    pub module: Option<String>,
+    /// Offset in the module.
+    pub offset: Option<Rva>,
+    pub address: VirtAddr,
+    /// This is the frame the allocation was charged to.
+    pub responsible: bool,
+}
+
+/// A sample stack.
+#[derive(Clone, Debug, Serialize)]
+pub struct StackSample {
+    /// Index in the stream's stack table.
+    pub stack: u32,
+    pub allocations: u64,
+    pub bytes: u64,
+    pub frames: Vec<Frame>,
+}
+
+/// What a list left out, so totals still add up.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Omitted {
+    pub count: u64,
+    pub allocations: u64,
+    pub bytes: u64,
+}
+
+/// A module and the outstanding allocations charged to it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModuleLeak {
+    /// The module's file name, or `(unknown)` / `(no stack)`.
+    pub name: String,
+    pub path: Option<String>,
+    pub base: Option<VirtAddr>,
+    pub size: Option<u64>,
+    pub allocations: u64,
+    pub bytes: u64,
+    pub functions: Vec<FunctionLeak>,
+    pub functions_omitted: Omitted,
+    pub size_distribution: Vec<SizeBucket>,
+    pub allocators: Vec<AllocatorTotals>,
+    /// Distinct stacks charged to the module.
+    pub stack_count: u64,
+    pub stacks: Vec<StackSample>,
+    pub stacks_omitted: Omitted,
+}
+
+/// A module's place in the ranking by count.
+#[derive(Clone, Debug, Serialize)]
+pub struct RankEntry {
+    pub name: String,
+    pub allocations: u64,
+    pub bytes: u64,
+}
+
+/// The leak analysis of one dump.
+#[derive(Clone, Debug, Serialize)]
+pub struct LeakAnalysis {
+    pub totals: Totals,
+    /// Records with stack index 0xFFFFFFFF.
+    pub no_stack: Totals,
+    /// Records whose stack index is neither 0xFFFFFFFF nor below stack_count: kept in the
+    /// totals, charged to `(no stack)`.
+    pub invalid_stack_records: Totals,
+    /// Modules ranked by outstanding bytes (then count, then name).
+    pub modules: Vec<ModuleLeak>,
+    /// The same modules ranked by outstanding allocation count.
+    pub modules_by_count: Vec<RankEntry>,
+}
+
+#[derive(Default)]
+struct ModuleAcc {
+    totals: Totals,
+    sizes: [Totals; SIZE_BUCKETS.len() + 1],
+    allocators: [Totals; 6],
+    stacks: Vec<u32>,
+}
+
+fn owner_name(owner: Owner, modules: &ModuleMap) -> String {
+    match owner {
+        Owner::Module(i) => modules.get(i).name.clone(),
+        Owner::Unknown => UNKNOWN_MODULE.to_owned(),
+        Owner::NoStack => NO_STACK_MODULE.to_owned(),
+    }
+}
+
+fn function_name(r: &Responsible, modules: &ModuleMap) -> String {
+    match (r.owner, r.rva) {
+        (Owner::Module(i), Some(rva)) => format!("{}+{}", modules.get(i).name, rva),
+        _ => format!("{}", r.address),
+    }
+}
+
+/// Runs the analysis over one stream.
+pub fn analyze(
+    stream: &AllocationStream<'_>,
+    modules: &ModuleMap,
+    options: &LeakOptions,
+) -> Result<LeakAnalysis, LeakError> {
+    let mut skip = options.system_modules.clone();
+    skip.extend(&stream.allocator_modules());
+
+    // Pass 1: attribute every distinct stack once.
+    let stack_count = stream.stack_count();
+    let responsible: Vec<Option<Responsible>> = (0..stack_count as u32)
+        .map(|s| {
+            stream
+                .stack_frames(s)
+                .and_then(|frames| responsible_frame(frames, modules, &skip))
+        })
+        .collect();
+
+    // Pass 2: one read of the allocation table.
+    let mut per_stack = vec![Totals::default(); stack_count];
+    let mut by_owner: HashMap<Owner, ModuleAcc> = HashMap::new();
+    let mut totals = Totals::default();
+    let mut no_stack = Totals::default();
+    let mut invalid = Totals::default();
+    for (index, a) in stream.allocations().enumerate() {
+        totals.bytes = totals
+            .bytes
+            .checked_add(a.size)
+            .ok_or(LeakError::TotalOverflow {
+                index: index as u64,
+                size: a.size,
+            })?;
+        totals.allocations += 1;
+        // Every partial sum below is bounded by `totals.bytes`, so none can overflow.
+        let owner = if a.stack == NO_STACK {
+            no_stack.add(a.size);
+            Owner::NoStack
+        } else if (a.stack as usize) < stack_count {
+            per_stack[a.stack as usize].add(a.size);
+            responsible[a.stack as usize].map_or(Owner::NoStack, |r| r.owner)
+        } else {
+            invalid.add(a.size);
+            Owner::NoStack
+        };
+        let acc = by_owner.entry(owner).or_default();
+        acc.totals.add(a.size);
+        acc.sizes[size_bucket(a.size)].add(a.size);
+        acc.allocators[a.allocator().index()].add(a.size);
+    }
+    for (s, r) in responsible.iter().enumerate() {
+        if per_stack[s].allocations == 0 {
+            continue;
+        }
+        let owner = r.map_or(Owner::NoStack, |r| r.owner);
+        if let Some(acc) = by_owner.get_mut(&owner) {
+            acc.stacks.push(s as u32);
+        }
+    }
+
+    let mut modules_out: Vec<ModuleLeak> = by_owner
+        .into_iter()
+        .map(|(owner, acc)| {
+            build_module(owner, acc, stream, modules, &responsible, &per_stack, options)
+        })
+        .collect();
+    modules_out.sort_by(|a, b| {
+        b.bytes
+            .cmp(&a.bytes)
+            .then(b.allocations.cmp(&a.allocations))
+            .then_with(|| a.name.cmp(&b.name))
+            .then(a.base.cmp(&b.base))
+    });
+    let mut modules_by_count: Vec<RankEntry> = modules_out
+        .iter()
+        .map(|m| RankEntry {
+            name: m.name.clone(),
+            allocations: m.allocations,
+            bytes: m.bytes,
+        })
+        .collect();
+    modules_by_count.sort_by(|a, b| {
+        b.allocations
+            .cmp(&a.allocations)
+            .then(b.bytes.cmp(&a.bytes))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+
+    Ok(LeakAnalysis {
+        totals,
+        no_stack,
+        invalid_stack_records: invalid,
+        modules: modules_out,
+        modules_by_count,
+    })
+}
+
+fn build_module(
+    owner: Owner,
+    acc: ModuleAcc,
+    stream: &AllocationStream<'_>,
+    modules: &ModuleMap,
+    responsible: &[Option<Responsible>],
+    per_stack: &[Totals],
+    options: &LeakOptions,
+) -> ModuleLeak {
+    // Functions: the responsible frames of the module's stacks, grouped by name.
+    let mut functions: HashMap<String, Totals> = HashMap::new();
+    for &s in &acc.stacks {
+        if let Some(r) = &responsible[s as usize] {
+            functions
+                .entry(function_name(r, modules))
+                .or_default()
+                .merge(per_stack[s as usize]);
+        }
+    }
+    let mut functions: Vec<FunctionLeak> = functions
+        .into_iter()
+        .map(|(name, t)| FunctionLeak {
+            name,
+            allocations: t.allocations,
+            bytes: t.bytes,
+        })
+        .collect();
+    functions.sort_by(|a, b| {
+        b.bytes
+            .cmp(&a.bytes)
+            .then(b.allocations.cmp(&a.allocations))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    let functions_omitted = omit(&mut functions, options.top_functions, |f| {
+        (f.allocations, f.bytes)
+    });
+
+    let mut stacks = acc.stacks;
+    stacks.sort_by(|&a, &b| {
+        let (ta, tb) = (per_stack[a as usize], per_stack[b as usize]);
+        tb.bytes
+            .cmp(&ta.bytes)
+            .then(tb.allocations.cmp(&ta.allocations))
+            .then(a.cmp(&b))
+    });
+    let stack_count = stacks.len() as u64;
+    let mut samples: Vec<StackSample> = stacks
+        .iter()
+        .map(|&s| StackSample {
+            stack: s,
+            allocations: per_stack[s as usize].allocations,
+            bytes: per_stack[s as usize].bytes,
+            frames: Vec::new(),
+        })
+        .collect();
+    let stacks_omitted = omit(&mut samples, options.sample_stacks, |s| {
+        (s.allocations, s.bytes)
+    });
+    for sample in &mut samples {
+        let charged = responsible[sample.stack as usize].map(|r| r.frame);
+        sample.frames = stream
+            .stack_frames(sample.stack)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, address)| {
+                let located = modules.locate(address);
+                Frame {
+                    module: located.map(|(m, _)| modules.get(m).name.clone()),
+                    offset: located.map(|(_, rva)| rva),
+                    address,
+                    responsible: charged == Some(i),
+                }
+            })
+            .collect();
+    }
+
+    let size_distribution = acc
+        .sizes
+        .iter()
+        .enumerate()
+        .map(|(i, t)| SizeBucket {
+            min: if i == 0 { 0 } else { SIZE_BUCKETS[i - 1] },
+            max: SIZE_BUCKETS.get(i).copied(),
+            allocations: t.allocations,
+            bytes: t.bytes,
+        })
+        .collect();
+    let allocators = AllocatorKind::ALL
+        .iter()
+        .zip(acc.allocators.iter())
+        .filter(|(_, t)| t.allocations > 0)
+        .map(|(&kind, t)| AllocatorTotals {
+            kind,
+            allocations: t.allocations,
+            bytes: t.bytes,
+        })
+        .collect();
+    let module = match owner {
+        Owner::Module(i) => Some(modules.get(i)),
+        _ => None,
+    };
+    ModuleLeak {
+        name: owner_name(owner, modules),
+        path: module.map(|m| m.path.clone()),
+        base: module.map(|m| m.base),
+        size: module.map(|m| m.size),
+        allocations: acc.totals.allocations,
+        bytes: acc.totals.bytes,
+        functions,
+        functions_omitted,
+        size_distribution,
+        allocators,
+        stack_count,
+        stacks: samples,
+        stacks_omitted,
+    }
+}
+
+/// Truncates `items` to `keep` and returns what was cut.
+fn omit<T>(items: &mut Vec<T>, keep: usize, totals: impl Fn(&T) -> (u64, u64)) -> Omitted {
+    let mut omitted = Omitted::default();
+    for item in items.iter().skip(keep) {
+        let (allocations, bytes) = totals(item);
+        omitted.count += 1;
+        omitted.allocations += allocations;
+        omitted.bytes += bytes;
+    }
+    items.truncate(keep);
+    omitted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_cover_every_size() {
+        assert_eq!(size_bucket(0), 0);
+        assert_eq!(size_bucket(15), 0);
+        assert_eq!(size_bucket(16), 1);
+        assert_eq!(size_bucket(1024 * 1024 - 1), 7);
+        assert_eq!(size_bucket(1024 * 1024), 8);
+        assert_eq!(size_bucket(u64::MAX), 8);
+    }
+}
