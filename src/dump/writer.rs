@@ -28,6 +28,11 @@ pub struct NewAllocation {
 #[derive(Clone, Debug, Default)]
 pub struct AllocationStreamBuilder {
     pub flags: u32,
+    /// Written as is; a later minor version would set it.
+    pub version_minor: u16,
+    /// Header size to write, at least [`HEADER_SIZE`]; the bytes past the 1.0 fields
+    /// are zero (a newer writer's fields this reader does not know).
+    pub header_size: u32,
     pub tracking_start: u64,
     pub snapshot_time: u64,
     frames: Vec<u64>,
@@ -46,6 +51,8 @@ impl AllocationStreamBuilder {
         AllocationStreamBuilder {
             tracking_start,
             snapshot_time,
+            version_minor: VERSION_MINOR,
+            header_size: HEADER_SIZE as u32,
             ..Default::default()
         }
     }
@@ -109,7 +116,8 @@ impl AllocationStreamBuilder {
             .iter()
             .map(|(k, v)| format!("{k}={v}\n"))
             .collect();
-        let frames_offset = HEADER_SIZE;
+        let header_size = (self.header_size as usize).max(HEADER_SIZE);
+        let frames_offset = align8(header_size);
         let stacks_offset = align8(frames_offset + self.frames.len() * FRAME_SIZE);
         let allocations_offset = align8(stacks_offset + self.stacks.len() * STACK_RECORD_SIZE);
         let metadata_offset =
@@ -122,8 +130,8 @@ impl AllocationStreamBuilder {
         };
         put(&mut out, field::MAGIC, &MAGIC.to_le_bytes());
         put(&mut out, field::VERSION_MAJOR, &VERSION_MAJOR.to_le_bytes());
-        put(&mut out, field::VERSION_MINOR, &VERSION_MINOR.to_le_bytes());
-        put(&mut out, field::HEADER_SIZE, &(HEADER_SIZE as u32).to_le_bytes());
+        put(&mut out, field::VERSION_MINOR, &self.version_minor.to_le_bytes());
+        put(&mut out, field::HEADER_SIZE, &(header_size as u32).to_le_bytes());
         put(&mut out, field::FLAGS, &self.flags.to_le_bytes());
         put(&mut out, field::TRACKING_START, &self.tracking_start.to_le_bytes());
         put(&mut out, field::SNAPSHOT_TIME, &self.snapshot_time.to_le_bytes());

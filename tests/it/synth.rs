@@ -218,7 +218,7 @@ pub fn demo_stream(hour: u64, start_unix: u64) -> Vec<u8> {
     }
     // Requests in flight: 30 buffers in the last 20 seconds.
     for i in 0..30 {
-        let size = 8192;
+        let size = 16384;
         let time = window - 20 * SECOND + i * (20 * SECOND / 30);
         b.allocate(next(size), size, time, AllocatorKind::Heap, &in_flight);
     }

@@ -1,0 +1,11 @@
+//! leakdiag's integration tests: one binary, one module per area, shared helpers.
+
+mod analysis;
+mod bad_input;
+mod cli;
+mod golden;
+mod helpers;
+mod html;
+mod props;
+mod stream;
+mod synth;
