@@ -14,7 +14,9 @@ fn main() -> std::io::Result<()> {
     let out = std::env::args()
         .nth(1)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/demo-incident"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/demo-incident")
+        });
     std::fs::create_dir_all(&out)?;
     for hour in 1..=3 {
         let path = out.join(format!("w3wp_4711_{hour}h.dmp"));

@@ -250,7 +250,12 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_else(|| p.display().to_string())
 }
 
-fn write_one(path: &Path, dir: &str, outcome: Outcome, out: &Path) -> Result<IndexEntry, OutputError> {
+fn write_one(
+    path: &Path,
+    dir: &str,
+    outcome: Outcome,
+    out: &Path,
+) -> Result<IndexEntry, OutputError> {
     let mut entry = IndexEntry {
         path: path.display().to_string(),
         file_name: file_name(path),

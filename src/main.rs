@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "leakdiag", version, about = "Native memory leak analysis of tracker-annotated Windows minidumps")]
+#[command(
+    name = "leakdiag",
+    version,
+    about = "Native memory leak analysis of tracker-annotated Windows minidumps"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,7 +58,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match run(cli) {
@@ -90,7 +98,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("cannot start the worker threads")?;
             let index = pool.install(|| leakdiag::batch::run(&inputs, &out, &options))?;
             if index.inputs.is_empty() {
-                eprintln!("leakdiag: no dumps found in the inputs (folders are searched for *.dmp)");
+                eprintln!(
+                    "leakdiag: no dumps found in the inputs (folders are searched for *.dmp)"
+                );
                 return Ok(ExitCode::from(2));
             }
             for entry in index.inputs.iter().filter(|e| e.status != "ok") {
@@ -104,14 +114,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     out.join("index.html").display()
                 );
             }
-            Ok(if index.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if index.failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Inspect { dump } => {
             let file = leakdiag::dump::DumpFile::open(&dump)?;
             let stdout = std::io::stdout();
             let mut w = stdout.lock();
             let failure = leakdiag::dump::inspect::inspect(&mut w, &file)?;
-            Ok(if failure.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if failure.is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
     }
 }

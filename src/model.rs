@@ -155,13 +155,15 @@ pub fn filetime_to_rfc3339(filetime: u64) -> Option<String> {
     const TICKS_1601_TO_1970: i128 = 116_444_736_000_000_000;
     let nanos = (i128::from(filetime) - TICKS_1601_TO_1970) * 100;
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).ok()?;
-    t.format(&time::format_description::well_known::Rfc3339).ok()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 /// Converts Unix seconds to RFC 3339.
 pub fn unix_to_rfc3339(seconds: u64) -> Option<String> {
     let t = time::OffsetDateTime::from_unix_timestamp(i64::try_from(seconds).ok()?).ok()?;
-    t.format(&time::format_description::well_known::Rfc3339).ok()
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 /// One line of tracker metadata.
@@ -254,7 +256,10 @@ mod tests {
 
     #[test]
     fn file_names_and_times() {
-        assert_eq!(Module::file_name_of("C:\\a\\b\\odbcvend.dll"), "odbcvend.dll");
+        assert_eq!(
+            Module::file_name_of("C:\\a\\b\\odbcvend.dll"),
+            "odbcvend.dll"
+        );
         assert_eq!(Module::file_name_of("/usr/lib/x.so"), "x.so");
         assert_eq!(Module::file_name_of("plain.dll"), "plain.dll");
         // 2020-01-01T00:00:00Z

@@ -20,7 +20,11 @@ fn stream_name(stream_type: u32) -> String {
 }
 
 fn print_header<W: Write>(w: &mut W, h: &StreamHeader) -> io::Result<()> {
-    writeln!(w, "  version            {}.{}", h.version_major, h.version_minor)?;
+    writeln!(
+        w,
+        "  version            {}.{}",
+        h.version_major, h.version_minor
+    )?;
     writeln!(w, "  header_size        {}", h.header_size)?;
     writeln!(
         w,
@@ -31,17 +35,39 @@ fn print_header<W: Write>(w: &mut W, h: &StreamHeader) -> io::Result<()> {
         h.flags.truncated_stacks()
     )?;
     let time = |t| filetime_to_rfc3339(t).unwrap_or_else(|| "(not a valid time)".into());
-    writeln!(w, "  tracking_start     {} ({})", h.tracking_start, time(h.tracking_start))?;
-    writeln!(w, "  snapshot_time      {} ({})", h.snapshot_time, time(h.snapshot_time))?;
-    writeln!(w, "  frames             offset {} count {}", h.frames.offset, h.frames.count)?;
-    writeln!(w, "  stacks             offset {} count {}", h.stacks.offset, h.stacks.count)?;
+    writeln!(
+        w,
+        "  tracking_start     {} ({})",
+        h.tracking_start,
+        time(h.tracking_start)
+    )?;
+    writeln!(
+        w,
+        "  snapshot_time      {} ({})",
+        h.snapshot_time,
+        time(h.snapshot_time)
+    )?;
+    writeln!(
+        w,
+        "  frames             offset {} count {}",
+        h.frames.offset, h.frames.count
+    )?;
+    writeln!(
+        w,
+        "  stacks             offset {} count {}",
+        h.stacks.offset, h.stacks.count
+    )?;
     writeln!(
         w,
         "  allocations        offset {} count {}",
         h.allocations.offset, h.allocations.count
     )?;
     match h.metadata {
-        Some(m) => writeln!(w, "  metadata           offset {} size {}", m.offset, m.count)?,
+        Some(m) => writeln!(
+            w,
+            "  metadata           offset {} size {}",
+            m.offset, m.count
+        )?,
         None => writeln!(w, "  metadata           none")?,
     }
     Ok(())
@@ -57,7 +83,11 @@ pub fn inspect<W: Write>(w: &mut W, dump: &DumpFile) -> io::Result<Option<DumpEr
     writeln!(w, "  flags              0x{:x}", md.header.flags)?;
     writeln!(w)?;
     writeln!(w, "Streams")?;
-    writeln!(w, "  {:<10} {:<32} {:>12} {:>12}", "type", "name", "offset", "size")?;
+    writeln!(
+        w,
+        "  {:<10} {:<32} {:>12} {:>12}",
+        "type", "name", "offset", "size"
+    )?;
     let mut streams: Vec<_> = md.all_streams().collect();
     streams.sort_by_key(|d| d.location.rva);
     for d in streams {
@@ -78,14 +108,35 @@ pub fn inspect<W: Write>(w: &mut W, dump: &DumpFile) -> io::Result<Option<DumpEr
     writeln!(w, "Process")?;
     let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "–".into());
     writeln!(w, "  image              {}", show(&process.image))?;
-    writeln!(w, "  pid                {}", process.pid.map(|p| p.to_string()).unwrap_or_else(|| "–".into()))?;
-    writeln!(w, "  arch / os          {} / {} {}", show(&process.arch), show(&process.os), show(&process.os_version))?;
-    writeln!(w, "  process started    {}", show(&process.process_create_time))?;
+    writeln!(
+        w,
+        "  pid                {}",
+        process
+            .pid
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "–".into())
+    )?;
+    writeln!(
+        w,
+        "  arch / os          {} / {} {}",
+        show(&process.arch),
+        show(&process.os),
+        show(&process.os_version)
+    )?;
+    writeln!(
+        w,
+        "  process started    {}",
+        show(&process.process_create_time)
+    )?;
     writeln!(w, "  dump written       {}", show(&process.dump_time))?;
     writeln!(w)?;
 
     writeln!(w, "Modules ({})", modules.len())?;
-    writeln!(w, "  {:<18} {:>12} {:<9} {:<28} debug", "base", "size", "state", "name")?;
+    writeln!(
+        w,
+        "  {:<18} {:>12} {:<9} {:<28} debug",
+        "base", "size", "state", "name"
+    )?;
     for m in modules.modules() {
         let debug = match (&m.debug_file, &m.debug_id) {
             (Some(f), Some(id)) => format!("{f} {id}"),
@@ -121,7 +172,12 @@ pub fn inspect<W: Write>(w: &mut W, dump: &DumpFile) -> io::Result<Option<DumpEr
         Ok(Some(s)) => {
             print_header(w, s.header())?;
             let bytes: u128 = s.allocations().map(|a| u128::from(a.size)).sum();
-            writeln!(w, "  outstanding        {} allocations, {} bytes", s.allocation_count(), bytes)?;
+            writeln!(
+                w,
+                "  outstanding        {} allocations, {} bytes",
+                s.allocation_count(),
+                bytes
+            )?;
             writeln!(w, "  metadata:")?;
             for e in s.metadata() {
                 match e.value {

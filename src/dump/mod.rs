@@ -13,8 +13,8 @@ use crate::addr::VirtAddr;
 use crate::model::{unix_to_rfc3339, DumpSource, Module, ModuleMap, ProcessInfo};
 use memmap2::Mmap;
 use minidump::{
-    Minidump, MinidumpMiscInfo, MinidumpModuleList, MinidumpSystemInfo,
-    MinidumpUnloadedModuleList, Module as _,
+    Minidump, MinidumpMiscInfo, MinidumpModuleList, MinidumpSystemInfo, MinidumpUnloadedModuleList,
+    Module as _,
 };
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -36,7 +36,10 @@ pub enum DumpError {
     )]
     StreamOutsideFile { path: PathBuf },
     #[error("{path}: {source}")]
-    Stream { path: PathBuf, source: StreamError },
+    Stream {
+        path: PathBuf,
+        source: Box<StreamError>,
+    },
 }
 
 /// A memory-mapped minidump.
@@ -113,7 +116,7 @@ impl DumpFile {
             .map(Some)
             .map_err(|source| DumpError::Stream {
                 path: self.path.clone(),
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -163,7 +166,9 @@ impl DumpFile {
                 }
             }
             Err(minidump::Error::StreamNotFound) => {}
-            Err(e) => warnings.push(format!("the dump's unloaded-module list cannot be read ({e})")),
+            Err(e) => warnings.push(format!(
+                "the dump's unloaded-module list cannot be read ({e})"
+            )),
         }
         ModuleMap::new(modules)
     }

@@ -307,7 +307,7 @@ fn section<'a>(
     if count == 0 {
         return Ok(&[]);
     }
-    if offset % 8 != 0 {
+    if !offset.is_multiple_of(8) {
         return Err(StreamError::Misaligned {
             offset_field,
             offset,
@@ -402,11 +402,10 @@ impl<'a> AllocationStream<'a> {
             )?;
             (b, Some(metadata_loc))
         };
-        let metadata_text = std::str::from_utf8(metadata_bytes).map_err(|e| {
-            StreamError::MetadataNotUtf8 {
+        let metadata_text =
+            std::str::from_utf8(metadata_bytes).map_err(|e| StreamError::MetadataNotUtf8 {
                 at: e.valid_up_to(),
-            }
-        })?;
+            })?;
 
         let (frames, _) = frames.as_chunks::<FRAME_SIZE>();
         let (stacks, _) = stacks.as_chunks::<STACK_RECORD_SIZE>();
@@ -542,9 +541,7 @@ impl<'a> AllocationStream<'a> {
 
     /// The value of the first metadata line with this key.
     pub fn metadata_value(&self, key: &str) -> Option<&'a str> {
-        self.metadata()
-            .find(|e| e.key == key)
-            .and_then(|e| e.value)
+        self.metadata().find(|e| e.key == key).and_then(|e| e.value)
     }
 
     /// The module file names the tracker declared as allocation plumbing.

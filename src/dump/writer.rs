@@ -130,11 +130,27 @@ impl AllocationStreamBuilder {
         };
         put(&mut out, field::MAGIC, &MAGIC.to_le_bytes());
         put(&mut out, field::VERSION_MAJOR, &VERSION_MAJOR.to_le_bytes());
-        put(&mut out, field::VERSION_MINOR, &self.version_minor.to_le_bytes());
-        put(&mut out, field::HEADER_SIZE, &(header_size as u32).to_le_bytes());
+        put(
+            &mut out,
+            field::VERSION_MINOR,
+            &self.version_minor.to_le_bytes(),
+        );
+        put(
+            &mut out,
+            field::HEADER_SIZE,
+            &(header_size as u32).to_le_bytes(),
+        );
         put(&mut out, field::FLAGS, &self.flags.to_le_bytes());
-        put(&mut out, field::TRACKING_START, &self.tracking_start.to_le_bytes());
-        put(&mut out, field::SNAPSHOT_TIME, &self.snapshot_time.to_le_bytes());
+        put(
+            &mut out,
+            field::TRACKING_START,
+            &self.tracking_start.to_le_bytes(),
+        );
+        put(
+            &mut out,
+            field::SNAPSHOT_TIME,
+            &self.snapshot_time.to_le_bytes(),
+        );
         let header_u64s = [
             (field::FRAMES_OFFSET, frames_offset as u64),
             (field::FRAME_COUNT, self.frames.len() as u64),
@@ -144,7 +160,11 @@ impl AllocationStreamBuilder {
             (field::ALLOCATION_COUNT, self.allocations.len() as u64),
             (
                 field::METADATA_OFFSET,
-                if meta.is_empty() { 0 } else { metadata_offset as u64 },
+                if meta.is_empty() {
+                    0
+                } else {
+                    metadata_offset as u64
+                },
             ),
             (field::METADATA_SIZE, meta.len() as u64),
         ];
@@ -184,7 +204,11 @@ mod tests {
         let mut b = AllocationStreamBuilder::new(1000, 2000);
         b.flags = StreamFlags::RETURN_ADDRESSES | StreamFlags::DROPPED;
         let s0 = b.add_stack(&[0x10, 0x20, 0x30]);
-        assert_eq!(b.add_stack(&[0x10, 0x20, 0x30]), s0, "stacks are deduplicated");
+        assert_eq!(
+            b.add_stack(&[0x10, 0x20, 0x30]),
+            s0,
+            "stacks are deduplicated"
+        );
         b.add_allocation(NewAllocation {
             address: 0xAB00,
             size: 123,
@@ -194,7 +218,8 @@ mod tests {
             allocator: AllocatorKind::Com,
         });
         b.allocate(0xCD00, 9, 66, AllocatorKind::Bstr, &[]);
-        b.metadata("tracker", "test 1").metadata("allocator_modules", "a.dll, b.dll");
+        b.metadata("tracker", "test 1")
+            .metadata("allocator_modules", "a.dll, b.dll");
         let bytes = b.build();
         let s = AllocationStream::parse(&bytes).unwrap();
         let h = s.header();
@@ -208,7 +233,10 @@ mod tests {
         let allocs: Vec<_> = s.allocations().collect();
         assert_eq!(allocs.len(), 2);
         assert_eq!(allocs[0].address, VirtAddr(0xAB00));
-        assert_eq!((allocs[0].size, allocs[0].time, allocs[0].heap), (123, 55, 0x77));
+        assert_eq!(
+            (allocs[0].size, allocs[0].time, allocs[0].heap),
+            (123, 55, 0x77)
+        );
         assert_eq!(allocs[0].allocator(), AllocatorKind::Com);
         assert_eq!(allocs[1].stack, NO_STACK);
         assert_eq!(s.metadata_value("tracker"), Some("test 1"));

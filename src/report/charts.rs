@@ -80,6 +80,7 @@ pub fn bar_chart(title: &str, bars: &[(String, u64)], unit: Unit) -> Result<Stri
         chart
             .configure_mesh()
             .disable_y_mesh()
+            .light_line_style(WHITE)
             .y_labels(n)
             .x_labels(5)
             .y_label_formatter(&y_label)
@@ -124,14 +125,20 @@ mod tests {
     fn bars_are_drawn_with_labels() {
         let svg = bar_chart(
             "Outstanding bytes",
-            &[("odbcvend.dll".into(), 525_000), ("app & <co>.exe".into(), 1000)],
+            &[
+                ("odbcvend.dll".into(), 525_000),
+                ("app & <co>.exe".into(), 1000),
+            ],
             Unit::Bytes,
         )
         .unwrap();
         assert!(svg.starts_with("<svg"));
         assert!(svg.contains("odbcvend.dll"));
         assert!(svg.contains("525,000 bytes"));
-        assert!(svg.contains("app &amp; &lt;co&gt;.exe"), "labels are escaped");
+        assert!(
+            svg.contains("app &amp; &lt;co&gt;.exe"),
+            "labels are escaped"
+        );
         assert!(svg.matches("<rect").count() >= 3, "background and two bars");
     }
 

@@ -139,7 +139,14 @@ fn row(name: String, allocations: u64, bytes: u64, whole: u64) -> Row {
 
 fn module_section(rank: usize, m: &ModuleLeak) -> ModuleSection {
     let mut facts = vec![
-        kv("Outstanding", format!("{} bytes in {} allocations", thousands(m.bytes), thousands(m.allocations))),
+        kv(
+            "Outstanding",
+            format!(
+                "{} bytes in {} allocations",
+                thousands(m.bytes),
+                thousands(m.allocations)
+            ),
+        ),
         kv("Distinct stacks", thousands(m.stack_count)),
     ];
     if let Some(p) = &m.path {
@@ -222,7 +229,11 @@ fn leak_views(
         .map(|m| (m.name.clone(), m.allocations))
         .collect();
     let chart_bytes = bar_chart("Top modules by outstanding bytes", &by_bytes, Unit::Bytes)?;
-    let chart_count = bar_chart("Top modules by outstanding allocations", &by_count, Unit::Count)?;
+    let chart_count = bar_chart(
+        "Top modules by outstanding allocations",
+        &by_count,
+        Unit::Count,
+    )?;
     let rows = leak
         .modules
         .iter()
@@ -235,7 +246,11 @@ fn leak_views(
             bytes: thousands(m.bytes),
             approx: approx_bytes(m.bytes),
             share: percent(m.bytes, total),
-            top_function: m.functions.first().map(|f| f.name.clone()).unwrap_or_default(),
+            top_function: m
+                .functions
+                .first()
+                .map(|f| f.name.clone())
+                .unwrap_or_default(),
         })
         .collect();
     let sections = leak
@@ -256,9 +271,19 @@ fn report_page(r: &DumpReport) -> Result<ReportPage, RenderError> {
     ];
     let process = vec![
         kv("Image", opt(&p.image)),
-        kv("Process ID", p.pid.map(|p| p.to_string()).unwrap_or_else(|| "–".into())),
+        kv(
+            "Process ID",
+            p.pid.map(|p| p.to_string()).unwrap_or_else(|| "–".into()),
+        ),
         kv("Architecture", opt(&p.arch)),
-        kv("Operating system", format!("{} {}", opt(&p.os), p.os_version.clone().unwrap_or_default())),
+        kv(
+            "Operating system",
+            format!(
+                "{} {}",
+                opt(&p.os),
+                p.os_version.clone().unwrap_or_default()
+            ),
+        ),
         kv("Process started", opt(&p.process_create_time)),
         kv("Dump written", opt(&p.dump_time)),
     ];
@@ -278,20 +303,67 @@ fn report_page(r: &DumpReport) -> Result<ReportPage, RenderError> {
             kv("Snapshot taken", opt(&t.snapshot)),
             kv("Tracking window", duration(t.duration_seconds)),
             kv("Stream version", t.version.clone()),
-            kv("Flags", if flags.is_empty() { "none".to_owned() } else { flags.join("; ") }),
-            kv("Distinct stacks / frames", format!("{} / {}", thousands(t.stacks), thousands(t.frames))),
+            kv(
+                "Flags",
+                if flags.is_empty() {
+                    "none".to_owned()
+                } else {
+                    flags.join("; ")
+                },
+            ),
+            kv(
+                "Distinct stacks / frames",
+                format!("{} / {}", thousands(t.stacks), thousands(t.frames)),
+            ),
         ]
     });
     let (chart_bytes, chart_count, modules, sections, summary) = match &r.leak {
         Some(leak) => {
             let (a, b, c, d) = leak_views(leak)?;
             let summary = vec![
-                kv("Outstanding allocations", thousands(leak.totals.allocations)),
-                kv("Outstanding bytes", format!("{} ({})", thousands(leak.totals.bytes), approx_bytes(leak.totals.bytes))),
+                kv(
+                    "Outstanding allocations",
+                    thousands(leak.totals.allocations),
+                ),
+                kv(
+                    "Outstanding bytes",
+                    format!(
+                        "{} ({})",
+                        thousands(leak.totals.bytes),
+                        approx_bytes(leak.totals.bytes)
+                    ),
+                ),
                 kv("Modules charged", thousands(leak.modules.len() as u64)),
-                kv("Top module", leak.modules.first().map(|m| format!("{} — {} bytes ({})", m.name, thousands(m.bytes), percent(m.bytes, leak.totals.bytes))).unwrap_or_else(|| "–".into())),
-                kv("Allocations without a stack", format!("{} ({} bytes)", thousands(leak.no_stack.allocations), thousands(leak.no_stack.bytes))),
-                kv("Records with an invalid stack index", format!("{} ({} bytes)", thousands(leak.invalid_stack_records.allocations), thousands(leak.invalid_stack_records.bytes))),
+                kv(
+                    "Top module",
+                    leak.modules
+                        .first()
+                        .map(|m| {
+                            format!(
+                                "{} — {} bytes ({})",
+                                m.name,
+                                thousands(m.bytes),
+                                percent(m.bytes, leak.totals.bytes)
+                            )
+                        })
+                        .unwrap_or_else(|| "–".into()),
+                ),
+                kv(
+                    "Allocations without a stack",
+                    format!(
+                        "{} ({} bytes)",
+                        thousands(leak.no_stack.allocations),
+                        thousands(leak.no_stack.bytes)
+                    ),
+                ),
+                kv(
+                    "Records with an invalid stack index",
+                    format!(
+                        "{} ({} bytes)",
+                        thousands(leak.invalid_stack_records.allocations),
+                        thousands(leak.invalid_stack_records.bytes)
+                    ),
+                ),
             ];
             (a, b, c, d, summary)
         }

@@ -118,7 +118,11 @@ pub struct Responsible {
 }
 
 /// Applies the spec's rule to one stack (innermost frame first).
-pub fn responsible_frame<I>(frames: I, modules: &ModuleMap, skip: &ModuleFilter) -> Option<Responsible>
+pub fn responsible_frame<I>(
+    frames: I,
+    modules: &ModuleMap,
+    skip: &ModuleFilter,
+) -> Option<Responsible>
 where
     I: IntoIterator<Item = VirtAddr>,
 {
@@ -175,7 +179,12 @@ mod tests {
         ] {
             assert!(f.matches(n), "{n}");
         }
-        for n in ["odbcvend.dll", "leakyapp.exe", "ntdllx.dll", "kernel32x.dll"] {
+        for n in [
+            "odbcvend.dll",
+            "leakyapp.exe",
+            "ntdllx.dll",
+            "kernel32x.dll",
+        ] {
             assert!(!f.matches(n), "{n}");
         }
     }
@@ -212,12 +221,8 @@ mod tests {
         ]);
         let mut skip = ModuleFilter::system_with::<&str>(&[]);
         skip.extend(&["ldtrack.dll"]);
-        let r = responsible_frame(
-            [0x1010, 0x2020, 0x3366, 0x4040].map(VirtAddr),
-            &map,
-            &skip,
-        )
-        .unwrap();
+        let r =
+            responsible_frame([0x1010, 0x2020, 0x3366, 0x4040].map(VirtAddr), &map, &skip).unwrap();
         assert_eq!(r.owner, Owner::Module(2));
         assert_eq!((r.frame, r.rva), (2, Some(Rva(0x366))));
 

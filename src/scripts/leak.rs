@@ -267,7 +267,15 @@ pub fn analyze(
     let mut modules_out: Vec<ModuleLeak> = by_owner
         .into_iter()
         .map(|(owner, acc)| {
-            build_module(owner, acc, stream, modules, &responsible, &per_stack, options)
+            build_module(
+                owner,
+                acc,
+                stream,
+                modules,
+                &responsible,
+                &per_stack,
+                options,
+            )
         })
         .collect();
     modules_out.sort_by(|a, b| {

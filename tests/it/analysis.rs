@@ -54,20 +54,41 @@ fn totals_add_up_everywhere() {
     let r = analyze_bytes(demo_dump(2), &AnalyzeOptions::default());
     let leak = r.leak.as_ref().unwrap();
     let t = r.tracking.as_ref().unwrap();
-    assert_eq!((t.allocations, t.bytes), (leak.totals.allocations, leak.totals.bytes));
+    assert_eq!(
+        (t.allocations, t.bytes),
+        (leak.totals.allocations, leak.totals.bytes)
+    );
     let sum = |f: fn(&ModuleLeak) -> (u64, u64)| {
-        leak.modules.iter().map(f).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        leak.modules
+            .iter()
+            .map(f)
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     };
-    assert_eq!(sum(|m| (m.allocations, m.bytes)), (leak.totals.allocations, leak.totals.bytes));
+    assert_eq!(
+        sum(|m| (m.allocations, m.bytes)),
+        (leak.totals.allocations, leak.totals.bytes)
+    );
     for m in &leak.modules {
-        let sizes = m.size_distribution.iter().fold((0, 0), |a, b| (a.0 + b.allocations, a.1 + b.bytes));
+        let sizes = m
+            .size_distribution
+            .iter()
+            .fold((0, 0), |a, b| (a.0 + b.allocations, a.1 + b.bytes));
         assert_eq!(sizes, (m.allocations, m.bytes), "{} sizes", m.name);
-        let kinds = m.allocators.iter().fold((0, 0), |a, b| (a.0 + b.allocations, a.1 + b.bytes));
+        let kinds = m
+            .allocators
+            .iter()
+            .fold((0, 0), |a, b| (a.0 + b.allocations, a.1 + b.bytes));
         assert_eq!(kinds, (m.allocations, m.bytes), "{} allocators", m.name);
         if m.name != "(no stack)" {
-            let funcs = m.functions.iter().fold((m.functions_omitted.allocations, m.functions_omitted.bytes), |a, b| (a.0 + b.allocations, a.1 + b.bytes));
+            let funcs = m.functions.iter().fold(
+                (m.functions_omitted.allocations, m.functions_omitted.bytes),
+                |a, b| (a.0 + b.allocations, a.1 + b.bytes),
+            );
             assert_eq!(funcs, (m.allocations, m.bytes), "{} functions", m.name);
-            let stacks = m.stacks.iter().fold((m.stacks_omitted.allocations, m.stacks_omitted.bytes), |a, b| (a.0 + b.allocations, a.1 + b.bytes));
+            let stacks = m.stacks.iter().fold(
+                (m.stacks_omitted.allocations, m.stacks_omitted.bytes),
+                |a, b| (a.0 + b.allocations, a.1 + b.bytes),
+            );
             assert_eq!(stacks, (m.allocations, m.bytes), "{} stacks", m.name);
         }
     }
@@ -77,10 +98,17 @@ fn totals_add_up_everywhere() {
 fn ranking_by_count_differs_from_ranking_by_bytes() {
     let r = analyze_bytes(demo_dump(1), &AnalyzeOptions::default());
     let leak = r.leak.as_ref().unwrap();
-    let by_count: Vec<&str> = leak.modules_by_count.iter().map(|m| m.name.as_str()).collect();
+    let by_count: Vec<&str> = leak
+        .modules_by_count
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
     // orders.dll's 200 cache entries outnumber httpmod.dll's 30 requests in flight,
     // though they hold fewer bytes.
-    assert_eq!(&by_count[..3], &["odbcvend.dll", "orders.dll", "httpmod.dll"]);
+    assert_eq!(
+        &by_count[..3],
+        &["odbcvend.dll", "orders.dll", "httpmod.dll"]
+    );
 }
 
 #[test]
@@ -116,9 +144,15 @@ fn limits_on_stacks_and_functions_say_what_they_left_out() {
     let r = analyze_bytes(demo_dump(1), &options);
     let vend = module(r.leak.as_ref().unwrap(), "odbcvend.dll");
     assert_eq!(vend.stacks.len(), 1);
-    assert_eq!((vend.stacks_omitted.count, vend.stacks_omitted.bytes), (1, 150_000));
+    assert_eq!(
+        (vend.stacks_omitted.count, vend.stacks_omitted.bytes),
+        (1, 150_000)
+    );
     assert!(vend.functions.is_empty());
-    assert_eq!((vend.functions_omitted.count, vend.functions_omitted.bytes), (1, 1_950_000));
+    assert_eq!(
+        (vend.functions_omitted.count, vend.functions_omitted.bytes),
+        (1, 1_950_000)
+    );
 }
 
 #[test]
@@ -139,8 +173,21 @@ fn extra_system_modules_move_the_charge_outward() {
 fn allocator_modules_come_from_the_stream_metadata() {
     // Without the metadata line the tracker's own frame is charged.
     let mut b = AllocationStreamBuilder::new(filetime(0), filetime(60));
-    b.allocate(0x10, 100, SECOND, AllocatorKind::CRuntime, &[frames::LDTRACK_HOOK, frames::VEND_ROW_BUFFER]);
-    let dump = |bytes| SynthDump { modules: demo_modules(), stream: Some(bytes), ..Default::default() }.build();
+    b.allocate(
+        0x10,
+        100,
+        SECOND,
+        AllocatorKind::CRuntime,
+        &[frames::LDTRACK_HOOK, frames::VEND_ROW_BUFFER],
+    );
+    let dump = |bytes| {
+        SynthDump {
+            modules: demo_modules(),
+            stream: Some(bytes),
+            ..Default::default()
+        }
+        .build()
+    };
     let r = analyze_bytes(dump(b.build()), &AnalyzeOptions::default());
     assert_eq!(r.leak.unwrap().modules[0].name, "ldtrack.dll");
     b.metadata("allocator_modules", "LDTRACK.DLL");
@@ -154,14 +201,24 @@ fn the_process_and_tracking_window_are_reported() {
     assert_eq!(r.process.pid, Some(4711));
     assert_eq!(r.process.arch.as_deref(), Some("amd64"));
     assert_eq!(r.process.dump_time.as_deref(), Some("2025-11-24T19:00:00Z"));
-    assert_eq!(r.process.process_create_time.as_deref(), Some("2025-11-24T15:59:00Z"));
+    assert_eq!(
+        r.process.process_create_time.as_deref(),
+        Some("2025-11-24T15:59:00Z")
+    );
     assert!(r.process.image.as_deref().unwrap().ends_with("w3wp.exe"));
     let t = r.tracking.unwrap();
     assert_eq!(t.start.as_deref(), Some("2025-11-24T16:00:00Z"));
     assert_eq!(t.duration_seconds, 10800.0);
     assert!(t.flags.return_addresses && !t.flags.dropped);
     assert_eq!(t.allocator_modules, vec!["ldtrack.dll"]);
-    let m = r.module_list.iter().find(|m| m.name == "odbcvend.dll").unwrap();
+    let m = r
+        .module_list
+        .iter()
+        .find(|m| m.name == "odbcvend.dll")
+        .unwrap();
     assert_eq!(m.debug_file.as_deref(), Some("odbcvend.pdb"));
-    assert_eq!(m.debug_id.as_deref(), Some("030303030303030303030303030303031"));
+    assert_eq!(
+        m.debug_id.as_deref(),
+        Some("030303030303030303030303030303031")
+    );
 }

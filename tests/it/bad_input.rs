@@ -58,7 +58,9 @@ fn unknown_major_version() {
 fn header_size_out_of_range() {
     let m = error_for(|b| b[field::HEADER_SIZE] = 40);
     assert!(m.contains("header_size is 40"), "{m}");
-    let m = error_for(|b| b[field::HEADER_SIZE..field::HEADER_SIZE + 4].copy_from_slice(&u32::MAX.to_le_bytes()));
+    let m = error_for(|b| {
+        b[field::HEADER_SIZE..field::HEADER_SIZE + 4].copy_from_slice(&u32::MAX.to_le_bytes())
+    });
     assert!(m.contains("header_size is 4294967295"), "{m}");
 }
 
@@ -71,7 +73,10 @@ fn stream_shorter_than_header() {
 #[test]
 fn section_outside_the_stream() {
     let m = error_for(|b| set_u64(b, field::ALLOCATIONS_OFFSET, 1 << 40));
-    assert!(m.contains("allocations_offset = 1099511627776") && m.contains("outside the stream"), "{m}");
+    assert!(
+        m.contains("allocations_offset = 1099511627776") && m.contains("outside the stream"),
+        "{m}"
+    );
     let m = error_for(|b| set_u64(b, field::FRAME_COUNT, 1000));
     assert!(m.contains("frame_count = 1000"), "{m}");
     let m = error_for(|b| set_u64(b, field::METADATA_SIZE, 5000));
@@ -81,7 +86,10 @@ fn section_outside_the_stream() {
 #[test]
 fn counts_that_overflow() {
     let m = error_for(|b| set_u64(b, field::ALLOCATION_COUNT, u64::MAX));
-    assert!(m.contains("allocation_count") && m.contains("overflows"), "{m}");
+    assert!(
+        m.contains("allocation_count") && m.contains("overflows"),
+        "{m}"
+    );
     let m = error_for(|b| set_u64(b, field::STACK_COUNT, u64::MAX / 8));
     assert!(m.contains("stack_count") && m.contains("overflows"), "{m}");
 }
@@ -89,14 +97,20 @@ fn counts_that_overflow() {
 #[test]
 fn misaligned_section() {
     let m = error_for(|b| set_u64(b, field::STACKS_OFFSET, 97));
-    assert!(m.contains("stacks_offset = 97 is not 8-byte aligned"), "{m}");
+    assert!(
+        m.contains("stacks_offset = 97 is not 8-byte aligned"),
+        "{m}"
+    );
 }
 
 #[test]
 fn stack_frames_outside_the_frame_table() {
     // The first stack record sits right after the header and 3 frames.
     let m = error_for(|b| set_u64(b, 96 + 3 * 8, 2));
-    assert!(m.contains("stack 0") && m.contains("first_frame = 2"), "{m}");
+    assert!(
+        m.contains("stack 0") && m.contains("first_frame = 2"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -112,16 +126,32 @@ fn metadata_not_utf8() {
 fn not_a_minidump() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.dmp");
-    std::fs::write(&path, "This is not a minidump but a text file with enough bytes.").unwrap();
-    let m = analyze_dump(&path, &AnalyzeOptions::default()).unwrap_err().to_string();
-    assert!(m.contains("notes.dmp") && m.contains("not a minidump") && m.contains("MDMP"), "{m}");
+    std::fs::write(
+        &path,
+        "This is not a minidump but a text file with enough bytes.",
+    )
+    .unwrap();
+    let m = analyze_dump(&path, &AnalyzeOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        m.contains("notes.dmp") && m.contains("not a minidump") && m.contains("MDMP"),
+        "{m}"
+    );
 
     std::fs::write(&path, b"MDMP").unwrap();
-    let m = analyze_dump(&path, &AnalyzeOptions::default()).unwrap_err().to_string();
-    assert!(m.contains("shorter than the 32-byte minidump header"), "{m}");
+    let m = analyze_dump(&path, &AnalyzeOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        m.contains("shorter than the 32-byte minidump header"),
+        "{m}"
+    );
 
     std::fs::write(&path, b"").unwrap();
-    let m = analyze_dump(&path, &AnalyzeOptions::default()).unwrap_err().to_string();
+    let m = analyze_dump(&path, &AnalyzeOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(m.contains("not a minidump"), "{m}");
 }
 
@@ -135,10 +165,15 @@ fn truncated_dumps() {
     let full = demo_dump(1);
     // minidump-synth writes the stream directory last: cutting the file anywhere
     // loses it.
-    for (name, len) in [("cut-half.dmp", full.len() / 2), ("cut-end.dmp", full.len() - 4)] {
+    for (name, len) in [
+        ("cut-half.dmp", full.len() / 2),
+        ("cut-end.dmp", full.len() - 4),
+    ] {
         let path = dir.path().join(name);
         std::fs::write(&path, &full[..len]).unwrap();
-        let m = analyze_dump(&path, &AnalyzeOptions::default()).unwrap_err().to_string();
+        let m = analyze_dump(&path, &AnalyzeOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(m.contains(name) && m.contains("stream directory"), "{m}");
     }
     // A writer that put the directory first and was cut in the allocation stream:
@@ -152,16 +187,27 @@ fn truncated_dumps() {
     cut[entry + 4..entry + 8].copy_from_slice(&(full.len() as u32).to_le_bytes());
     let path = dir.path().join("cut-stream.dmp");
     std::fs::write(&path, &cut).unwrap();
-    let m = analyze_dump(&path, &AnalyzeOptions::default()).unwrap_err().to_string();
-    assert!(m.contains("cut-stream.dmp") && m.contains("points outside the file"), "{m}");
+    let m = analyze_dump(&path, &AnalyzeOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        m.contains("cut-stream.dmp") && m.contains("points outside the file"),
+        "{m}"
+    );
 }
 
 #[test]
 fn missing_file() {
-    let m = analyze_dump(&PathBuf::from("/nonexistent/x.dmp"), &AnalyzeOptions::default())
-        .unwrap_err()
-        .to_string();
-    assert!(m.contains("/nonexistent/x.dmp") && m.contains("cannot read"), "{m}");
+    let m = analyze_dump(
+        &PathBuf::from("/nonexistent/x.dmp"),
+        &AnalyzeOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        m.contains("/nonexistent/x.dmp") && m.contains("cannot read"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -191,10 +237,23 @@ fn out_of_range_stack_indices_are_kept_and_counted() {
     let r = analyze_dump(&path, &AnalyzeOptions::default()).unwrap();
     let leak = r.leak.unwrap();
     assert_eq!((leak.totals.allocations, leak.totals.bytes), (2, 705));
-    assert_eq!((leak.invalid_stack_records.allocations, leak.invalid_stack_records.bytes), (1, 700));
-    let no_stack = leak.modules.iter().find(|m| m.name == "(no stack)").unwrap();
+    assert_eq!(
+        (
+            leak.invalid_stack_records.allocations,
+            leak.invalid_stack_records.bytes
+        ),
+        (1, 700)
+    );
+    let no_stack = leak
+        .modules
+        .iter()
+        .find(|m| m.name == "(no stack)")
+        .unwrap();
     assert_eq!(no_stack.bytes, 700);
-    assert!(r.warnings.iter().any(|w| w.contains("1 allocation records (700 bytes) have a stack index outside")));
+    assert!(r
+        .warnings
+        .iter()
+        .any(|w| w.contains("1 allocation records (700 bytes) have a stack index outside")));
 }
 
 #[test]
@@ -204,6 +263,11 @@ fn sizes_that_overflow_the_total() {
     b.allocate(0x20, 2, 0, AllocatorKind::Heap, &[0x40_1000]);
     let dir = tempfile::tempdir().unwrap();
     let path = write_dump(&dir, "huge.dmp", Some(b.build()));
-    let m = analyze_dump(&path, &AnalyzeOptions::default()).unwrap_err().to_string();
-    assert!(m.contains("huge.dmp") && m.contains("more than 2^64 bytes"), "{m}");
+    let m = analyze_dump(&path, &AnalyzeOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        m.contains("huge.dmp") && m.contains("more than 2^64 bytes"),
+        "{m}"
+    );
 }

@@ -34,12 +34,30 @@ fn a_batch_reports_every_input_and_exits_1_on_failures() {
     let index = read_json(&dir.path().join("out/index.json"));
     assert_eq!(index["schema"], "leakdiag-index/1");
     let inputs = index["inputs"].as_array().unwrap();
-    let names: Vec<&str> = inputs.iter().map(|i| i["file_name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = inputs
+        .iter()
+        .map(|i| i["file_name"].as_str().unwrap())
+        .collect();
     // Sorted by path: series/b/… before series/garbage…
-    assert_eq!(names, ["w3wp_1.dmp", "garbage.DMP", "plain.dmp", "truncated.dmp", "w3wp_1.dmp"]);
-    let status: Vec<&str> = inputs.iter().map(|i| i["status"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "w3wp_1.dmp",
+            "garbage.DMP",
+            "plain.dmp",
+            "truncated.dmp",
+            "w3wp_1.dmp"
+        ]
+    );
+    let status: Vec<&str> = inputs
+        .iter()
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
     assert_eq!(status, ["ok", "error", "ok", "error", "ok"]);
-    assert_eq!((index["ok"].as_u64(), index["failed"].as_u64()), (Some(3), Some(2)));
+    assert_eq!(
+        (index["ok"].as_u64(), index["failed"].as_u64()),
+        (Some(3), Some(2))
+    );
     // Same stem twice: distinct folders.
     assert_eq!(inputs[0]["report_dir"], "w3wp_1");
     assert_eq!(inputs[4]["report_dir"], "w3wp_1-2");
@@ -47,8 +65,18 @@ fn a_batch_reports_every_input_and_exits_1_on_failures() {
     assert_eq!(inputs[0]["bytes"], 4_645_424); // the demo at 2 hours
     assert_eq!(inputs[2]["tracker_data"], false);
     for dir_name in ["w3wp_1", "w3wp_1-2", "plain"] {
-        assert!(dir.path().join("out").join(dir_name).join("report.html").is_file());
-        assert!(dir.path().join("out").join(dir_name).join("report.json").is_file());
+        assert!(dir
+            .path()
+            .join("out")
+            .join(dir_name)
+            .join("report.html")
+            .is_file());
+        assert!(dir
+            .path()
+            .join("out")
+            .join(dir_name)
+            .join("report.json")
+            .is_file());
     }
     let html = std::fs::read_to_string(dir.path().join("out/index.html")).unwrap();
     assert!(html.contains("garbage.DMP") && html.contains("not a minidump"));
@@ -60,7 +88,10 @@ fn output_is_identical_at_any_job_count() {
     let dir = tempfile::tempdir().unwrap();
     mixed_batch(dir.path());
     for j in ["1", "2", "7"] {
-        leakdiag(dir.path(), &["analyze", "series", "-o", &format!("out{j}"), "-j", j, "-q"]);
+        leakdiag(
+            dir.path(),
+            &["analyze", "series", "-o", &format!("out{j}"), "-j", j, "-q"],
+        );
     }
     let listing = |root: &Path| {
         let mut files = Vec::new();
@@ -73,8 +104,14 @@ fn output_is_identical_at_any_job_count() {
     };
     let one = listing(&dir.path().join("out1"));
     assert!(one.len() >= 8);
-    assert!(one == listing(&dir.path().join("out2")), "-j 1 and -j 2 differ");
-    assert!(one == listing(&dir.path().join("out7")), "-j 1 and -j 7 differ");
+    assert!(
+        one == listing(&dir.path().join("out2")),
+        "-j 1 and -j 2 differ"
+    );
+    assert!(
+        one == listing(&dir.path().join("out7")),
+        "-j 1 and -j 7 differ"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -101,7 +138,12 @@ fn all_good_inputs_exit_0() {
 #[test]
 fn usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    for args in [&["analyze"][..], &["analyze", "x.dmp", "-j", "0"], &["frobnicate"], &["analyze", "--bogus", "x"]] {
+    for args in [
+        &["analyze"][..],
+        &["analyze", "x.dmp", "-j", "0"],
+        &["frobnicate"],
+        &["analyze", "--bogus", "x"],
+    ] {
         let o = leakdiag(dir.path(), args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
     }
@@ -121,7 +163,10 @@ fn a_missing_input_is_listed_as_failed() {
     assert_eq!(o.status.code(), Some(1));
     let index = read_json(&dir.path().join("r/index.json"));
     assert_eq!(index["inputs"][0]["status"], "error");
-    assert!(index["inputs"][0]["error"].as_str().unwrap().contains("missing.dmp"));
+    assert!(index["inputs"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("missing.dmp"));
     assert_eq!(index["inputs"][1]["status"], "ok");
 }
 
@@ -159,7 +204,10 @@ fn inspect_lists_streams_modules_and_the_stream_header() {
     let o = leakdiag(dir.path(), &["inspect", "bad.dmp"]);
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
-    assert!(out.contains("ModuleListStream") && out.contains("error: ") && out.contains("magic"), "{out}");
+    assert!(
+        out.contains("ModuleListStream") && out.contains("error: ") && out.contains("magic"),
+        "{out}"
+    );
 
     std::fs::write(dir.path().join("junk.dmp"), "junk").unwrap();
     let o = leakdiag(dir.path(), &["inspect", "junk.dmp"]);

@@ -51,12 +51,22 @@ fn every_field_survives_a_dump() {
     let dump = DumpFile::open(file.path()).unwrap();
     let s = dump.allocation_stream().unwrap().expect("stream present");
     let h = s.header();
-    assert_eq!((h.version_major, h.version_minor, h.header_size), (1, 0, 96));
+    assert_eq!(
+        (h.version_major, h.version_minor, h.header_size),
+        (1, 0, 96)
+    );
     assert_eq!(h.tracking_start, filetime(1_700_000_000));
     assert_eq!(h.snapshot_time, filetime(1_700_003_600));
     assert!(s.flags().return_addresses() && s.flags().dropped() && s.flags().truncated_stacks());
-    assert_eq!((s.frame_count(), s.stack_count(), s.allocation_count()), (2, 2, 7));
-    assert_eq!(s.stack(s1).unwrap().frame_count, 0, "an empty stack is valid");
+    assert_eq!(
+        (s.frame_count(), s.stack_count(), s.allocation_count()),
+        (2, 2, 7)
+    );
+    assert_eq!(
+        s.stack(s1).unwrap().frame_count,
+        0,
+        "an empty stack is valid"
+    );
     assert_eq!(
         s.stack_frames(s0).unwrap().collect::<Vec<_>>(),
         vec![VirtAddr(0x40_1000), VirtAddr(0x40_2000)]
@@ -74,7 +84,11 @@ fn every_field_survives_a_dump() {
     }
     assert_eq!(allocations[6].stack, NO_STACK);
     assert_eq!(s.allocator_modules(), vec!["ldtrack.dll", "custom.dll"]);
-    assert_eq!(s.metadata_value("site"), Some("web-01"), "unknown keys are kept");
+    assert_eq!(
+        s.metadata_value("site"),
+        Some("web-01"),
+        "unknown keys are kept"
+    );
     assert_eq!(s.metadata().count(), 5);
 }
 
@@ -109,7 +123,10 @@ fn unknown_allocator_values_and_flag_bits_are_tolerated() {
     let first = 96 + 8 + 16; // header, one frame, one stack
     bytes[first + 36] = 200;
     let s = AllocationStream::parse(&bytes).unwrap();
-    assert_eq!(s.allocations().next().unwrap().allocator(), AllocatorKind::Unknown);
+    assert_eq!(
+        s.allocations().next().unwrap().allocator(),
+        AllocatorKind::Unknown
+    );
     assert!(!s.flags().dropped());
 }
 

@@ -145,15 +145,69 @@ impl Lcg {
 pub fn demo_modules() -> Vec<SynthModule> {
     let pdb = |name, seed: u8| Some((name, [seed; 16], 1));
     vec![
-        SynthModule { pdb: pdb("w3wp.pdb", 1), ..SynthModule::new("C:\\Windows\\System32\\inetsrv\\w3wp.exe", 0x7ff6_1000_0000, 0x8000) },
-        SynthModule::new("C:\\Windows\\System32\\ntdll.dll", 0x7ffa_0000_0000, 0x1f_0000),
-        SynthModule::new("C:\\Windows\\System32\\KERNEL32.DLL", 0x7ffa_1000_0000, 0xc_0000),
-        SynthModule::new("C:\\Windows\\System32\\ucrtbase.dll", 0x7ffa_2000_0000, 0x10_0000),
-        SynthModule { pdb: pdb("ldtrack.pdb", 2), ..SynthModule::new("C:\\Tools\\leakdiag\\ldtrack.dll", 0x7ffa_3000_0000, 0x2_0000) },
-        SynthModule { pdb: pdb("odbcvend.pdb", 3), ..SynthModule::new("C:\\Program Files\\Vendor\\odbcvend.dll", 0x7ffa_4000_0000, 0x4_0000) },
-        SynthModule { pdb: pdb("orders.pdb", 4), ..SynthModule::new("C:\\inetpub\\app\\bin\\orders.dll", 0x7ffa_5000_0000, 0x3_0000) },
-        SynthModule { pdb: pdb("httpmod.pdb", 5), ..SynthModule::new("C:\\inetpub\\app\\bin\\httpmod.dll", 0x7ffa_6000_0000, 0x2_0000) },
-        SynthModule { unloaded: true, ..SynthModule::new("C:\\inetpub\\app\\bin\\oldplugin.dll", 0x7ffa_7000_0000, 0x1_0000) },
+        SynthModule {
+            pdb: pdb("w3wp.pdb", 1),
+            ..SynthModule::new(
+                "C:\\Windows\\System32\\inetsrv\\w3wp.exe",
+                0x7ff6_1000_0000,
+                0x8000,
+            )
+        },
+        SynthModule::new(
+            "C:\\Windows\\System32\\ntdll.dll",
+            0x7ffa_0000_0000,
+            0x1f_0000,
+        ),
+        SynthModule::new(
+            "C:\\Windows\\System32\\KERNEL32.DLL",
+            0x7ffa_1000_0000,
+            0xc_0000,
+        ),
+        SynthModule::new(
+            "C:\\Windows\\System32\\ucrtbase.dll",
+            0x7ffa_2000_0000,
+            0x10_0000,
+        ),
+        SynthModule {
+            pdb: pdb("ldtrack.pdb", 2),
+            ..SynthModule::new(
+                "C:\\Tools\\leakdiag\\ldtrack.dll",
+                0x7ffa_3000_0000,
+                0x2_0000,
+            )
+        },
+        SynthModule {
+            pdb: pdb("odbcvend.pdb", 3),
+            ..SynthModule::new(
+                "C:\\Program Files\\Vendor\\odbcvend.dll",
+                0x7ffa_4000_0000,
+                0x4_0000,
+            )
+        },
+        SynthModule {
+            pdb: pdb("orders.pdb", 4),
+            ..SynthModule::new(
+                "C:\\inetpub\\app\\bin\\orders.dll",
+                0x7ffa_5000_0000,
+                0x3_0000,
+            )
+        },
+        SynthModule {
+            pdb: pdb("httpmod.pdb", 5),
+            ..SynthModule::new(
+                "C:\\inetpub\\app\\bin\\httpmod.dll",
+                0x7ffa_6000_0000,
+                0x2_0000,
+            )
+        },
+        SynthModule {
+            unloaded: true,
+            ..SynthModule::new(
+                "C:\\inetpub\\app\\bin\\oldplugin.dll",
+                0x7ffa_7000_0000,
+                0x1_0000,
+            )
+        },
     ]
 }
 
@@ -184,15 +238,35 @@ pub fn demo_stream(hour: u64, start_unix: u64) -> Vec<u8> {
     b.flags = 1; // return addresses
     b.metadata("tracker", "ldtrack 0.1 (synthetic demo)")
         .metadata("allocator_modules", "ldtrack.dll")
-        .metadata("hooks", "HeapAlloc,HeapReAlloc,HeapFree,malloc,calloc,realloc,free")
+        .metadata(
+            "hooks",
+            "HeapAlloc,HeapReAlloc,HeapFree,malloc,calloc,realloc,free",
+        )
         .metadata("max_depth", "32");
     let crt = [LDTRACK_HOOK, UCRT_MALLOC, NTDLL_ALLOC];
     let heap = [LDTRACK_HOOK, KERNEL32_HEAPALLOC, NTDLL_ALLOC];
-    let with = |prefix: &[u64], rest: &[u64]| -> Vec<u64> {
-        prefix.iter().chain(rest).copied().collect()
-    };
-    let leak_a = with(&crt, &[VEND_ROW_BUFFER, VEND_FETCH, ORDERS_QUERY, HTTPMOD_REQUEST, W3WP_MAIN]);
-    let leak_b = with(&crt, &[VEND_ROW_BUFFER, VEND_BIND, ORDERS_QUERY, HTTPMOD_REQUEST, W3WP_MAIN]);
+    let with =
+        |prefix: &[u64], rest: &[u64]| -> Vec<u64> { prefix.iter().chain(rest).copied().collect() };
+    let leak_a = with(
+        &crt,
+        &[
+            VEND_ROW_BUFFER,
+            VEND_FETCH,
+            ORDERS_QUERY,
+            HTTPMOD_REQUEST,
+            W3WP_MAIN,
+        ],
+    );
+    let leak_b = with(
+        &crt,
+        &[
+            VEND_ROW_BUFFER,
+            VEND_BIND,
+            ORDERS_QUERY,
+            HTTPMOD_REQUEST,
+            W3WP_MAIN,
+        ],
+    );
     let cache = with(&heap, &[ORDERS_CACHE, W3WP_MAIN]);
     let in_flight = with(&heap, &[HTTPMOD_REQUEST, W3WP_MAIN]);
     let jit = with(&crt, &[JIT, ORDERS_QUERY, W3WP_MAIN]);
@@ -208,13 +282,23 @@ pub fn demo_stream(hour: u64, start_unix: u64) -> Vec<u8> {
     // The leak: 40 row buffers a minute, 1,000 bytes each on path A, 250 on path B.
     for i in 0..hour * 60 * 40 {
         let time = i * (window / (hour * 60 * 40));
-        let (stack, size) = if i % 4 == 3 { (&leak_b, 250) } else { (&leak_a, 1000) };
+        let (stack, size) = if i % 4 == 3 {
+            (&leak_b, 250)
+        } else {
+            (&leak_a, 1000)
+        };
         b.allocate(next(size), size, time, AllocatorKind::CRuntime, stack);
     }
     // The start-up cache: 200 entries in the first two minutes.
     for i in 0..200 {
         let size = 512 + rng.below(4) * 512;
-        b.allocate(next(size), size, i * (120 * SECOND / 200), AllocatorKind::Heap, &cache);
+        b.allocate(
+            next(size),
+            size,
+            i * (120 * SECOND / 200),
+            AllocatorKind::Heap,
+            &cache,
+        );
     }
     // Requests in flight: 30 buffers in the last 20 seconds.
     for i in 0..30 {
@@ -225,9 +309,21 @@ pub fn demo_stream(hour: u64, start_unix: u64) -> Vec<u8> {
     // A few oddities a real dump has: JIT frames, an unloaded plugin, pure plumbing,
     // and records without a stack.
     for i in 0..12 {
-        b.allocate(next(64), 64, i * (window / 12), AllocatorKind::CRuntime, &jit);
+        b.allocate(
+            next(64),
+            64,
+            i * (window / 12),
+            AllocatorKind::CRuntime,
+            &jit,
+        );
     }
-    b.allocate(next(4096), 4096, window / 3, AllocatorKind::Virtual, &plugin);
+    b.allocate(
+        next(4096),
+        4096,
+        window / 3,
+        AllocatorKind::Virtual,
+        &plugin,
+    );
     b.allocate(next(48), 48, SECOND, AllocatorKind::CRuntime, &plumbing);
     for i in 0..5 {
         b.allocate(next(32), 32, i * SECOND, AllocatorKind::Bstr, &[]);
