@@ -1,18 +1,36 @@
 //! One dump from file to [`DumpReport`]: open, build the model, run the analysis.
 
-use crate::dump::stream::AllocationStream;
+use crate::dump::stream::{AllocationStream, NO_STACK};
 use crate::dump::{DumpError, DumpFile};
 use crate::model::{
     filetime_to_rfc3339, DumpReport, MetadataItem, TrackingFlags, TrackingInfo, REPORT_SCHEMA,
 };
-use crate::scripts::leak::{self, LeakError, LeakOptions};
-use std::path::Path;
+use crate::scripts::leak::LeakOptions;
+use crate::scripts::{self, run_scripts, Script, ScriptContext, ScriptError};
+use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 /// Options of an analysis run.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AnalyzeOptions {
     pub leak: LeakOptions,
+    /// The scripts to run, in registry order.
+    pub scripts: Vec<&'static dyn Script>,
+}
+
+impl Default for AnalyzeOptions {
+    fn default() -> Self {
+        AnalyzeOptions {
+            leak: LeakOptions::default(),
+            scripts: scripts::registry().to_vec(),
+        }
+    }
+}
+
+impl std::fmt::Debug for dyn Script {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Why a dump could not be analysed.
@@ -20,10 +38,11 @@ pub struct AnalyzeOptions {
 pub enum AnalyzeError {
     #[error(transparent)]
     Dump(#[from] DumpError),
-    #[error("{path}: {source}")]
-    Leak {
-        path: std::path::PathBuf,
-        source: LeakError,
+    #[error("{path}: allocation stream: the sizes of the outstanding allocations add up to more than 2^64 bytes (at allocation {index}, size {size})")]
+    TotalOverflow {
+        path: PathBuf,
+        index: u64,
+        size: u64,
     },
 }
 
@@ -32,7 +51,23 @@ pub fn generator() -> String {
     format!("leakdiag {}", env!("CARGO_PKG_VERSION"))
 }
 
-fn tracking_info(stream: &AllocationStream<'_>, totals: leak::Totals) -> TrackingInfo {
+/// Outstanding totals of the stream, refusing sums past 2^64 so that every later sum
+/// is exact.
+fn totals(stream: &AllocationStream<'_>, path: &Path) -> Result<(u64, u64), AnalyzeError> {
+    let mut bytes = 0u64;
+    for (index, a) in stream.allocations().enumerate() {
+        bytes = bytes
+            .checked_add(a.size)
+            .ok_or_else(|| AnalyzeError::TotalOverflow {
+                path: path.to_owned(),
+                index: index as u64,
+                size: a.size,
+            })?;
+    }
+    Ok((stream.allocation_count() as u64, bytes))
+}
+
+fn tracking_info(stream: &AllocationStream<'_>, (allocations, bytes): (u64, u64)) -> TrackingInfo {
     let h = stream.header();
     let ticks = h.snapshot_time.saturating_sub(h.tracking_start);
     TrackingInfo {
@@ -42,8 +77,8 @@ fn tracking_info(stream: &AllocationStream<'_>, totals: leak::Totals) -> Trackin
         start_filetime: h.tracking_start,
         snapshot_filetime: h.snapshot_time,
         duration_seconds: ticks as f64 / 1e7,
-        allocations: totals.allocations,
-        bytes: totals.bytes,
+        allocations,
+        bytes,
         frames: stream.frame_count() as u64,
         stacks: stream.stack_count() as u64,
         flags: TrackingFlags {
@@ -79,59 +114,41 @@ pub fn analyze_dump(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport,
     let process = dump.process_info(&modules);
     let stream = dump.allocation_stream()?;
 
-    let (tracking, leak) = match &stream {
+    let tracking = match &stream {
         None => {
             warnings.insert(
                 0,
                 "no tracker data: the dump has no allocation stream (0x4C440001), so outstanding allocations cannot be analysed; only the process and module information is shown".to_owned(),
             );
-            (None, None)
+            None
         }
         Some(stream) => {
-            let analysis = leak::analyze(stream, &modules, &options.leak).map_err(|source| {
-                AnalyzeError::Leak {
-                    path: path.to_owned(),
-                    source,
-                }
-            })?;
-            let tracking = tracking_info(stream, analysis.totals);
-            let flags = stream.flags();
-            if flags.dropped() {
-                warnings.push("the tracker dropped allocations because a table was full: the counts and bytes are a lower bound".to_owned());
-            }
-            if flags.truncated_stacks() {
-                let depth = stream
-                    .metadata_value("max_depth")
-                    .map(|d| format!(" ({d} frames)"))
-                    .unwrap_or_default();
-                warnings.push(format!("some stacks were cut at the tracker's depth limit{depth}: the responsible module of a cut stack may lie beyond its last frame"));
-            }
-            let invalid = analysis.invalid_stack_records;
-            if invalid.allocations > 0 {
-                warnings.push(format!(
-                    "{} allocation records ({} bytes) have a stack index outside the stack table: they are kept in the totals under \"(no stack)\"",
-                    thousands(invalid.allocations),
-                    thousands(invalid.bytes)
-                ));
-            }
-            if stream.header().snapshot_time < stream.header().tracking_start {
-                warnings.push("the snapshot time precedes the tracking start: the tracking window is shown as 0 seconds".to_owned());
-            }
-            let malformed = stream.metadata().filter(|e| e.value.is_none()).count();
-            if malformed > 0 {
-                warnings.push(format!(
-                    "{malformed} metadata lines have no '=' and are shown as they are"
-                ));
-            }
-            if modules.is_empty() && analysis.totals.allocations > 0 {
-                warnings.push(
-                    "the dump lists no modules: every allocation is charged to \"(unknown)\""
-                        .to_owned(),
-                );
-            }
-            (Some(tracking), Some(analysis))
+            let tracking = tracking_info(stream, totals(stream, path)?);
+            stream_warnings(stream, &tracking, modules.is_empty(), &mut warnings);
+            Some(tracking)
         }
     };
+
+    let ctx = ScriptContext {
+        dump: &dump,
+        modules: &modules,
+        process: &process,
+        stream: stream.as_ref(),
+        options,
+    };
+    let sections = run_scripts(&options.scripts, &ctx);
+    for s in &sections {
+        if let Err(ScriptError::Failed(message)) = &s.result {
+            warnings.push(format!("the {} script failed: {message}", s.script));
+        }
+    }
+    let mut summary: Vec<_> = sections
+        .iter()
+        .filter_map(|s| s.result.as_ref().ok())
+        .flat_map(|s| s.findings())
+        .collect();
+    // Stable: within a severity, findings keep the scripts' order.
+    summary.sort_by_key(|f| f.severity);
 
     Ok(DumpReport {
         schema: REPORT_SCHEMA,
@@ -139,8 +156,58 @@ pub fn analyze_dump(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport,
         dump: dump.source(),
         process,
         tracking,
-        leak,
+        summary,
+        sections,
         module_list: modules.modules().to_vec(),
         warnings,
     })
+}
+
+/// What the reader must know about the tracker's data.
+fn stream_warnings(
+    stream: &AllocationStream<'_>,
+    tracking: &TrackingInfo,
+    no_modules: bool,
+    warnings: &mut Vec<String>,
+) {
+    let flags = stream.flags();
+    if flags.dropped() {
+        warnings.push("the tracker dropped allocations because a table was full: the counts and bytes are a lower bound".to_owned());
+    }
+    if flags.truncated_stacks() {
+        let depth = stream
+            .metadata_value("max_depth")
+            .map(|d| format!(" ({d} frames)"))
+            .unwrap_or_default();
+        warnings.push(format!("some stacks were cut at the tracker's depth limit{depth}: the responsible module of a cut stack may lie beyond its last frame"));
+    }
+    let stacks = stream.stack_count();
+    let (mut invalid, mut invalid_bytes) = (0u64, 0u64);
+    for a in stream.allocations() {
+        if a.stack != NO_STACK && a.stack as usize >= stacks {
+            invalid += 1;
+            invalid_bytes += a.size;
+        }
+    }
+    if invalid > 0 {
+        warnings.push(format!(
+            "{} allocation records ({} bytes) have a stack index outside the stack table: they are kept in the totals under \"(no stack)\"",
+            thousands(invalid),
+            thousands(invalid_bytes)
+        ));
+    }
+    if stream.header().snapshot_time < stream.header().tracking_start {
+        warnings.push("the snapshot time precedes the tracking start: the tracking window is shown as 0 seconds".to_owned());
+    }
+    let malformed = stream.metadata().filter(|e| e.value.is_none()).count();
+    if malformed > 0 {
+        warnings.push(format!(
+            "{malformed} metadata lines have no '=' and are shown as they are"
+        ));
+    }
+    if no_modules && tracking.allocations > 0 {
+        warnings.push(
+            "the dump lists no modules: every allocation is charged to \"(unknown)\"".to_owned(),
+        );
+    }
 }

@@ -8,6 +8,7 @@
 use crate::analyze::{analyze_dump, generator, AnalyzeOptions};
 use crate::model::{DumpReport, INDEX_SCHEMA};
 use crate::report;
+use crate::scripts::leak::LeakAnalysis;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -293,10 +294,12 @@ fn write_one(
     })?;
     entry.report_dir = Some(dir.to_owned());
     entry.warnings = report.warnings.len();
-    if let (Some(t), Some(leak)) = (&report.tracking, &report.leak) {
+    if let Some(t) = &report.tracking {
         entry.tracker_data = true;
         entry.allocations = Some(t.allocations);
         entry.bytes = Some(t.bytes);
+    }
+    if let Some(leak) = report.section::<LeakAnalysis>("leak") {
         entry.top_module = leak.modules.first().map(|m| TopModule {
             name: m.name.clone(),
             allocations: m.allocations,

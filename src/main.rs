@@ -42,10 +42,15 @@ enum Command {
         /// Functions listed per module.
         #[arg(long, default_value_t = 10, value_name = "N")]
         functions: usize,
+        /// Run only these scripts (comma-separated; see `leakdiag scripts`).
+        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        scripts: Option<Vec<String>>,
         /// Print nothing but errors.
         #[arg(short, long)]
         quiet: bool,
     },
+    /// List the memory-pressure scripts.
+    Scripts,
     /// Print what a dump holds: streams, modules, the allocation stream's header.
     Inspect {
         #[arg(value_name = "DUMP")]
@@ -83,14 +88,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             system_modules,
             stacks,
             functions,
+            scripts,
             quiet,
         } => {
+            let scripts = match leakdiag::scripts::select(scripts.as_deref()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("leakdiag: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
             let options = AnalyzeOptions {
                 leak: LeakOptions {
                     system_modules: ModuleFilter::system_with(&system_modules),
                     sample_stacks: stacks,
                     top_functions: functions,
                 },
+                scripts,
             };
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(jobs.map_or(0, usize::from))
@@ -119,6 +133,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Scripts => {
+            for s in leakdiag::scripts::registry() {
+                let needs: Vec<&str> = s.needs().iter().map(|n| n.label()).collect();
+                println!(
+                    "{:<16} {} (reads: {})",
+                    s.name(),
+                    s.description(),
+                    needs.join(", ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { dump } => {
             let file = leakdiag::dump::DumpFile::open(&dump)?;

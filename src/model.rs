@@ -5,12 +5,13 @@
 //! serialized, so a field added here is a schema change (docs/report-schema.md).
 
 use crate::addr::{Rva, VirtAddr};
-use crate::scripts::leak::LeakAnalysis;
+use crate::scripts::{Finding, SectionOutcome};
+use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use std::path::Path;
 
 /// The schema tag of a dump's report.json.
-pub const REPORT_SCHEMA: &str = "leakdiag-report/1";
+pub const REPORT_SCHEMA: &str = "leakdiag-report/2";
 /// The schema tag of a run's index.json.
 pub const INDEX_SCHEMA: &str = "leakdiag-index/1";
 
@@ -204,7 +205,7 @@ pub struct TrackingInfo {
 }
 
 /// A dump's report: what report.json holds and report.html shows.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct DumpReport {
     pub schema: &'static str,
     pub generator: String,
@@ -212,12 +213,48 @@ pub struct DumpReport {
     pub process: ProcessInfo,
     /// `None` when the dump carries no allocation stream.
     pub tracking: Option<TrackingInfo>,
-    /// The leak analysis; `None` without tracker data.
-    #[serde(flatten)]
-    pub leak: Option<LeakAnalysis>,
+    /// The analysis summary: every script's findings, most severe first.
+    pub summary: Vec<Finding>,
+    /// One entry per script that ran, keyed by the script's name.
+    #[serde(serialize_with = "serialize_sections")]
+    pub sections: Vec<SectionOutcome>,
     /// The dump's module list (loaded, then unloaded).
     pub module_list: Vec<Module>,
     pub warnings: Vec<String>,
+}
+
+impl DumpReport {
+    /// The section of script `name` as `T`, if that script ran and succeeded.
+    pub fn section<T: 'static>(&self, name: &str) -> Option<&T> {
+        self.sections
+            .iter()
+            .find(|s| s.script == name)
+            .and_then(|s| s.data())
+    }
+}
+
+/// Sections as a map from script name to the section, or to
+/// `{"status": "skipped" | "error", "message": …}`.
+fn serialize_sections<S: Serializer>(sections: &[SectionOutcome], s: S) -> Result<S::Ok, S::Error> {
+    use crate::scripts::ScriptError;
+    let mut map = s.serialize_map(Some(sections.len()))?;
+    for section in sections {
+        match &section.result {
+            Ok(data) => {
+                let value = data.to_json().map_err(serde::ser::Error::custom)?;
+                map.serialize_entry(section.script, &value)?;
+            }
+            Err(e) => {
+                let status = match e {
+                    ScriptError::NotApplicable(_) => "skipped",
+                    ScriptError::Failed(_) => "error",
+                };
+                let value = serde_json::json!({ "status": status, "message": e.to_string() });
+                map.serialize_entry(section.script, &value)?;
+            }
+        }
+    }
+    map.end()
 }
 
 #[cfg(test)]

@@ -5,5 +5,7 @@ pub mod charts;
 pub mod format;
 pub mod html;
 pub mod json;
+pub mod sections;
+pub mod view;
 
 pub use html::RenderError;

@@ -1,5 +1,6 @@
 //! The analysis on the demo incident: attribution, ranking and totals.
 
+use crate::helpers::leak_of;
 use crate::synth::{demo_dump, demo_modules, filetime, frames, SynthDump, SECOND};
 use leakdiag::analyze::{analyze_dump, AnalyzeOptions};
 use leakdiag::dump::stream::AllocatorKind;
@@ -24,7 +25,7 @@ fn module<'a>(leak: &'a LeakAnalysis, name: &str) -> &'a ModuleLeak {
 #[test]
 fn demo_incident_is_charged_to_the_right_modules() {
     let r = analyze_bytes(demo_dump(1), &AnalyzeOptions::default());
-    let leak = r.leak.as_ref().unwrap();
+    let leak = leak_of(&r);
     let names: Vec<&str> = leak.modules.iter().map(|m| m.name.as_str()).collect();
     // Ranked by bytes: the leak (2,400 buffers: 1,800 × 1,000 + 600 × 250), then the
     // requests in flight (30 × 16,384), then the cache.
@@ -52,7 +53,7 @@ fn demo_incident_is_charged_to_the_right_modules() {
 #[test]
 fn totals_add_up_everywhere() {
     let r = analyze_bytes(demo_dump(2), &AnalyzeOptions::default());
-    let leak = r.leak.as_ref().unwrap();
+    let leak = leak_of(&r);
     let t = r.tracking.as_ref().unwrap();
     assert_eq!(
         (t.allocations, t.bytes),
@@ -97,7 +98,7 @@ fn totals_add_up_everywhere() {
 #[test]
 fn ranking_by_count_differs_from_ranking_by_bytes() {
     let r = analyze_bytes(demo_dump(1), &AnalyzeOptions::default());
-    let leak = r.leak.as_ref().unwrap();
+    let leak = leak_of(&r);
     let by_count: Vec<&str> = leak
         .modules_by_count
         .iter()
@@ -114,7 +115,7 @@ fn ranking_by_count_differs_from_ranking_by_bytes() {
 #[test]
 fn sample_stacks_are_the_heaviest_first_with_their_frames() {
     let r = analyze_bytes(demo_dump(1), &AnalyzeOptions::default());
-    let vend = module(r.leak.as_ref().unwrap(), "odbcvend.dll");
+    let vend = module(leak_of(&r), "odbcvend.dll");
     assert_eq!(vend.stack_count, 2);
     assert_eq!(vend.stacks.len(), 2);
     assert!(vend.stacks[0].bytes >= vend.stacks[1].bytes);
@@ -140,9 +141,10 @@ fn limits_on_stacks_and_functions_say_what_they_left_out() {
             top_functions: 0,
             ..Default::default()
         },
+        ..Default::default()
     };
     let r = analyze_bytes(demo_dump(1), &options);
-    let vend = module(r.leak.as_ref().unwrap(), "odbcvend.dll");
+    let vend = module(leak_of(&r), "odbcvend.dll");
     assert_eq!(vend.stacks.len(), 1);
     assert_eq!(
         (vend.stacks_omitted.count, vend.stacks_omitted.bytes),
@@ -162,9 +164,10 @@ fn extra_system_modules_move_the_charge_outward() {
             system_modules: ModuleFilter::system_with(&["odbcvend.dll"]),
             ..Default::default()
         },
+        ..Default::default()
     };
     let r = analyze_bytes(demo_dump(1), &options);
-    let leak = r.leak.as_ref().unwrap();
+    let leak = leak_of(&r);
     assert_eq!(leak.modules[0].name, "orders.dll");
     assert!(leak.modules.iter().all(|m| m.name != "odbcvend.dll"));
 }
@@ -189,10 +192,10 @@ fn allocator_modules_come_from_the_stream_metadata() {
         .build()
     };
     let r = analyze_bytes(dump(b.build()), &AnalyzeOptions::default());
-    assert_eq!(r.leak.unwrap().modules[0].name, "ldtrack.dll");
+    assert_eq!(leak_of(&r).modules[0].name, "ldtrack.dll");
     b.metadata("allocator_modules", "LDTRACK.DLL");
     let r = analyze_bytes(dump(b.build()), &AnalyzeOptions::default());
-    assert_eq!(r.leak.unwrap().modules[0].name, "odbcvend.dll");
+    assert_eq!(leak_of(&r).modules[0].name, "odbcvend.dll");
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! Every bad input of the spec: one clear error naming the file and the field.
 
+use crate::helpers::leak_of;
 use crate::synth::{demo_dump, SynthDump, SynthModule};
 use leakdiag::analyze::{analyze_dump, AnalyzeOptions};
 use leakdiag::dump::stream::{field, AllocatorKind};
 use leakdiag::dump::writer::AllocationStreamBuilder;
+use leakdiag::scripts::leak::LeakAnalysis;
 use std::path::PathBuf;
 
 fn small_stream() -> Vec<u8> {
@@ -215,7 +217,7 @@ fn a_dump_without_tracker_data_is_not_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_dump(&dir, "plain.dmp", None);
     let r = analyze_dump(&path, &AnalyzeOptions::default()).unwrap();
-    assert!(r.tracking.is_none() && r.leak.is_none());
+    assert!(r.tracking.is_none() && r.section::<LeakAnalysis>("leak").is_none());
     assert!(r.warnings[0].contains("no tracker data"));
     assert_eq!(r.module_list.len(), 1, "module information is still shown");
 }
@@ -235,7 +237,7 @@ fn out_of_range_stack_indices_are_kept_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_dump(&dir, "odd.dmp", Some(b.build()));
     let r = analyze_dump(&path, &AnalyzeOptions::default()).unwrap();
-    let leak = r.leak.unwrap();
+    let leak = leak_of(&r);
     assert_eq!((leak.totals.allocations, leak.totals.bytes), (2, 705));
     assert_eq!(
         (

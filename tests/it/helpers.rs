@@ -38,3 +38,8 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 pub fn bless() -> bool {
     std::env::var_os("LEAKDIAG_BLESS").is_some_and(|v| v == "1")
 }
+
+/// The leak section of a report.
+pub fn leak_of(r: &leakdiag::model::DumpReport) -> &leakdiag::scripts::leak::LeakAnalysis {
+    r.section("leak").expect("the leak section")
+}

@@ -74,7 +74,7 @@ fn report_html_has_every_section_and_nothing_external() {
     assert_eq!(modules, 7, "every module in the table");
     assert_eq!(count(&doc, "#details article.module"), modules);
     let first: String = doc
-        .select(&sel("#details article.module h3"))
+        .select(&sel("#details article.module h4"))
         .next()
         .unwrap()
         .text()
@@ -122,6 +122,7 @@ fn a_dump_without_tracker_data_still_gets_a_page() {
     assert_self_contained(&doc, "report.html");
     assert!(text.contains("no tracker data"));
     assert_eq!(count(&doc, "#charts"), 0);
+    assert!(text.contains("Not applicable: the dump has no allocation stream"));
     assert_eq!(
         count(&doc, "#module-list tbody tr"),
         1,

@@ -1,4 +1,4 @@
-//! Leak analysis: outstanding allocations aggregated by stack, charged to their
+//! The leak analysis proper: outstanding allocations aggregated by stack, charged to their
 //! responsible module, and ranked.
 //!
 //! The work is two linear passes. First every distinct stack is attributed once
@@ -7,10 +7,10 @@
 //! Memory is proportional to the number of stacks and modules, both already checked
 //! against the stream's size, never to the allocation count.
 
-use super::attribution::{responsible_frame, ModuleFilter, Owner, Responsible};
 use crate::addr::{Rva, VirtAddr};
 use crate::dump::stream::{AllocationStream, AllocatorKind, NO_STACK};
 use crate::model::ModuleMap;
+use crate::scripts::attribution::{responsible_frame, ModuleFilter, Owner, Responsible};
 use serde::Serialize;
 use std::collections::HashMap;
 use thiserror::Error;

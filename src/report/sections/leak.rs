@@ -1,0 +1,256 @@
+//! The leak-analysis section: charts of the top modules, the module table, and a
+//! card per module with its functions, sizes, allocators and sample stacks.
+
+use crate::report::charts::{bar_chart, Unit};
+use crate::report::format::{approx_bytes, percent, thousands};
+use crate::report::view::{kv, row, KeyValue, Row};
+use crate::report::RenderError;
+use crate::scripts::leak::{LeakAnalysis, ModuleLeak, Omitted};
+use askama::Template;
+
+/// Modules drawn in the overview charts.
+const CHART_MODULES: usize = 10;
+
+fn anchor(rank: usize) -> String {
+    format!("module-{rank}")
+}
+
+fn omitted_text(o: &Omitted, what: &str) -> Option<String> {
+    (o.count > 0).then(|| {
+        format!(
+            "{} more {what} not shown: {} allocations, {} bytes.",
+            thousands(o.count),
+            thousands(o.allocations),
+            thousands(o.bytes)
+        )
+    })
+}
+
+struct ModuleRow {
+    rank: usize,
+    anchor: String,
+    name: String,
+    allocations: String,
+    bytes: String,
+    approx: String,
+    share: String,
+    top_function: String,
+}
+
+struct FrameView {
+    module: String,
+    offset: String,
+    address: String,
+    responsible: bool,
+}
+
+struct StackView {
+    title: String,
+    frames: Vec<FrameView>,
+}
+
+struct ModuleSection {
+    anchor: String,
+    name: String,
+    facts: Vec<KeyValue>,
+    functions: Vec<Row>,
+    functions_omitted: Option<String>,
+    sizes: Vec<Row>,
+    allocators: Vec<Row>,
+    stacks: Vec<StackView>,
+    stacks_omitted: Option<String>,
+}
+
+fn module_section(rank: usize, m: &ModuleLeak) -> ModuleSection {
+    let mut facts = vec![
+        kv(
+            "Outstanding",
+            format!(
+                "{} bytes in {} allocations",
+                thousands(m.bytes),
+                thousands(m.allocations)
+            ),
+        ),
+        kv("Distinct stacks", thousands(m.stack_count)),
+    ];
+    if let Some(p) = &m.path {
+        facts.push(kv("Path", p.clone()));
+    }
+    if let (Some(base), Some(size)) = (m.base, m.size) {
+        facts.push(kv("Base", base.to_string()));
+        facts.push(kv("Size", format!("{} bytes", thousands(size))));
+    }
+    let stacks = m
+        .stacks
+        .iter()
+        .enumerate()
+        .map(|(i, s)| StackView {
+            title: format!(
+                "Sample {} — stack #{}: {} allocations, {} bytes",
+                i + 1,
+                s.stack,
+                thousands(s.allocations),
+                thousands(s.bytes)
+            ),
+            frames: s
+                .frames
+                .iter()
+                .map(|f| FrameView {
+                    module: f.module.clone().unwrap_or_else(|| "(unknown)".to_owned()),
+                    offset: f.offset.map(|o| format!("+{o}")).unwrap_or_default(),
+                    address: f.address.to_string(),
+                    responsible: f.responsible,
+                })
+                .collect(),
+        })
+        .collect();
+    ModuleSection {
+        anchor: anchor(rank),
+        name: m.name.clone(),
+        facts,
+        functions: m
+            .functions
+            .iter()
+            .map(|f| row(f.name.clone(), f.allocations, f.bytes, m.bytes))
+            .collect(),
+        functions_omitted: omitted_text(&m.functions_omitted, "functions"),
+        sizes: m
+            .size_distribution
+            .iter()
+            .filter(|b| b.allocations > 0)
+            .map(|b| {
+                let name = match b.max {
+                    Some(max) => format!("{} – {} bytes", thousands(b.min), thousands(max - 1)),
+                    None => format!("{} bytes and more", thousands(b.min)),
+                };
+                row(name, b.allocations, b.bytes, m.bytes)
+            })
+            .collect(),
+        allocators: m
+            .allocators
+            .iter()
+            .map(|a| row(a.kind.label().to_owned(), a.allocations, a.bytes, m.bytes))
+            .collect(),
+        stacks,
+        stacks_omitted: omitted_text(&m.stacks_omitted, "stacks"),
+    }
+}
+
+fn leak_views(
+    leak: &LeakAnalysis,
+) -> Result<(String, String, Vec<ModuleRow>, Vec<ModuleSection>), RenderError> {
+    let total = leak.totals.bytes;
+    let by_bytes: Vec<(String, u64)> = leak
+        .modules
+        .iter()
+        .take(CHART_MODULES)
+        .map(|m| (m.name.clone(), m.bytes))
+        .collect();
+    let by_count: Vec<(String, u64)> = leak
+        .modules_by_count
+        .iter()
+        .take(CHART_MODULES)
+        .map(|m| (m.name.clone(), m.allocations))
+        .collect();
+    let chart_bytes = bar_chart("Top modules by outstanding bytes", &by_bytes, Unit::Bytes)?;
+    let chart_count = bar_chart(
+        "Top modules by outstanding allocations",
+        &by_count,
+        Unit::Count,
+    )?;
+    let rows = leak
+        .modules
+        .iter()
+        .enumerate()
+        .map(|(i, m)| ModuleRow {
+            rank: i + 1,
+            anchor: anchor(i + 1),
+            name: m.name.clone(),
+            allocations: thousands(m.allocations),
+            bytes: thousands(m.bytes),
+            approx: approx_bytes(m.bytes),
+            share: percent(m.bytes, total),
+            top_function: m
+                .functions
+                .first()
+                .map(|f| f.name.clone())
+                .unwrap_or_default(),
+        })
+        .collect();
+    let sections = leak
+        .modules
+        .iter()
+        .enumerate()
+        .map(|(i, m)| module_section(i + 1, m))
+        .collect();
+    Ok((chart_bytes, chart_count, rows, sections))
+}
+
+#[derive(Template)]
+#[template(path = "sections/leak.html")]
+struct LeakView {
+    summary: Vec<KeyValue>,
+    chart_bytes: String,
+    chart_count: String,
+    modules: Vec<ModuleRow>,
+    sections: Vec<ModuleSection>,
+}
+
+/// Renders the section into `out`.
+pub fn render(leak: &LeakAnalysis, out: &mut String) -> Result<(), RenderError> {
+    let (chart_bytes, chart_count, modules, sections) = leak_views(leak)?;
+    let summary = vec![
+        kv(
+            "Outstanding allocations",
+            thousands(leak.totals.allocations),
+        ),
+        kv(
+            "Outstanding bytes",
+            format!(
+                "{} ({})",
+                thousands(leak.totals.bytes),
+                approx_bytes(leak.totals.bytes)
+            ),
+        ),
+        kv("Modules charged", thousands(leak.modules.len() as u64)),
+        kv(
+            "Top module",
+            leak.modules
+                .first()
+                .map(|m| {
+                    format!(
+                        "{} — {} bytes ({})",
+                        m.name,
+                        thousands(m.bytes),
+                        percent(m.bytes, leak.totals.bytes)
+                    )
+                })
+                .unwrap_or_else(|| "–".into()),
+        ),
+        kv(
+            "Allocations without a stack",
+            format!(
+                "{} ({} bytes)",
+                thousands(leak.no_stack.allocations),
+                thousands(leak.no_stack.bytes)
+            ),
+        ),
+        kv(
+            "Records with an invalid stack index",
+            format!(
+                "{} ({} bytes)",
+                thousands(leak.invalid_stack_records.allocations),
+                thousands(leak.invalid_stack_records.bytes)
+            ),
+        ),
+    ];
+    LeakView {
+        summary,
+        chart_bytes,
+        chart_count,
+        modules,
+        sections,
+    }
+    .render_into(out)?;
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! HTML views of the scripts' sections, one file per script.
+
+pub mod leak;

@@ -1,0 +1,41 @@
+//! The leak-analysis script: which modules hold the outstanding allocations, how
+//! likely each is a leak, with their functions and sample stacks.
+
+pub mod analysis;
+
+pub use analysis::*;
+
+use super::{Need, Script, ScriptContext, ScriptError, Section, SectionData};
+use crate::report::RenderError;
+
+/// The leak-analysis script.
+pub struct LeakScript;
+
+impl Script for LeakScript {
+    fn name(&self) -> &'static str {
+        "leak"
+    }
+    fn title(&self) -> &'static str {
+        "Leak analysis"
+    }
+    fn description(&self) -> &'static str {
+        "outstanding allocations by module, function and stack, ranked, with sample stacks"
+    }
+    fn needs(&self) -> &'static [Need] {
+        &[Need::AllocationStream, Need::ModuleList]
+    }
+    fn run(&self, ctx: &ScriptContext<'_>) -> Result<Box<dyn Section>, ScriptError> {
+        let stream = ctx.stream.ok_or_else(|| {
+            ScriptError::NotApplicable("the dump has no allocation stream (no tracker data)".into())
+        })?;
+        let analysis = analyze(stream, ctx.modules, &ctx.options.leak)
+            .map_err(|e| ScriptError::Failed(e.to_string()))?;
+        Ok(Box::new(analysis))
+    }
+}
+
+impl SectionData for LeakAnalysis {
+    fn render_html(&self, out: &mut String) -> Result<(), RenderError> {
+        crate::report::sections::leak::render(self, out)
+    }
+}
