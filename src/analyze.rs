@@ -7,7 +7,9 @@ use crate::model::{
 };
 use crate::scripts::leak::LeakOptions;
 use crate::scripts::{self, run_scripts, Script, ScriptContext, ScriptError};
+use crate::symbols::{SymbolOptions, Symbolizer};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Options of an analysis run.
@@ -16,6 +18,8 @@ pub struct AnalyzeOptions {
     pub leak: LeakOptions,
     /// The scripts to run, in registry order.
     pub scripts: Vec<&'static dyn Script>,
+    /// Finds and caches PDBs for every dump of the run.
+    pub symbolizer: Arc<Symbolizer>,
 }
 
 impl Default for AnalyzeOptions {
@@ -23,6 +27,7 @@ impl Default for AnalyzeOptions {
         AnalyzeOptions {
             leak: LeakOptions::default(),
             scripts: scripts::registry().to_vec(),
+            symbolizer: Arc::new(Symbolizer::new(SymbolOptions::default())),
         }
     }
 }
