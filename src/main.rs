@@ -53,6 +53,10 @@ enum Command {
         /// when the dump lacks it (repeatable).
         #[arg(long, value_name = "DIR")]
         images: Vec<PathBuf>,
+        /// A tracking window shorter than this many minutes is reported as too short to
+        /// judge a leak.
+        #[arg(long, default_value_t = 15, value_name = "MINUTES")]
+        min_window: u64,
         /// Run only these scripts (comma-separated; see `leakdiag scripts`).
         #[arg(long, value_delimiter = ',', value_name = "NAMES")]
         scripts: Option<Vec<String>>,
@@ -102,6 +106,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             scripts,
             symbols,
             images,
+            min_window,
             quiet,
         } => {
             let env_path = std::env::var("_NT_SYMBOL_PATH").ok();
@@ -125,6 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     system_modules: ModuleFilter::system_with(&system_modules),
                     sample_stacks: stacks,
                     top_functions: functions,
+                    min_window_seconds: min_window.saturating_mul(60),
                 },
                 scripts,
                 symbolizer: Arc::new(Symbolizer::new(symbol_options)),

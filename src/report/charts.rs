@@ -117,6 +117,65 @@ pub fn bar_chart(title: &str, bars: &[(String, u64)], unit: Unit) -> Result<Stri
     Ok(svg)
 }
 
+/// A column chart of bytes over the tracking window: one column per time bin,
+/// `bins` as (start seconds, end seconds, bytes).
+pub fn timeline_chart(title: &str, bins: &[(f64, f64, u64)]) -> Result<String, ChartError> {
+    let err = |e: &dyn std::fmt::Display| ChartError {
+        title: title.to_owned(),
+        message: e.to_string(),
+    };
+    let end = bins.last().map(|b| b.1).unwrap_or(0.0).max(1.0);
+    let max = bins.iter().map(|b| b.2).max().unwrap_or(0).max(1);
+    // Axis in minutes or hours, whichever reads better.
+    let (scale, unit) = if end >= 3.0 * 3600.0 {
+        (3600.0, "h")
+    } else {
+        (60.0, "min")
+    };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, 240)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 14))
+            .margin(8)
+            .x_label_area_size(32)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..end / scale, 0f64..max as f64 * 1.1)
+            .map_err(|e| err(&e))?;
+        let x_label = |v: &f64| format!("{v:.1} {unit}");
+        let y_label = |v: &f64| approx_bytes(v.max(0.0) as u64);
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .light_line_style(WHITE)
+            .x_labels(6)
+            .y_labels(4)
+            .x_label_formatter(&x_label)
+            .y_label_formatter(&y_label)
+            .x_desc("time of allocation since tracking began")
+            .label_style(("sans-serif", 11))
+            .draw()
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(
+                bins.iter()
+                    .filter(|b| b.2 > 0)
+                    .map(|&(start, stop, bytes)| {
+                        let mut r = Rectangle::new(
+                            [(start / scale, 0.0), (stop / scale, bytes as f64)],
+                            BAR_COLOR.filled(),
+                        );
+                        r.set_margin(0, 0, 1, 1);
+                        r
+                    }),
+            )
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(svg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +199,23 @@ mod tests {
             "labels are escaped"
         );
         assert!(svg.matches("<rect").count() >= 3, "background and two bars");
+    }
+
+    #[test]
+    fn timeline_has_a_column_per_nonempty_bin() {
+        let bins: Vec<(f64, f64, u64)> = (0..20)
+            .map(|i| {
+                (
+                    i as f64 * 180.0,
+                    (i + 1) as f64 * 180.0,
+                    if i % 2 == 0 { 1000 } else { 0 },
+                )
+            })
+            .collect();
+        let svg = timeline_chart("odbcvend.dll", &bins).unwrap();
+        assert!(svg.contains("min"), "axis in minutes for one hour");
+        // Background, plot area and ten columns at least.
+        assert!(svg.matches("<rect").count() >= 11);
     }
 
     #[test]

@@ -80,6 +80,16 @@ fn totals_add_up_everywhere() {
             .iter()
             .fold((0, 0), |a, b| (a.0 + b.allocations, a.1 + b.bytes));
         assert_eq!(kinds, (m.allocations, m.bytes), "{} allocators", m.name);
+        let timeline = m
+            .timeline
+            .iter()
+            .fold((0, 0), |a, b| (a.0 + b.allocations, a.1 + b.bytes));
+        assert_eq!(timeline, (m.allocations, m.bytes), "{} timeline", m.name);
+        let heaps = m.heaps.iter().fold(
+            (m.heaps_omitted.allocations, m.heaps_omitted.bytes),
+            |a, b| (a.0 + b.allocations, a.1 + b.bytes),
+        );
+        assert_eq!(heaps, (m.allocations, m.bytes), "{} heaps", m.name);
         if m.name != "(no stack)" {
             let funcs = m.functions.iter().fold(
                 (m.functions_omitted.allocations, m.functions_omitted.bytes),

@@ -6,6 +6,7 @@ mod cli;
 mod golden;
 mod helpers;
 mod html;
+mod probability;
 mod props;
 mod stream;
 mod symbolized;

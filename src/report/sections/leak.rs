@@ -1,7 +1,7 @@
 //! The leak-analysis section: charts of the top modules, the module table, and a
 //! card per module with its functions, sizes, allocators and sample stacks.
 
-use crate::report::charts::{bar_chart, Unit};
+use crate::report::charts::{bar_chart, timeline_chart, Unit};
 use crate::report::format::{approx_bytes, percent, thousands};
 use crate::report::view::{kv, row, KeyValue, Row};
 use crate::report::RenderError;
@@ -27,6 +27,7 @@ fn omitted_text(o: &Omitted, what: &str) -> Option<String> {
 }
 
 struct ModuleRow {
+    probability: String,
     rank: usize,
     anchor: String,
     name: String,
@@ -84,11 +85,23 @@ struct StackView {
     frames: Vec<FrameView>,
 }
 
+struct FunctionRow {
+    name: String,
+    allocations: String,
+    bytes: String,
+    share: String,
+    probability: String,
+}
+
 struct ModuleSection {
     anchor: String,
     name: String,
     facts: Vec<KeyValue>,
-    functions: Vec<Row>,
+    /// The allocation timeline chart (top modules only, to keep the page small).
+    timeline: Option<String>,
+    heaps: Vec<Row>,
+    heaps_omitted: Option<String>,
+    functions: Vec<FunctionRow>,
     functions_omitted: Option<String>,
     sizes: Vec<Row>,
     allocators: Vec<Row>,
@@ -96,8 +109,29 @@ struct ModuleSection {
     stacks_omitted: Option<String>,
 }
 
-fn module_section(rank: usize, m: &ModuleLeak) -> ModuleSection {
+/// Modules that get a timeline chart.
+const TIMELINE_MODULES: usize = 10;
+
+fn probability(p: Option<u8>) -> String {
+    p.map(|p| format!("{p}%")).unwrap_or_else(|| "–".into())
+}
+
+fn module_section(rank: usize, m: &ModuleLeak) -> Result<ModuleSection, RenderError> {
+    let timeline = if rank <= TIMELINE_MODULES {
+        let bins: Vec<(f64, f64, u64)> = m
+            .timeline
+            .iter()
+            .map(|b| (b.start_seconds, b.end_seconds, b.bytes))
+            .collect();
+        Some(timeline_chart(
+            &format!("{}: outstanding bytes by time of allocation", m.name),
+            &bins,
+        )?)
+    } else {
+        None
+    };
     let mut facts = vec![
+        kv("Leak probability", probability(m.leak_probability)),
         kv(
             "Outstanding",
             format!(
@@ -121,23 +155,37 @@ fn module_section(rank: usize, m: &ModuleLeak) -> ModuleSection {
         .enumerate()
         .map(|(i, s)| StackView {
             title: format!(
-                "Sample {} — stack #{}: {} allocations, {} bytes",
+                "Sample {} — stack #{}: {} allocations, {} bytes, leak probability {}",
                 i + 1,
                 s.stack,
                 thousands(s.allocations),
-                thousands(s.bytes)
+                thousands(s.bytes),
+                probability(s.leak_probability)
             ),
             frames: s.frames.iter().map(frame_view).collect(),
         })
         .collect();
-    ModuleSection {
+    Ok(ModuleSection {
         anchor: anchor(rank),
         name: m.name.clone(),
         facts,
+        timeline,
+        heaps: m
+            .heaps
+            .iter()
+            .map(|h| row(h.heap.clone(), h.allocations, h.bytes, m.bytes))
+            .collect(),
+        heaps_omitted: omitted_text(&m.heaps_omitted, "heaps"),
         functions: m
             .functions
             .iter()
-            .map(|f| row(f.name.clone(), f.allocations, f.bytes, m.bytes))
+            .map(|f| FunctionRow {
+                name: f.name.clone(),
+                allocations: thousands(f.allocations),
+                bytes: thousands(f.bytes),
+                share: percent(f.bytes, m.bytes),
+                probability: probability(f.leak_probability),
+            })
             .collect(),
         functions_omitted: omitted_text(&m.functions_omitted, "functions"),
         sizes: m
@@ -159,7 +207,7 @@ fn module_section(rank: usize, m: &ModuleLeak) -> ModuleSection {
             .collect(),
         stacks,
         stacks_omitted: omitted_text(&m.stacks_omitted, "stacks"),
-    }
+    })
 }
 
 fn leak_views(
@@ -190,6 +238,7 @@ fn leak_views(
         .enumerate()
         .map(|(i, m)| ModuleRow {
             rank: i + 1,
+            probability: probability(m.leak_probability),
             anchor: anchor(i + 1),
             name: m.name.clone(),
             allocations: thousands(m.allocations),
@@ -208,7 +257,7 @@ fn leak_views(
         .iter()
         .enumerate()
         .map(|(i, m)| module_section(i + 1, m))
-        .collect();
+        .collect::<Result<_, _>>()?;
     Ok((chart_bytes, chart_count, rows, sections))
 }
 

@@ -7,11 +7,13 @@
 //! Memory is proportional to the number of stacks and modules, both already checked
 //! against the stream's size, never to the allocation count.
 
+use super::probability::{bin_of, TimeHistogram, TIME_BINS};
 use super::symbols::{Symbols, SymbolsRow};
 use crate::addr::{Rva, VirtAddr};
 use crate::dump::stream::{AllocationStream, AllocatorKind, NO_STACK};
 use crate::model::ModuleMap;
 use crate::scripts::attribution::{responsible_frame, ModuleFilter, Owner, Responsible};
+use crate::scripts::Finding;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use thiserror::Error;
@@ -30,6 +32,8 @@ pub struct LeakOptions {
     pub sample_stacks: usize,
     /// Functions listed per module (most bytes first).
     pub top_functions: usize,
+    /// A tracking window shorter than this (seconds) is too short to judge.
+    pub min_window_seconds: u64,
 }
 
 impl Default for LeakOptions {
@@ -38,6 +42,7 @@ impl Default for LeakOptions {
             system_modules: ModuleFilter::system_with::<&str>(&[]),
             sample_stacks: 3,
             top_functions: 10,
+            min_window_seconds: 15 * 60,
         }
     }
 }
@@ -101,12 +106,36 @@ pub struct AllocatorTotals {
     pub bytes: u64,
 }
 
+/// One bin of a module's allocation timeline: allocations made between `start` and
+/// `end` seconds after tracking began that are still outstanding.
+#[derive(Clone, Debug, Serialize)]
+pub struct TimelineBin {
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+    pub allocations: u64,
+    pub bytes: u64,
+}
+
+/// Totals for one heap handle.
+#[derive(Clone, Debug, Serialize)]
+pub struct HeapTotals {
+    /// The heap handle as a hex string.
+    pub heap: String,
+    pub allocations: u64,
+    pub bytes: u64,
+}
+
+/// Heap handles listed per module.
+pub const TOP_HEAPS: usize = 10;
+
 /// A function (until symbols: the responsible frame's `module+0xRVA`).
 #[derive(Clone, Debug, Serialize)]
 pub struct FunctionLeak {
     pub name: String,
     pub allocations: u64,
     pub bytes: u64,
+    /// 0–100, see docs/leak-probability.md; `None` when it cannot be judged.
+    pub leak_probability: Option<u8>,
 }
 
 /// One frame of a sample stack. An address inside inlined code yields several
@@ -137,6 +166,7 @@ pub struct StackSample {
     pub stack: u32,
     pub allocations: u64,
     pub bytes: u64,
+    pub leak_probability: Option<u8>,
     pub frames: Vec<Frame>,
 }
 
@@ -158,6 +188,13 @@ pub struct ModuleLeak {
     pub size: Option<u64>,
     pub allocations: u64,
     pub bytes: u64,
+    /// 0–100, see docs/leak-probability.md; `None` when it cannot be judged.
+    pub leak_probability: Option<u8>,
+    /// Outstanding allocations by time of allocation, over the tracking window.
+    pub timeline: Vec<TimelineBin>,
+    /// Heap handles the blocks came from (0: none or unknown), most bytes first.
+    pub heaps: Vec<HeapTotals>,
+    pub heaps_omitted: Omitted,
     pub functions: Vec<FunctionLeak>,
     pub functions_omitted: Omitted,
     pub size_distribution: Vec<SizeBucket>,
@@ -191,6 +228,9 @@ pub struct LeakAnalysis {
     pub modules_by_count: Vec<RankEntry>,
     /// Symbol status of every module that appears in a stack.
     pub symbols: Vec<SymbolsRow>,
+    /// For the analysis summary (which serializes them once, for every script).
+    #[serde(skip)]
+    pub findings: Vec<Finding>,
 }
 
 #[derive(Default)]
@@ -198,7 +238,46 @@ struct ModuleAcc {
     totals: Totals,
     sizes: [Totals; SIZE_BUCKETS.len() + 1],
     allocators: [Totals; 6],
+    time: TimeHistogram,
+    heaps: HashMap<u64, Totals>,
     stacks: Vec<u32>,
+}
+
+/// Allocation counts by time bin for each stack that has allocations. Slots are
+/// handed out on first use, so memory follows the stacks actually used (at most one
+/// per allocation record), not the stack table's size.
+struct StackTimes {
+    slot: Vec<u32>,
+    counts: Vec<[u32; TIME_BINS]>,
+}
+
+impl StackTimes {
+    const NONE: u32 = u32::MAX;
+
+    fn new(stacks: usize) -> Self {
+        StackTimes {
+            slot: vec![Self::NONE; stacks],
+            counts: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, stack: usize, bin: usize) {
+        if self.slot[stack] == Self::NONE {
+            self.slot[stack] = self.counts.len() as u32;
+            self.counts.push([0; TIME_BINS]);
+        }
+        let c = &mut self.counts[self.slot[stack] as usize][bin];
+        *c = c.saturating_add(1);
+    }
+
+    /// Adds stack `stack`'s counts into `into`.
+    fn merge_into(&self, stack: usize, into: &mut TimeHistogram) {
+        if let Some(counts) = self.counts.get(self.slot[stack] as usize) {
+            for (total, &c) in into.allocations.iter_mut().zip(counts) {
+                *total += u64::from(c);
+            }
+        }
+    }
 }
 
 fn owner_name(owner: Owner, modules: &ModuleMap) -> String {
@@ -294,7 +373,10 @@ pub fn analyze(
         .collect();
 
     // Pass 2: one read of the allocation table.
+    let h = stream.header();
+    let window = h.snapshot_time.saturating_sub(h.tracking_start);
     let mut per_stack = vec![Totals::default(); stack_count];
+    let mut stack_times = StackTimes::new(stack_count);
     let mut by_owner: HashMap<Owner, ModuleAcc> = HashMap::new();
     let mut totals = Totals::default();
     let mut no_stack = Totals::default();
@@ -308,12 +390,14 @@ pub fn analyze(
                 size: a.size,
             })?;
         totals.allocations += 1;
+        let bin = bin_of(a.time, window);
         // Every partial sum below is bounded by `totals.bytes`, so none can overflow.
         let owner = if a.stack == NO_STACK {
             no_stack.add(a.size);
             Owner::NoStack
         } else if (a.stack as usize) < stack_count {
             per_stack[a.stack as usize].add(a.size);
+            stack_times.add(a.stack as usize, bin);
             responsible[a.stack as usize].map_or(Owner::NoStack, |r| r.owner)
         } else {
             invalid.add(a.size);
@@ -323,6 +407,8 @@ pub fn analyze(
         acc.totals.add(a.size);
         acc.sizes[size_bucket(a.size)].add(a.size);
         acc.allocators[a.allocator().index()].add(a.size);
+        acc.time.add(bin, a.size);
+        acc.heaps.entry(a.heap).or_default().add(a.size);
     }
     for (s, r) in responsible.iter().enumerate() {
         if per_stack[s].allocations == 0 {
@@ -339,6 +425,8 @@ pub fn analyze(
         modules,
         responsible: &responsible,
         per_stack: &per_stack,
+        stack_times: &stack_times,
+        window,
         options,
         symbols,
     };
@@ -375,6 +463,7 @@ pub fn analyze(
         modules: modules_out,
         modules_by_count,
         symbols: symbols.rows(modules),
+        findings: Vec::new(),
     })
 }
 
@@ -384,6 +473,9 @@ struct Pass<'a> {
     modules: &'a ModuleMap,
     responsible: &'a [Option<Responsible>],
     per_stack: &'a [Totals],
+    stack_times: &'a StackTimes,
+    /// The tracking window in ticks.
+    window: u64,
     options: &'a LeakOptions,
     symbols: &'a Symbols,
 }
@@ -394,25 +486,29 @@ fn build_module(owner: Owner, acc: ModuleAcc, pass: &Pass<'_>) -> ModuleLeak {
         modules,
         responsible,
         per_stack,
+        stack_times,
+        window,
         options,
         symbols,
     } = *pass;
     // Functions: the responsible frames of the module's stacks, grouped by name.
-    let mut functions: HashMap<String, Totals> = HashMap::new();
+    let mut functions: HashMap<String, (Totals, TimeHistogram)> = HashMap::new();
     for &s in &acc.stacks {
         if let Some(r) = &responsible[s as usize] {
-            functions
+            let f = functions
                 .entry(function_name(r, modules, symbols))
-                .or_default()
-                .merge(per_stack[s as usize]);
+                .or_default();
+            f.0.merge(per_stack[s as usize]);
+            stack_times.merge_into(s as usize, &mut f.1);
         }
     }
     let mut functions: Vec<FunctionLeak> = functions
         .into_iter()
-        .map(|(name, t)| FunctionLeak {
+        .map(|(name, (t, times))| FunctionLeak {
             name,
             allocations: t.allocations,
             bytes: t.bytes,
+            leak_probability: times.leak_probability(window),
         })
         .collect();
     functions.sort_by(|a, b| {
@@ -436,11 +532,16 @@ fn build_module(owner: Owner, acc: ModuleAcc, pass: &Pass<'_>) -> ModuleLeak {
     let stack_count = stacks.len() as u64;
     let mut samples: Vec<StackSample> = stacks
         .iter()
-        .map(|&s| StackSample {
-            stack: s,
-            allocations: per_stack[s as usize].allocations,
-            bytes: per_stack[s as usize].bytes,
-            frames: Vec::new(),
+        .map(|&s| {
+            let mut times = TimeHistogram::default();
+            stack_times.merge_into(s as usize, &mut times);
+            StackSample {
+                stack: s,
+                allocations: per_stack[s as usize].allocations,
+                bytes: per_stack[s as usize].bytes,
+                leak_probability: times.leak_probability(window),
+                frames: Vec::new(),
+            }
         })
         .collect();
     let stacks_omitted = omit(&mut samples, options.sample_stacks, |s| {
@@ -482,6 +583,31 @@ fn build_module(owner: Owner, acc: ModuleAcc, pass: &Pass<'_>) -> ModuleLeak {
         Owner::Module(i) => Some(modules.get(i)),
         _ => None,
     };
+    let bin_seconds = window as f64 / 1e7 / TIME_BINS as f64;
+    let timeline = (0..TIME_BINS)
+        .map(|i| TimelineBin {
+            start_seconds: i as f64 * bin_seconds,
+            end_seconds: (i + 1) as f64 * bin_seconds,
+            allocations: acc.time.allocations[i],
+            bytes: acc.time.bytes[i],
+        })
+        .collect();
+    let mut heaps: Vec<HeapTotals> = acc
+        .heaps
+        .iter()
+        .map(|(&h, t)| HeapTotals {
+            heap: format!("0x{h:x}"),
+            allocations: t.allocations,
+            bytes: t.bytes,
+        })
+        .collect();
+    heaps.sort_by(|a, b| {
+        b.bytes
+            .cmp(&a.bytes)
+            .then(b.allocations.cmp(&a.allocations))
+            .then_with(|| a.heap.cmp(&b.heap))
+    });
+    let heaps_omitted = omit(&mut heaps, TOP_HEAPS, |h| (h.allocations, h.bytes));
     ModuleLeak {
         name: owner_name(owner, modules),
         path: module.map(|m| m.path.clone()),
@@ -489,6 +615,10 @@ fn build_module(owner: Owner, acc: ModuleAcc, pass: &Pass<'_>) -> ModuleLeak {
         size: module.map(|m| m.size),
         allocations: acc.totals.allocations,
         bytes: acc.totals.bytes,
+        leak_probability: acc.time.leak_probability(window),
+        timeline,
+        heaps,
+        heaps_omitted,
         functions,
         functions_omitted,
         size_distribution,

@@ -2,6 +2,8 @@
 //! likely each is a leak, with their functions and sample stacks.
 
 pub mod analysis;
+pub mod findings;
+pub mod probability;
 pub mod symbols;
 
 pub use analysis::*;
@@ -42,8 +44,22 @@ impl Script for LeakScript {
             &reader,
             stream.flags().return_addresses(),
         );
-        let analysis = analyze(stream, ctx.modules, &ctx.options.leak, &symbols)
+        let mut analysis = analyze(stream, ctx.modules, &ctx.options.leak, &symbols)
             .map_err(|e| ScriptError::Failed(e.to_string()))?;
+        let h = stream.header();
+        let mut system = ctx.options.leak.system_modules.clone();
+        system.extend(&stream.allocator_modules());
+        analysis.findings = findings::findings(
+            &analysis,
+            &findings::FindingInputs {
+                window_seconds: h.snapshot_time.saturating_sub(h.tracking_start) as f64 / 1e7,
+                min_window_seconds: ctx.options.leak.min_window_seconds,
+                flags: h.flags,
+                max_depth: stream.metadata_value("max_depth"),
+                system: &system,
+                vendor: &|_| None,
+            },
+        );
         Ok(Box::new(analysis))
     }
 }
@@ -51,5 +67,8 @@ impl Script for LeakScript {
 impl SectionData for LeakAnalysis {
     fn render_html(&self, out: &mut String) -> Result<(), RenderError> {
         crate::report::sections::leak::render(self, out)
+    }
+    fn findings(&self) -> Vec<super::Finding> {
+        self.findings.clone()
     }
 }
