@@ -8,6 +8,7 @@ mod helpers;
 mod html;
 mod probability;
 mod props;
+mod scripts;
 mod stream;
 mod symbolized;
 mod symbols_common;

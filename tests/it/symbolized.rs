@@ -171,3 +171,104 @@ fn a_pdb_of_another_build_is_rejected() {
         .starts_with("odbcvend.dll+0x"));
     assert!(vend["stacks"][0]["frames"][1]["function"].is_null());
 }
+
+#[test]
+fn a_module_without_identity_uses_its_pdb_by_name_unverified() {
+    let (rva, chain) = inlined_site("SQLAllocHandle");
+    let pdbs = root().join("tests/fixtures/pdb");
+    // Wine's dump writer leaves the CodeView record empty.
+    let vend = SynthModule::new("C:\\Vendor\\odbcvend.dll", VEND_BASE, 0x10000);
+    let r = analyze(dump(vend, rva), pdbs.to_str().unwrap());
+    let leak = &r["sections"]["leak"];
+    let row = leak["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["module"] == "odbcvend.dll")
+        .unwrap()
+        .clone();
+    assert_eq!(row["status"], "loaded (unverified)", "{row}");
+    assert_eq!(
+        leak["modules"][0]["functions"][0]["name"],
+        format!("odbcvend.dll!{}", chain[0])
+    );
+}
+
+#[test]
+fn symbols_come_from_an_http_server_named_in_nt_symbol_path() {
+    use crate::symbols_common::FileServer;
+    let (rva, chain) = inlined_site("SQLAllocHandle");
+    let dir = tempfile::tempdir().unwrap();
+    // A symbol store as symstore lays it out, served over loopback HTTP.
+    let id = image_identity(&fixtures().join("odbcvend.dll"));
+    let store = dir.path().join("store");
+    let in_store = leakdiag::symbols::store::store_path(&store, &id);
+    std::fs::create_dir_all(in_store.parent().unwrap()).unwrap();
+    std::fs::copy(fixtures().join("odbcvend.pdb"), &in_store).unwrap();
+    let server = FileServer::start(store);
+    let cache = dir.path().join("cache");
+    let symbol_path = format!("srv*{}*{}", cache.display(), server.url);
+    std::fs::write(
+        dir.path().join("d.dmp"),
+        dump(vend_module("odbcvend.dll"), rva),
+    )
+    .unwrap();
+    let run = |out: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_leakdiag"))
+            .args(["analyze", "d.dmp", "-o", out, "--scripts", "leak"])
+            .current_dir(dir.path())
+            .env("_NT_SYMBOL_PATH", &symbol_path)
+            .env_remove("HTTP_PROXY")
+            .env_remove("http_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy")
+            .output()
+            .unwrap()
+    };
+    let o = run("out");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = read_json(&dir.path().join("out/d/report.json"));
+    let leak = &r["sections"]["leak"];
+    assert_eq!(
+        leak["modules"][0]["functions"][0]["name"],
+        format!("odbcvend.dll!{}", chain[0])
+    );
+    let row = leak["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["module"] == "odbcvend.dll")
+        .unwrap()
+        .clone();
+    assert_eq!(row["status"], "loaded");
+    assert!(
+        row["pdb"]
+            .as_str()
+            .unwrap()
+            .starts_with(cache.to_str().unwrap()),
+        "{row}"
+    );
+    // Saved in the cache in the store layout, so the next run needs no server.
+    assert!(leakdiag::symbols::store::store_path(&cache, &id).is_file());
+    drop(server);
+    let o = run("again");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = read_json(&dir.path().join("again/d/report.json"));
+    let row = r["sections"]["leak"]["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["module"] == "odbcvend.dll")
+        .unwrap()
+        .clone();
+    assert_eq!(row["status"], "loaded");
+}
+
+#[test]
+fn a_bad_symbol_path_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("d.dmp"), crate::synth::demo_dump(1)).unwrap();
+    let o = leakdiag(dir.path(), &["analyze", "d.dmp", "-s", "bogus*x*y*z"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("symbol path"));
+}

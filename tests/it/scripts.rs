@@ -1,0 +1,92 @@
+//! The script registry: listing, selection, and failures that stay contained.
+
+use crate::helpers::{leakdiag, read_json, stderr, stdout};
+use crate::synth::demo_dump;
+use leakdiag::analyze::AnalyzeOptions;
+use leakdiag::dump::DumpFile;
+use leakdiag::scripts::leak::LeakAnalysis;
+use leakdiag::scripts::{registry, run_scripts, Need, Script, ScriptContext, ScriptError, Section};
+
+#[test]
+fn scripts_lists_every_script_with_a_line() {
+    let o = leakdiag(std::path::Path::new("."), &["scripts"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), registry().len());
+    for s in registry() {
+        assert!(
+            out.contains(s.name()) && out.contains(s.description()),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn scripts_can_be_selected_and_unknown_names_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("d.dmp"), demo_dump(1)).unwrap();
+    let o = leakdiag(
+        dir.path(),
+        &["analyze", "d.dmp", "-o", "out", "--scripts", "leak"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = read_json(&dir.path().join("out/d/report.json"));
+    let sections = r["sections"].as_object().unwrap();
+    assert_eq!(sections.keys().collect::<Vec<_>>(), ["leak"]);
+
+    let o = leakdiag(dir.path(), &["analyze", "d.dmp", "--scripts", "leak,nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown script \"nope\""));
+}
+
+/// A script with a bug.
+struct Broken;
+
+impl Script for Broken {
+    fn name(&self) -> &'static str {
+        "broken"
+    }
+    fn title(&self) -> &'static str {
+        "Broken"
+    }
+    fn description(&self) -> &'static str {
+        "panics"
+    }
+    fn needs(&self) -> &'static [Need] {
+        &[]
+    }
+    fn run(&self, _: &ScriptContext<'_>) -> Result<Box<dyn Section>, ScriptError> {
+        panic!("index out of range in a test script")
+    }
+}
+
+#[test]
+fn a_failing_script_is_recorded_and_the_others_still_run() {
+    let f = tempfile::Builder::new().suffix(".dmp").tempfile().unwrap();
+    std::fs::write(f.path(), demo_dump(1)).unwrap();
+    let dump = DumpFile::open(f.path()).unwrap();
+    let mut warnings = Vec::new();
+    let modules = dump.modules(&mut warnings);
+    let process = dump.process_info(&modules);
+    let stream = dump.allocation_stream().unwrap();
+    let options = AnalyzeOptions::default();
+    let ctx = ScriptContext {
+        dump: &dump,
+        modules: &modules,
+        process: &process,
+        stream: stream.as_ref(),
+        options: &options,
+    };
+    let broken: &'static dyn Script = &Broken;
+    let leak = leakdiag::scripts::find("leak").unwrap();
+    let out = run_scripts(&[broken, leak], &ctx);
+    assert_eq!(out.len(), 2);
+    match &out[0].result {
+        Err(ScriptError::Failed(m)) => {
+            assert!(m.contains("index out of range in a test script"), "{m}")
+        }
+        other => panic!("{:?}", other.as_ref().map(|_| ())),
+    }
+    let leak = out[1].data::<LeakAnalysis>().expect("leak ran");
+    assert_eq!(leak.totals.allocations, 2649);
+}
