@@ -16,6 +16,9 @@ pub struct AnalyzeOptions {
     pub leak: LeakOptions,
     /// The scripts to run, in registry order.
     pub scripts: Vec<&'static dyn Script>,
+    /// Folders searched for module image files (`--images`), for the version
+    /// resources of modules whose image the dump does not hold.
+    pub images: Vec<PathBuf>,
 }
 
 impl Default for AnalyzeOptions {
@@ -23,6 +26,7 @@ impl Default for AnalyzeOptions {
         AnalyzeOptions {
             leak: LeakOptions::default(),
             scripts: scripts::registry().to_vec(),
+            images: Vec::new(),
         }
     }
 }
@@ -158,7 +162,6 @@ pub fn analyze_dump(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport,
         tracking,
         summary,
         sections,
-        module_list: modules.modules().to_vec(),
         warnings,
     })
 }

@@ -45,6 +45,10 @@ enum Command {
         /// Run only these scripts (comma-separated; see `leakdiag scripts`).
         #[arg(long, value_delimiter = ',', value_name = "NAMES")]
         scripts: Option<Vec<String>>,
+        /// A folder of module image files (DLL/EXE), for version resources the dump
+        /// does not hold (repeatable).
+        #[arg(long = "images", value_name = "DIR")]
+        images: Vec<PathBuf>,
         /// Print nothing but errors.
         #[arg(short, long)]
         quiet: bool,
@@ -89,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stacks,
             functions,
             scripts,
+            images,
             quiet,
         } => {
             let scripts = match leakdiag::scripts::select(scripts.as_deref()) {
@@ -105,6 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     top_functions: functions,
                 },
                 scripts,
+                images,
             };
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(jobs.map_or(0, usize::from))
