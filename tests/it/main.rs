@@ -6,6 +6,7 @@ mod cli;
 mod golden;
 mod helpers;
 mod html;
+mod memory_scripts;
 mod props;
 mod stream;
 mod synth;
