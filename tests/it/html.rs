@@ -71,6 +71,19 @@ fn report_html_has_every_section_and_nothing_external() {
     ] {
         assert_eq!(count(&doc, id), 1, "section {id}");
     }
+    let mut ids: Vec<&str> = doc
+        .select(&sel("[id]"))
+        .map(|el| el.value().attr("id").unwrap())
+        .collect();
+    let all = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "ids are unique");
+    assert_eq!(
+        count(&doc, "#modules tbody tr"),
+        9,
+        "every module of the dump"
+    );
     assert_eq!(count(&doc, "#leak-charts svg"), 2, "two bar charts");
     assert!(count(&doc, "#leak-charts svg rect") >= 10, "bars drawn");
     let modules = count(&doc, "#leak-modules tbody tr");

@@ -7,6 +7,7 @@ mod golden;
 mod helpers;
 mod html;
 mod memory_scripts;
+mod modules;
 mod props;
 mod stream;
 mod synth;

@@ -277,3 +277,27 @@ fn many_handles_are_a_probable_leak_and_the_table_is_capped() {
     assert_eq!(doc.select(&rows).count(), 20);
     assert!(html.contains("5 more types not shown"));
 }
+
+#[test]
+fn sections_render_charts_and_notes() {
+    use leakdiag::scripts::SectionData;
+    let bytes = dump_with(|d| {
+        d.memory_info = vec![
+            (0x0, 0x1_0000, mem::FREE, 1, 0),
+            (0x1_0000, 0x2_0000, mem::COMMIT, 0x20, mem::IMAGE),
+        ]
+    });
+    let r = analyze_synth(bytes, &AnalyzeOptions::default());
+    let v: &VirtualMemory = r.section("virtual_memory").unwrap();
+    let mut html = String::new();
+    v.render_html(&mut html).unwrap();
+    let doc = scraper::Html::parse_fragment(&html);
+    let charts = scraper::Selector::parse("#virtual-memory-charts svg").unwrap();
+    assert_eq!(doc.select(&charts).count(), 2);
+    assert!(html.contains("131,072 bytes"));
+    let p: &ProcessSection = r.section("process").unwrap();
+    let mut html = String::new();
+    p.render_html(&mut html).unwrap();
+    assert!(html.contains("not recorded in the dump"));
+    assert!(html.contains("no process VM counters"));
+}
