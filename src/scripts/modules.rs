@@ -14,7 +14,7 @@ use crate::report::RenderError;
 use minidump::{Minidump, MinidumpModuleList, UnifiedMemoryList};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The largest single read from dump memory.
 const MAX_MEMORY_READ: usize = 1024 * 1024;
@@ -95,14 +95,26 @@ pub fn read_memory(memory: &UnifiedMemoryList<'_>, addr: u64, len: usize) -> Opt
 /// Finds and reads module images: the dump's memory first, then `--images` folders.
 pub struct ImageReader<'a> {
     memory: Option<UnifiedMemoryList<'a>>,
-    images: &'a [PathBuf],
+    /// The files of the `--images` folders by lower-case name; the first folder
+    /// holding a name wins.
+    files: HashMap<String, PathBuf>,
 }
 
 impl<'a> ImageReader<'a> {
     pub fn new(dump: &'a Minidump<'static, memmap2::Mmap>, images: &'a [PathBuf]) -> Self {
+        let mut files = HashMap::new();
+        for dir in images {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for e in entries.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().to_ascii_lowercase();
+                files.entry(name).or_insert_with(|| e.path());
+            }
+        }
         ImageReader {
             memory: dump.get_memory(),
-            images,
+            files,
         }
     }
 
@@ -129,28 +141,18 @@ impl<'a> ImageReader<'a> {
 
     /// The first file named `name` (ASCII case ignored) in the `--images` folders.
     fn image_file(&self, name: &str) -> Option<PathBuf> {
-        if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
-            return None;
-        }
-        self.images.iter().find_map(|dir| find_in(dir, name))
+        self.files
+            .get(&name.to_ascii_lowercase())
+            .filter(|p| p.is_file())
+            .cloned()
     }
-}
-
-fn find_in(dir: &Path, name: &str) -> Option<PathBuf> {
-    let exact = dir.join(name);
-    if exact.is_file() {
-        return Some(exact);
-    }
-    std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .find(|e| e.file_name().to_string_lossy().eq_ignore_ascii_case(name))
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
 }
 
 /// The version strings (company name, product name, …) of `module`'s image, from the
 /// dump's memory or an `--images` folder; `None` when neither holds a readable image.
+///
+/// Each call lists the `--images` folders and the dump's memory list again: to look up
+/// many modules, make one [`ImageReader`] and call [`ImageReader::version`].
 pub fn version_strings(ctx: &ScriptContext<'_>, module: &Module) -> Option<VersionStrings> {
     ImageReader::new(ctx.dump.minidump(), &ctx.options.images)
         .version(module)
