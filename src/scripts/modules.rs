@@ -92,7 +92,8 @@ pub fn read_memory(memory: &UnifiedMemoryList<'_>, addr: u64, len: usize) -> Opt
     Some(out)
 }
 
-/// Finds and reads module images: the dump's memory first, then `--images` folders.
+/// Finds and reads module images: the dump's memory first, then `--images` folders
+/// and files.
 pub struct ImageReader<'a> {
     memory: Option<UnifiedMemoryList<'a>>,
     /// The files of the `--images` folders by lower-case name; the first folder
@@ -103,8 +104,16 @@ pub struct ImageReader<'a> {
 impl<'a> ImageReader<'a> {
     pub fn new(dump: &'a Minidump<'static, memmap2::Mmap>, images: &'a [PathBuf]) -> Self {
         let mut files = HashMap::new();
-        for dir in images {
-            let Ok(entries) = std::fs::read_dir(dir) else {
+        for path in images {
+            // An `--images` entry is a folder of images or one image file.
+            if path.is_file() {
+                if let Some(name) = path.file_name() {
+                    let name = name.to_string_lossy().to_ascii_lowercase();
+                    files.entry(name).or_insert_with(|| path.clone());
+                }
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(path) else {
                 continue;
             };
             for e in entries.filter_map(Result::ok) {
@@ -139,7 +148,7 @@ impl<'a> ImageReader<'a> {
         Some((v, VersionSource::ImageFile, Some(file)))
     }
 
-    /// The first file named `name` (ASCII case ignored) in the `--images` folders.
+    /// The first file named `name` (ASCII case ignored) among the `--images` entries.
     fn image_file(&self, name: &str) -> Option<PathBuf> {
         self.files
             .get(&name.to_ascii_lowercase())

@@ -224,6 +224,14 @@ fn modules_read_image_files_from_the_images_folders() {
         images: vec![empty.path().to_owned(), fixtures()],
         ..Default::default()
     };
+    let r = analyze_synth(bytes.clone(), &options);
+    let m: &Modules = r.section("modules").unwrap();
+    assert_eq!(m.with_version_strings, 2);
+    // An --images entry may also be the image file itself.
+    let options = AnalyzeOptions {
+        images: vec![fixtures().join("odbcvend.dll")],
+        ..Default::default()
+    };
     let r = analyze_synth(bytes, &options);
     let m: &Modules = r.section("modules").unwrap();
     assert_eq!((m.loaded, m.unloaded, m.with_version_strings), (2, 1, 2));
