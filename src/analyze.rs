@@ -7,7 +7,9 @@ use crate::model::{
 };
 use crate::scripts::leak::LeakOptions;
 use crate::scripts::{self, run_scripts, Script, ScriptContext, ScriptError};
+use crate::symbols::{SymbolOptions, Symbolizer};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Options of an analysis run.
@@ -16,9 +18,11 @@ pub struct AnalyzeOptions {
     pub leak: LeakOptions,
     /// The scripts to run, in registry order.
     pub scripts: Vec<&'static dyn Script>,
-    /// Folders searched for module image files (`--images`), for the version
+    /// Folders of module image files, or image files (`--images`), for the version
     /// resources of modules whose image the dump does not hold.
     pub images: Vec<PathBuf>,
+    /// Finds and caches PDBs for every dump of the run.
+    pub symbolizer: Arc<Symbolizer>,
 }
 
 impl Default for AnalyzeOptions {
@@ -27,6 +31,7 @@ impl Default for AnalyzeOptions {
             leak: LeakOptions::default(),
             scripts: scripts::registry().to_vec(),
             images: Vec::new(),
+            symbolizer: Arc::new(Symbolizer::new(SymbolOptions::default())),
         }
     }
 }

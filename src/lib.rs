@@ -31,3 +31,4 @@ pub mod dump;
 pub mod model;
 pub mod report;
 pub mod scripts;
+pub mod symbols;

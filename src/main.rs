@@ -6,8 +6,10 @@ use clap::{Parser, Subcommand};
 use leakdiag::analyze::AnalyzeOptions;
 use leakdiag::scripts::attribution::ModuleFilter;
 use leakdiag::scripts::leak::LeakOptions;
+use leakdiag::symbols::{SymbolOptions, Symbolizer};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -42,13 +44,19 @@ enum Command {
         /// Functions listed per module.
         #[arg(long, default_value_t = 10, value_name = "N")]
         functions: usize,
+        /// Symbol path: a folder, `cache*DIR`, `srv*DIR*STORE` (STORE a folder or an
+        /// http(s) symbol server), entries separated by `;` (repeatable; searched
+        /// before _NT_SYMBOL_PATH).
+        #[arg(short, long = "symbols", value_name = "PATH")]
+        symbols: Vec<String>,
+        /// Folder of module images (or an image file), to learn a module's PDB identity
+        /// when the dump lacks it, and its version resource (vendor, product) when the
+        /// dump does not hold the image (repeatable).
+        #[arg(long, value_name = "DIR")]
+        images: Vec<PathBuf>,
         /// Run only these scripts (comma-separated; see `leakdiag scripts`).
         #[arg(long, value_delimiter = ',', value_name = "NAMES")]
         scripts: Option<Vec<String>>,
-        /// A folder of module image files (DLL/EXE), for version resources the dump
-        /// does not hold (repeatable).
-        #[arg(long = "images", value_name = "DIR")]
-        images: Vec<PathBuf>,
         /// Print nothing but errors.
         #[arg(short, long)]
         quiet: bool,
@@ -93,9 +101,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stacks,
             functions,
             scripts,
+            symbols,
             images,
             quiet,
         } => {
+            let env_path = std::env::var("_NT_SYMBOL_PATH").ok();
+            let symbol_options =
+                match SymbolOptions::from_args_and_env(&symbols, env_path.as_deref(), &images) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        eprintln!("leakdiag: symbol path: {e}");
+                        return Ok(ExitCode::from(2));
+                    }
+                };
             let scripts = match leakdiag::scripts::select(scripts.as_deref()) {
                 Ok(s) => s,
                 Err(e) => {
@@ -111,6 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 scripts,
                 images,
+                symbolizer: Arc::new(Symbolizer::new(symbol_options)),
             };
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(jobs.map_or(0, usize::from))

@@ -33,9 +33,23 @@ pub struct Module {
     pub debug_file: Option<String>,
     /// File version from the module's fixed version info, if present.
     pub version: Option<String>,
+    /// The PDB 7.0 identity from the CodeView record, for symbol lookup.
+    #[serde(skip)]
+    pub pdb: Option<crate::symbols::PdbIdentity>,
 }
 
 impl Module {
+    /// What the symbolizer needs to find this module's PDB.
+    pub fn identity(&self) -> crate::symbols::ModuleIdentity {
+        crate::symbols::ModuleIdentity {
+            file_name: self.name.clone(),
+            code_path: self.path.clone(),
+            base: self.base.0,
+            size: self.size,
+            pdb: self.pdb.clone(),
+        }
+    }
+
     /// The file name part of a Windows or POSIX path.
     pub fn file_name_of(path: &str) -> &str {
         path.rsplit(['\\', '/']).next().unwrap_or(path)
@@ -270,6 +284,7 @@ mod tests {
             debug_id: None,
             debug_file: None,
             version: None,
+            pdb: None,
         }
     }
 

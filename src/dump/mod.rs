@@ -12,10 +12,11 @@ pub mod writer;
 
 use crate::addr::VirtAddr;
 use crate::model::{unix_to_rfc3339, DumpSource, Module, ModuleMap, ProcessInfo};
+use crate::symbols::PdbIdentity;
 use memmap2::Mmap;
 use minidump::{
     Minidump, MinidumpMiscInfo, MinidumpModuleList, MinidumpSystemInfo, MinidumpUnloadedModuleList,
-    Module as _,
+    Module as _, UnifiedMemoryList,
 };
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,40 @@ pub enum DumpError {
         path: PathBuf,
         source: Box<StreamError>,
     },
+}
+
+/// The PDB 7.0 identity of a module's CodeView record: GUID (in its in-memory
+/// layout), age and PDB file name.
+fn pdb_identity(m: &minidump::MinidumpModule) -> Option<PdbIdentity> {
+    let minidump::CodeView::Pdb70(cv) = m.codeview_info.as_ref()? else {
+        return None;
+    };
+    let g = &cv.signature;
+    let mut guid = [0u8; 16];
+    guid[0..4].copy_from_slice(&g.data1.to_le_bytes());
+    guid[4..6].copy_from_slice(&g.data2.to_le_bytes());
+    guid[6..8].copy_from_slice(&g.data3.to_le_bytes());
+    guid[8..16].copy_from_slice(&g.data4);
+    let end = cv
+        .pdb_file_name
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(cv.pdb_file_name.len());
+    let name = String::from_utf8_lossy(&cv.pdb_file_name[..end]);
+    let pdb_name = Module::file_name_of(&name).to_owned();
+    (!pdb_name.is_empty()).then_some(PdbIdentity {
+        pdb_name,
+        guid,
+        age: cv.age,
+    })
+}
+
+/// Reads `len` bytes at `address` from a dump's memory list, if it holds all of them.
+pub fn read_memory(memory: &UnifiedMemoryList<'_>, address: u64, len: usize) -> Option<Vec<u8>> {
+    let region = memory.memory_at_address(address)?;
+    let start = usize::try_from(address.checked_sub(region.base_address())?).ok()?;
+    let end = start.checked_add(len)?;
+    region.bytes().get(start..end).map(<[u8]>::to_vec)
 }
 
 /// A memory-mapped minidump.
@@ -142,6 +177,7 @@ impl DumpFile {
                         debug_id,
                         debug_file: m.debug_file().map(|f| f.into_owned()),
                         version: m.version().map(|v| v.into_owned()),
+                        pdb: pdb_identity(m),
                     });
                 }
             }
@@ -163,6 +199,7 @@ impl DumpFile {
                         debug_id: None,
                         debug_file: None,
                         version: None,
+                        pdb: None,
                     });
                 }
             }

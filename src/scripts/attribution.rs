@@ -208,6 +208,7 @@ mod tests {
             debug_id: None,
             debug_file: None,
             version: None,
+            pdb: None,
         }
     }
 

@@ -22,7 +22,12 @@ fn valid_dump() -> &'static [u8] {
 /// Parses and, when the stream is accepted, analyses it.
 fn exercise(bytes: &[u8]) {
     if let Ok(stream) = AllocationStream::parse(bytes) {
-        let _ = analyze(&stream, &ModuleMap::default(), &LeakOptions::default());
+        let _ = analyze(
+            &stream,
+            &ModuleMap::default(),
+            &LeakOptions::default(),
+            &Default::default(),
+        );
         let _ = stream.metadata().count();
     }
 }

@@ -5,7 +5,7 @@ use crate::report::charts::{bar_chart, Unit};
 use crate::report::format::{approx_bytes, percent, thousands};
 use crate::report::view::{kv, row, KeyValue, Row};
 use crate::report::RenderError;
-use crate::scripts::leak::{LeakAnalysis, ModuleLeak, Omitted};
+use crate::scripts::leak::{Frame, LeakAnalysis, ModuleLeak, Omitted};
 use askama::Template;
 
 /// Modules drawn in the overview charts.
@@ -38,10 +38,45 @@ struct ModuleRow {
 }
 
 struct FrameView {
-    module: String,
-    offset: String,
+    /// `module!function + 0xoffset`, or `module+0xRVA` without symbols.
+    text: String,
+    /// `file:line`, when the PDB gives it.
+    source: String,
     address: String,
     responsible: bool,
+    inlined: bool,
+}
+
+struct SymbolsView {
+    module: String,
+    status: String,
+    /// The status as a CSS class name.
+    class: String,
+    pdb: String,
+    message: String,
+    searched: Vec<(String, String)>,
+}
+
+fn frame_view(f: &Frame) -> FrameView {
+    let module = f.module.as_deref().unwrap_or("(unknown)");
+    let text = match (&f.function, f.function_offset, f.offset) {
+        (Some(func), Some(off), _) => format!("{module}!{func} + 0x{off:x}"),
+        (Some(func), None, _) => format!("{module}!{func}"),
+        (None, _, Some(rva)) => format!("{module}+{rva}"),
+        (None, _, None) => module.to_owned(),
+    };
+    let source = match (&f.file, f.line) {
+        (Some(file), Some(line)) => format!("{file}:{line}"),
+        (Some(file), None) => file.clone(),
+        _ => String::new(),
+    };
+    FrameView {
+        text,
+        source,
+        address: f.address.to_string(),
+        responsible: f.responsible,
+        inlined: f.inlined,
+    }
 }
 
 struct StackView {
@@ -92,16 +127,7 @@ fn module_section(rank: usize, m: &ModuleLeak) -> ModuleSection {
                 thousands(s.allocations),
                 thousands(s.bytes)
             ),
-            frames: s
-                .frames
-                .iter()
-                .map(|f| FrameView {
-                    module: f.module.clone().unwrap_or_else(|| "(unknown)".to_owned()),
-                    offset: f.offset.map(|o| format!("+{o}")).unwrap_or_default(),
-                    address: f.address.to_string(),
-                    responsible: f.responsible,
-                })
-                .collect(),
+            frames: s.frames.iter().map(frame_view).collect(),
         })
         .collect();
     ModuleSection {
@@ -194,6 +220,7 @@ struct LeakView {
     chart_count: String,
     modules: Vec<ModuleRow>,
     sections: Vec<ModuleSection>,
+    symbols: Vec<SymbolsView>,
 }
 
 /// Renders the section into `out`.
@@ -244,7 +271,28 @@ pub fn render(leak: &LeakAnalysis, out: &mut String) -> Result<(), RenderError> 
             ),
         ),
     ];
+    let symbols = leak
+        .symbols
+        .iter()
+        .map(|s| SymbolsView {
+            module: s.module.clone(),
+            status: s.status.to_string(),
+            class: s
+                .status
+                .to_string()
+                .replace(' ', "-")
+                .replace(['(', ')'], ""),
+            pdb: s.pdb.clone().unwrap_or_else(|| "–".into()),
+            message: s.message.clone().unwrap_or_default(),
+            searched: s
+                .searched
+                .iter()
+                .map(|a| (a.place.clone(), a.outcome.clone()))
+                .collect(),
+        })
+        .collect();
     LeakView {
+        symbols,
         summary,
         chart_bytes,
         chart_count,

@@ -7,12 +7,13 @@
 //! Memory is proportional to the number of stacks and modules, both already checked
 //! against the stream's size, never to the allocation count.
 
+use super::symbols::{Symbols, SymbolsRow};
 use crate::addr::{Rva, VirtAddr};
 use crate::dump::stream::{AllocationStream, AllocatorKind, NO_STACK};
 use crate::model::ModuleMap;
 use crate::scripts::attribution::{responsible_frame, ModuleFilter, Owner, Responsible};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use thiserror::Error;
 
 /// Name used for allocations whose responsible frame lies in no module.
@@ -108,7 +109,9 @@ pub struct FunctionLeak {
     pub bytes: u64,
 }
 
-/// One frame of a sample stack.
+/// One frame of a sample stack. An address inside inlined code yields several
+/// frames with the same address: the inlined functions innermost first, each with
+/// `inlined: true`, then the function they were inlined into.
 #[derive(Clone, Debug, Serialize)]
 pub struct Frame {
     /// The module's file name, `None` when the address lies in no module.
@@ -118,6 +121,13 @@ pub struct Frame {
     pub address: VirtAddr,
     /// This is the frame the allocation was charged to.
     pub responsible: bool,
+    /// Function name from the module's PDB; `None` without symbols.
+    pub function: Option<String>,
+    /// Offset of the address from the function's start (outer frame only).
+    pub function_offset: Option<u32>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    pub inlined: bool,
 }
 
 /// A sample stack.
@@ -179,6 +189,8 @@ pub struct LeakAnalysis {
     pub modules: Vec<ModuleLeak>,
     /// The same modules ranked by outstanding allocation count.
     pub modules_by_count: Vec<RankEntry>,
+    /// Symbol status of every module that appears in a stack.
+    pub symbols: Vec<SymbolsRow>,
 }
 
 #[derive(Default)]
@@ -197,10 +209,67 @@ fn owner_name(owner: Owner, modules: &ModuleMap) -> String {
     }
 }
 
-fn function_name(r: &Responsible, modules: &ModuleMap) -> String {
+/// The name a responsible frame is grouped under: `module!function` of the innermost
+/// (inlined) function when symbols resolve it, else `module+0xRVA`, else the address.
+fn function_name(r: &Responsible, modules: &ModuleMap, symbols: &Symbols) -> String {
     match (r.owner, r.rva) {
-        (Owner::Module(i), Some(rva)) => format!("{}+{}", modules.get(i).name, rva),
+        (Owner::Module(i), Some(rva)) => {
+            let name = &modules.get(i).name;
+            match symbols.lookup(i, rva).as_deref() {
+                Some([innermost, ..]) => format!("{name}!{}", innermost.function),
+                _ => format!("{name}+{rva}"),
+            }
+        }
         _ => format!("{}", r.address),
+    }
+}
+
+/// The modules any frame of any stack lies in, whose symbols the report needs.
+pub fn modules_in_stacks(stream: &AllocationStream<'_>, modules: &ModuleMap) -> BTreeSet<usize> {
+    let mut found = BTreeSet::new();
+    for s in 0..stream.stack_count() as u32 {
+        for addr in stream.stack_frames(s).into_iter().flatten() {
+            if let Some(i) = modules.find(addr) {
+                found.insert(i);
+            }
+        }
+    }
+    found
+}
+
+/// The report frames of one stack address.
+fn frames_at(
+    address: VirtAddr,
+    responsible: bool,
+    modules: &ModuleMap,
+    symbols: &Symbols,
+) -> Vec<Frame> {
+    let located = modules.locate(address);
+    let base = Frame {
+        module: located.map(|(m, _)| modules.get(m).name.clone()),
+        offset: located.map(|(_, rva)| rva),
+        address,
+        responsible,
+        function: None,
+        function_offset: None,
+        file: None,
+        line: None,
+        inlined: false,
+    };
+    let resolved = located.and_then(|(m, rva)| symbols.lookup(m, rva));
+    match resolved {
+        Some(frames) if !frames.is_empty() => frames
+            .into_iter()
+            .map(|f| Frame {
+                function: Some(f.function),
+                function_offset: f.function_offset,
+                file: f.file,
+                line: f.line,
+                inlined: f.inlined,
+                ..base.clone()
+            })
+            .collect(),
+        _ => vec![base],
     }
 }
 
@@ -209,6 +278,7 @@ pub fn analyze(
     stream: &AllocationStream<'_>,
     modules: &ModuleMap,
     options: &LeakOptions,
+    symbols: &Symbols,
 ) -> Result<LeakAnalysis, LeakError> {
     let mut skip = options.system_modules.clone();
     skip.extend(&stream.allocator_modules());
@@ -264,19 +334,17 @@ pub fn analyze(
         }
     }
 
+    let pass = Pass {
+        stream,
+        modules,
+        responsible: &responsible,
+        per_stack: &per_stack,
+        options,
+        symbols,
+    };
     let mut modules_out: Vec<ModuleLeak> = by_owner
         .into_iter()
-        .map(|(owner, acc)| {
-            build_module(
-                owner,
-                acc,
-                stream,
-                modules,
-                &responsible,
-                &per_stack,
-                options,
-            )
-        })
+        .map(|(owner, acc)| build_module(owner, acc, &pass))
         .collect();
     modules_out.sort_by(|a, b| {
         b.bytes
@@ -306,24 +374,35 @@ pub fn analyze(
         invalid_stack_records: invalid,
         modules: modules_out,
         modules_by_count,
+        symbols: symbols.rows(modules),
     })
 }
 
-fn build_module(
-    owner: Owner,
-    acc: ModuleAcc,
-    stream: &AllocationStream<'_>,
-    modules: &ModuleMap,
-    responsible: &[Option<Responsible>],
-    per_stack: &[Totals],
-    options: &LeakOptions,
-) -> ModuleLeak {
+/// What every module's summary is built from.
+struct Pass<'a> {
+    stream: &'a AllocationStream<'a>,
+    modules: &'a ModuleMap,
+    responsible: &'a [Option<Responsible>],
+    per_stack: &'a [Totals],
+    options: &'a LeakOptions,
+    symbols: &'a Symbols,
+}
+
+fn build_module(owner: Owner, acc: ModuleAcc, pass: &Pass<'_>) -> ModuleLeak {
+    let Pass {
+        stream,
+        modules,
+        responsible,
+        per_stack,
+        options,
+        symbols,
+    } = *pass;
     // Functions: the responsible frames of the module's stacks, grouped by name.
     let mut functions: HashMap<String, Totals> = HashMap::new();
     for &s in &acc.stacks {
         if let Some(r) = &responsible[s as usize] {
             functions
-                .entry(function_name(r, modules))
+                .entry(function_name(r, modules, symbols))
                 .or_default()
                 .merge(per_stack[s as usize]);
         }
@@ -374,15 +453,7 @@ fn build_module(
             .into_iter()
             .flatten()
             .enumerate()
-            .map(|(i, address)| {
-                let located = modules.locate(address);
-                Frame {
-                    module: located.map(|(m, _)| modules.get(m).name.clone()),
-                    offset: located.map(|(_, rva)| rva),
-                    address,
-                    responsible: charged == Some(i),
-                }
-            })
+            .flat_map(|(i, address)| frames_at(address, charged == Some(i), modules, symbols))
             .collect();
     }
 

@@ -2,6 +2,7 @@
 //! likely each is a leak, with their functions and sample stacks.
 
 pub mod analysis;
+pub mod symbols;
 
 pub use analysis::*;
 
@@ -22,13 +23,26 @@ impl Script for LeakScript {
         "outstanding allocations by module, function and stack, ranked, with sample stacks"
     }
     fn needs(&self) -> &'static [Need] {
-        &[Need::AllocationStream, Need::ModuleList]
+        &[Need::AllocationStream, Need::ModuleList, Need::Symbols]
     }
     fn run(&self, ctx: &ScriptContext<'_>) -> Result<Box<dyn Section>, ScriptError> {
         let stream = ctx.stream.ok_or_else(|| {
             ScriptError::NotApplicable("the dump has no allocation stream (no tracker data)".into())
         })?;
-        let analysis = analyze(stream, ctx.modules, &ctx.options.leak)
+        let memory = ctx.dump.minidump().get_memory();
+        let reader = |address: u64, len: usize| {
+            memory
+                .as_ref()
+                .and_then(|m| crate::dump::read_memory(m, address, len))
+        };
+        let symbols = symbols::Symbols::load(
+            &ctx.options.symbolizer,
+            ctx.modules,
+            &modules_in_stacks(stream, ctx.modules),
+            &reader,
+            stream.flags().return_addresses(),
+        );
+        let analysis = analyze(stream, ctx.modules, &ctx.options.leak, &symbols)
             .map_err(|e| ScriptError::Failed(e.to_string()))?;
         Ok(Box::new(analysis))
     }
