@@ -18,6 +18,9 @@ pub struct AnalyzeOptions {
     pub leak: LeakOptions,
     /// The scripts to run, in registry order.
     pub scripts: Vec<&'static dyn Script>,
+    /// Folders of module image files, or image files (`--images`), for the version
+    /// resources of modules whose image the dump does not hold.
+    pub images: Vec<PathBuf>,
     /// Finds and caches PDBs for every dump of the run.
     pub symbolizer: Arc<Symbolizer>,
 }
@@ -27,6 +30,7 @@ impl Default for AnalyzeOptions {
         AnalyzeOptions {
             leak: LeakOptions::default(),
             scripts: scripts::registry().to_vec(),
+            images: Vec::new(),
             symbolizer: Arc::new(Symbolizer::new(SymbolOptions::default())),
         }
     }
@@ -163,7 +167,6 @@ pub fn analyze_dump(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport,
         tracking,
         summary,
         sections,
-        module_list: modules.modules().to_vec(),
         warnings,
     })
 }

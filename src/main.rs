@@ -50,7 +50,8 @@ enum Command {
         #[arg(short, long = "symbols", value_name = "PATH")]
         symbols: Vec<String>,
         /// Folder of module images (or an image file), to learn a module's PDB identity
-        /// when the dump lacks it (repeatable).
+        /// when the dump lacks it, and its version resource (vendor, product) when the
+        /// dump does not hold the image (repeatable).
         #[arg(long, value_name = "DIR")]
         images: Vec<PathBuf>,
         /// A tracking window shorter than this many minutes is reported as too short to
@@ -133,6 +134,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     min_window_seconds: min_window.saturating_mul(60),
                 },
                 scripts,
+                images,
                 symbolizer: Arc::new(Symbolizer::new(symbol_options)),
             };
             let pool = rayon::ThreadPoolBuilder::new()

@@ -232,8 +232,6 @@ pub struct DumpReport {
     /// One entry per script that ran, keyed by the script's name.
     #[serde(serialize_with = "serialize_sections")]
     pub sections: Vec<SectionOutcome>,
-    /// The dump's module list (loaded, then unloaded).
-    pub module_list: Vec<Module>,
     pub warnings: Vec<String>,
 }
 

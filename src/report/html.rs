@@ -25,16 +25,6 @@ pub enum RenderError {
     Io(#[from] std::io::Error),
 }
 
-struct ListedModule {
-    name: String,
-    path: String,
-    base: String,
-    size: String,
-    state: &'static str,
-    debug: String,
-    version: String,
-}
-
 struct FindingView {
     severity: &'static str,
     title: String,
@@ -63,7 +53,6 @@ struct ReportPage {
     findings: Vec<FindingView>,
     sections: Vec<SectionView>,
     metadata: Vec<KeyValue>,
-    module_list: Vec<ListedModule>,
 }
 
 fn report_page(r: &DumpReport) -> Result<ReportPage, RenderError> {
@@ -161,24 +150,6 @@ fn report_page(r: &DumpReport) -> Result<ReportPage, RenderError> {
             },
         })
         .collect();
-    let module_list = r
-        .module_list
-        .iter()
-        .map(|m| ListedModule {
-            name: m.name.clone(),
-            path: m.path.clone(),
-            base: m.base.to_string(),
-            size: thousands(m.size),
-            state: if m.unloaded { "unloaded" } else { "loaded" },
-            debug: match (&m.debug_file, &m.debug_id) {
-                (Some(f), Some(id)) => format!("{f} {id}"),
-                (Some(f), None) => f.clone(),
-                (None, Some(id)) => id.clone(),
-                (None, None) => "–".to_owned(),
-            },
-            version: opt(&m.version),
-        })
-        .collect();
     Ok(ReportPage {
         title: format!("leakdiag — {}", r.dump.file_name),
         generator: r.generator.clone(),
@@ -189,7 +160,6 @@ fn report_page(r: &DumpReport) -> Result<ReportPage, RenderError> {
         findings,
         sections,
         metadata,
-        module_list,
     })
 }
 

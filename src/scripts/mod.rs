@@ -8,7 +8,11 @@
 //! panics) becomes an error entry and the others still run.
 
 pub mod attribution;
+pub mod handles;
 pub mod leak;
+pub mod modules;
+pub mod process;
+pub mod virtual_memory;
 
 use crate::analyze::AnalyzeOptions;
 use crate::dump::stream::AllocationStream;
@@ -22,7 +26,13 @@ use thiserror::Error;
 
 /// Every script, in report order.
 pub fn registry() -> &'static [&'static dyn Script] {
-    &[&leak::LeakScript]
+    &[
+        &leak::LeakScript,
+        &process::ProcessScript,
+        &virtual_memory::VirtualMemoryScript,
+        &handles::HandlesScript,
+        &modules::ModulesScript,
+    ]
 }
 
 /// Looks a script up by name.

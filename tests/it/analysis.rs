@@ -219,13 +219,14 @@ fn the_process_and_tracking_window_are_reported() {
         Some("2025-11-24T15:59:00Z")
     );
     assert!(r.process.image.as_deref().unwrap().ends_with("w3wp.exe"));
-    let t = r.tracking.unwrap();
+    let t = r.tracking.as_ref().unwrap();
     assert_eq!(t.start.as_deref(), Some("2025-11-24T16:00:00Z"));
     assert_eq!(t.duration_seconds, 10800.0);
     assert!(t.flags.return_addresses && !t.flags.dropped);
     assert_eq!(t.allocator_modules, vec!["ldtrack.dll"]);
-    let m = r
-        .module_list
+    let modules: &leakdiag::scripts::modules::Modules = r.section("modules").unwrap();
+    let m = modules
+        .modules
         .iter()
         .find(|m| m.name == "odbcvend.dll")
         .unwrap();

@@ -219,7 +219,12 @@ fn a_dump_without_tracker_data_is_not_an_error() {
     let r = analyze_dump(&path, &AnalyzeOptions::default()).unwrap();
     assert!(r.tracking.is_none() && r.section::<LeakAnalysis>("leak").is_none());
     assert!(r.warnings[0].contains("no tracker data"));
-    assert_eq!(r.module_list.len(), 1, "module information is still shown");
+    let modules: &leakdiag::scripts::modules::Modules = r.section("modules").unwrap();
+    assert_eq!(
+        modules.modules.len(),
+        1,
+        "module information is still shown"
+    );
 }
 
 #[test]

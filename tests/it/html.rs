@@ -60,21 +60,37 @@ fn report_html_has_every_section_and_nothing_external() {
     for id in [
         "#overview",
         "#summary",
-        "#charts",
-        "#modules",
-        "#details",
+        "#leak-charts",
+        "#leak-modules",
+        "#leak-details",
         "#tracking",
-        "#module-list",
+        "#process",
+        "#virtual_memory",
+        "#handles",
+        "#modules",
     ] {
         assert_eq!(count(&doc, id), 1, "section {id}");
     }
-    assert_eq!(count(&doc, "#charts svg"), 2, "two bar charts");
-    assert!(count(&doc, "#charts svg rect") >= 10, "bars drawn");
-    let modules = count(&doc, "#modules tbody tr");
+    let mut ids: Vec<&str> = doc
+        .select(&sel("[id]"))
+        .map(|el| el.value().attr("id").unwrap())
+        .collect();
+    let all = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "ids are unique");
+    assert_eq!(
+        count(&doc, "#modules tbody tr"),
+        9,
+        "every module of the dump"
+    );
+    assert_eq!(count(&doc, "#leak-charts svg"), 2, "two bar charts");
+    assert!(count(&doc, "#leak-charts svg rect") >= 10, "bars drawn");
+    let modules = count(&doc, "#leak-modules tbody tr");
     assert_eq!(modules, 7, "every module in the table");
-    assert_eq!(count(&doc, "#details article.module"), modules);
+    assert_eq!(count(&doc, "#leak-details article.module"), modules);
     let first: String = doc
-        .select(&sel("#details article.module h4"))
+        .select(&sel("#leak-details article.module h4"))
         .next()
         .unwrap()
         .text()
@@ -94,7 +110,7 @@ fn report_html_has_every_section_and_nothing_external() {
     );
     assert!(text.contains("odbcvend.dll+0x1366"));
     assert!(doc
-        .select(&sel("#modules td"))
+        .select(&sel("#leak-modules td"))
         .any(|td| td.text().collect::<String>() == "(unknown)"));
     assert!(text.contains("@media print"), "print style");
 
@@ -121,10 +137,10 @@ fn a_dump_without_tracker_data_still_gets_a_page() {
     let doc = Html::parse_document(&text);
     assert_self_contained(&doc, "report.html");
     assert!(text.contains("no tracker data"));
-    assert_eq!(count(&doc, "#charts"), 0);
+    assert_eq!(count(&doc, "#leak-charts"), 0);
     assert!(text.contains("Not applicable: the dump has no allocation stream"));
     assert_eq!(
-        count(&doc, "#module-list tbody tr"),
+        count(&doc, "#modules tbody tr"),
         1,
         "module information is shown"
     );

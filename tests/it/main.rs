@@ -6,6 +6,8 @@ mod cli;
 mod golden;
 mod helpers;
 mod html;
+mod memory_scripts;
+mod modules;
 mod probability;
 mod props;
 mod scripts;

@@ -7,8 +7,8 @@
 use leakdiag::dump::stream::{AllocatorKind, ALLOCATION_STREAM_TYPE};
 use leakdiag::dump::writer::AllocationStreamBuilder;
 use minidump_synth::{
-    DumpString, MiscFieldsProcessTimes, MiscStream, Module, SimpleStream, SynthMinidump,
-    SystemInfo, UnloadedModule,
+    amd64_context, DumpString, HandleDescriptor, Memory, MemoryInfo, MiscFieldsProcessTimes,
+    MiscStream, Module, SimpleStream, SynthMinidump, SystemInfo, Thread, UnloadedModule,
 };
 use test_assembler::{Endian, Section};
 
@@ -47,6 +47,28 @@ pub struct SynthDump {
     /// Dump time, Unix seconds (minidump header).
     pub dump_time: Option<u32>,
     pub system_info: bool,
+    /// `processor_architecture` of the system-info stream (default 9, AMD64; 0 is x86).
+    pub processor_architecture: Option<u16>,
+    /// Memory-info list entries: (base, size, state, protection, type).
+    pub memory_info: Vec<(u64, u64, u32, u32, u32)>,
+    /// One handle descriptor per entry, with this type name.
+    pub handles: Vec<Option<&'static str>>,
+    /// Raw bytes of a ProcessVmCountersStream (type 22).
+    pub vm_counters: Option<Vec<u8>>,
+    /// Threads (their IDs), each with a small stack and an AMD64 context.
+    pub threads: Vec<u32>,
+    /// Memory regions: (address, bytes).
+    pub memory: Vec<(u64, Vec<u8>)>,
+}
+
+/// Memory-info states and types.
+pub mod mem {
+    pub const COMMIT: u32 = 0x1000;
+    pub const RESERVE: u32 = 0x2000;
+    pub const FREE: u32 = 0x1_0000;
+    pub const PRIVATE: u32 = 0x2_0000;
+    pub const MAPPED: u32 = 0x4_0000;
+    pub const IMAGE: u32 = 0x100_0000;
 }
 
 fn cv_record(pdb: &str, guid: [u8; 16], age: u32) -> Section {
@@ -65,7 +87,7 @@ impl SynthDump {
         let mut dump = SynthMinidump::with_endian(le);
         if self.system_info {
             let mut si = SystemInfo::new(le);
-            si.processor_architecture = 9; // AMD64
+            si.processor_architecture = self.processor_architecture.unwrap_or(9); // AMD64
             si.platform_id = 2; // Windows NT
             si.major_version = 10;
             si.minor_version = 0;
@@ -107,6 +129,38 @@ impl SynthDump {
                     stream_type: ALLOCATION_STREAM_TYPE,
                     section,
                 });
+        }
+        for &(base, size, state, protection, ty) in &self.memory_info {
+            let info = MemoryInfo::new(le, base, base, protection, size, state, protection, ty);
+            dump = dump.add_memory_info(info);
+        }
+        for (i, ty) in self.handles.iter().enumerate() {
+            let name = ty.map(|t| DumpString::new(t, le));
+            let handle =
+                HandleDescriptor::new(le, 4 * (i as u64 + 1), name.as_ref(), None, 0, 0, 1, 1);
+            dump = dump.add_handle_descriptor(handle);
+            if let Some(name) = name {
+                dump = dump.add(name);
+            }
+        }
+        if let Some(counters) = &self.vm_counters {
+            dump = dump.add_stream(SimpleStream {
+                stream_type: 22,
+                section: Section::with_endian(le).append_bytes(counters),
+            });
+        }
+        for (i, &id) in self.threads.iter().enumerate() {
+            let address = 0x1_0000_0000 + 0x1_0000 * i as u64;
+            let stack =
+                Memory::with_section(Section::with_endian(le).append_repeated(0, 64), address);
+            let context = amd64_context(le, 0x40_1000, address);
+            let thread = Thread::new(le, id, &stack, &context);
+            dump = dump.add_thread(thread).add(context).add_memory(stack);
+        }
+        for (address, bytes) in &self.memory {
+            let memory =
+                Memory::with_section(Section::with_endian(le).append_bytes(bytes), *address);
+            dump = dump.add_memory(memory);
         }
         let mut bytes = dump.finish().expect("synthetic dump");
         if let Some(t) = self.dump_time {
@@ -341,6 +395,7 @@ pub fn demo_dump(hour: u64) -> Vec<u8> {
         process_create_time: Some(start as u32 - 60),
         dump_time: Some((start + hour * 3600) as u32),
         system_info: true,
+        ..Default::default()
     }
     .build()
 }

@@ -1,0 +1,264 @@
+//! The modules script: every loaded and unloaded module with its base, size, path,
+//! timestamp, versions (the module record's `VS_FIXEDFILEINFO`), PDB, and — where
+//! the image can be read — the company name, product name and file description of its
+//! version resource. The image is read from the dump's memory (full dumps hold it)
+//! or, failing that, from a file of the same name in an `--images` folder.
+//!
+//! Other scripts name a module's vendor through [`version_strings`].
+
+use super::{Need, Script, ScriptContext, ScriptError, Section, SectionData};
+use crate::addr::VirtAddr;
+use crate::dump::pe_version::{self, VersionStrings};
+use crate::model::{unix_to_rfc3339, Module};
+use crate::report::RenderError;
+use minidump::{Minidump, MinidumpModuleList, UnifiedMemoryList};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// The largest single read from dump memory.
+const MAX_MEMORY_READ: usize = 1024 * 1024;
+/// `VS_FIXEDFILEINFO.dwSignature`.
+const FIXED_FILE_INFO_SIGNATURE: u32 = 0xfeef_04bd;
+
+/// The modules script.
+pub struct ModulesScript;
+
+/// Where a module's version resource was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionSource {
+    /// The image as mapped in the process, from the dump's memory.
+    DumpMemory,
+    /// An image file found in an `--images` folder.
+    ImageFile,
+}
+
+/// One module of the section.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModuleEntry {
+    pub name: String,
+    pub path: String,
+    pub base: VirtAddr,
+    pub size: u64,
+    pub unloaded: bool,
+    /// PE timestamp (raw) and as RFC 3339; the latter null for 0.
+    pub timestamp: u32,
+    pub timestamp_rfc3339: Option<String>,
+    /// From the module record's `VS_FIXEDFILEINFO`, `"a.b.c.d"`; null without one.
+    pub file_version: Option<String>,
+    pub product_version: Option<String>,
+    pub debug_file: Option<String>,
+    pub debug_id: Option<String>,
+    /// The version resource's strings; null when the image could not be read.
+    pub version_strings: Option<VersionStrings>,
+    pub version_source: Option<VersionSource>,
+    /// The image file read, for `image_file`.
+    pub image_file: Option<String>,
+}
+
+/// The section.
+#[derive(Clone, Debug, Serialize)]
+pub struct Modules {
+    pub loaded: u64,
+    pub unloaded: u64,
+    /// Modules whose version resource was read.
+    pub with_version_strings: u64,
+    /// Loaded modules in dump order, then unloaded ones.
+    pub modules: Vec<ModuleEntry>,
+    /// Null, or why there are no modules.
+    pub message: Option<String>,
+}
+
+/// Reads `len` bytes at `addr` from the dump's memory, across adjacent regions.
+pub fn read_memory(memory: &UnifiedMemoryList<'_>, addr: u64, len: usize) -> Option<Vec<u8>> {
+    if len > MAX_MEMORY_READ {
+        return None;
+    }
+    let mut out = Vec::with_capacity(len);
+    let mut at = addr;
+    while out.len() < len {
+        let region = memory.memory_at_address(at)?;
+        let start = region.memory_range()?.start;
+        let offset = usize::try_from(at.checked_sub(start)?).ok()?;
+        let available = region.bytes().get(offset..)?;
+        if available.is_empty() {
+            return None;
+        }
+        let take = available.len().min(len - out.len());
+        out.extend_from_slice(&available[..take]);
+        at = at.checked_add(take as u64)?;
+    }
+    Some(out)
+}
+
+/// Finds and reads module images: the dump's memory first, then `--images` folders
+/// and files.
+pub struct ImageReader<'a> {
+    memory: Option<UnifiedMemoryList<'a>>,
+    /// The files of the `--images` folders by lower-case name; the first folder
+    /// holding a name wins.
+    files: HashMap<String, PathBuf>,
+}
+
+impl<'a> ImageReader<'a> {
+    pub fn new(dump: &'a Minidump<'static, memmap2::Mmap>, images: &'a [PathBuf]) -> Self {
+        let mut files = HashMap::new();
+        for path in images {
+            // An `--images` entry is a folder of images or one image file.
+            if path.is_file() {
+                if let Some(name) = path.file_name() {
+                    let name = name.to_string_lossy().to_ascii_lowercase();
+                    files.entry(name).or_insert_with(|| path.clone());
+                }
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(path) else {
+                continue;
+            };
+            for e in entries.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().to_ascii_lowercase();
+                files.entry(name).or_insert_with(|| e.path());
+            }
+        }
+        ImageReader {
+            memory: dump.get_memory(),
+            files,
+        }
+    }
+
+    /// The version strings of `m`'s image and where they were read.
+    pub fn version(&self, m: &Module) -> Option<(VersionStrings, VersionSource, Option<PathBuf>)> {
+        if !m.unloaded {
+            if let Some(memory) = &self.memory {
+                let base = m.base.0;
+                let read = |rva: u32, len: usize| {
+                    if u64::from(rva).checked_add(len as u64)? > m.size {
+                        return None;
+                    }
+                    read_memory(memory, base.checked_add(u64::from(rva))?, len)
+                };
+                if let Some(v) = pe_version::read_mapped(read) {
+                    return Some((v, VersionSource::DumpMemory, None));
+                }
+            }
+        }
+        let file = self.image_file(&m.name)?;
+        let v = pe_version::read_path(&file)?;
+        Some((v, VersionSource::ImageFile, Some(file)))
+    }
+
+    /// The first file named `name` (ASCII case ignored) among the `--images` entries.
+    fn image_file(&self, name: &str) -> Option<PathBuf> {
+        self.files
+            .get(&name.to_ascii_lowercase())
+            .filter(|p| p.is_file())
+            .cloned()
+    }
+}
+
+/// The version strings (company name, product name, …) of `module`'s image, from the
+/// dump's memory or an `--images` folder; `None` when neither holds a readable image.
+///
+/// Each call lists the `--images` folders and the dump's memory list again: to look up
+/// many modules, make one [`ImageReader`] and call [`ImageReader::version`].
+pub fn version_strings(ctx: &ScriptContext<'_>, module: &Module) -> Option<VersionStrings> {
+    ImageReader::new(ctx.dump.minidump(), &ctx.options.images)
+        .version(module)
+        .map(|(v, _, _)| v)
+}
+
+fn dotted(hi: u32, lo: u32) -> String {
+    format!("{}.{}.{}.{}", hi >> 16, hi & 0xffff, lo >> 16, lo & 0xffff)
+}
+
+/// (file version, product version) of each loaded module's fixed file info, by base.
+fn fixed_versions(dump: &Minidump<'static, memmap2::Mmap>) -> HashMap<u64, (String, String)> {
+    let Ok(list) = dump.get_stream::<MinidumpModuleList>() else {
+        return HashMap::new();
+    };
+    list.iter()
+        .filter(|m| m.raw.version_info.signature == FIXED_FILE_INFO_SIGNATURE)
+        .map(|m| {
+            let v = &m.raw.version_info;
+            (
+                m.raw.base_of_image,
+                (
+                    dotted(v.file_version_hi, v.file_version_lo),
+                    dotted(v.product_version_hi, v.product_version_lo),
+                ),
+            )
+        })
+        .collect()
+}
+
+impl Script for ModulesScript {
+    fn name(&self) -> &'static str {
+        "modules"
+    }
+    fn title(&self) -> &'static str {
+        "Modules"
+    }
+    fn description(&self) -> &'static str {
+        "loaded and unloaded modules with versions, PDB and vendor (from the image's version resource)"
+    }
+    fn needs(&self) -> &'static [Need] {
+        &[Need::ModuleList, Need::ModuleImages]
+    }
+    fn run(&self, ctx: &ScriptContext<'_>) -> Result<Box<dyn Section>, ScriptError> {
+        let dump = ctx.dump.minidump();
+        let versions = fixed_versions(dump);
+        let reader = ImageReader::new(dump, &ctx.options.images);
+        let mut section = Modules {
+            loaded: 0,
+            unloaded: 0,
+            with_version_strings: 0,
+            modules: Vec::new(),
+            message: ctx
+                .modules
+                .is_empty()
+                .then(|| "The dump lists no modules.".to_owned()),
+        };
+        for m in ctx.modules.modules() {
+            if m.unloaded {
+                section.unloaded += 1;
+            } else {
+                section.loaded += 1;
+            }
+            let fixed = (!m.unloaded).then(|| versions.get(&m.base.0)).flatten();
+            let found = reader.version(m);
+            if found.is_some() {
+                section.with_version_strings += 1;
+            }
+            let (version_strings, version_source, image_file) = match found {
+                Some((v, s, f)) => (Some(v), Some(s), f.map(|f| f.display().to_string())),
+                None => (None, None, None),
+            };
+            section.modules.push(ModuleEntry {
+                name: m.name.clone(),
+                path: m.path.clone(),
+                base: m.base,
+                size: m.size,
+                unloaded: m.unloaded,
+                timestamp: m.timestamp,
+                timestamp_rfc3339: (m.timestamp != 0)
+                    .then(|| unix_to_rfc3339(u64::from(m.timestamp)))
+                    .flatten(),
+                file_version: fixed.map(|f| f.0.clone()),
+                product_version: fixed.map(|f| f.1.clone()),
+                debug_file: m.debug_file.clone(),
+                debug_id: m.debug_id.clone(),
+                version_strings,
+                version_source,
+                image_file,
+            });
+        }
+        Ok(Box::new(section))
+    }
+}
+
+impl SectionData for Modules {
+    fn render_html(&self, out: &mut String) -> Result<(), RenderError> {
+        crate::report::sections::modules::render(self, out)
+    }
+}

@@ -1,0 +1,334 @@
+//! The virtual-memory script: how the process's address space is used, from the
+//! dump's memory-info list — free, reserved and committed totals, the largest free
+//! block, how fragmented the free memory is, and committed memory by type.
+//!
+//! Shares of the address space are taken of the *user address space* implied by the
+//! process's architecture (system-info stream), since the memory-info list of a
+//! Windows dump covers exactly that space, free regions included:
+//!
+//! - 32-bit (x86, ARM): 4 GiB when some region ends above 2 GiB (a large-address-aware
+//!   process, e.g. under WOW64), else 2 GiB;
+//! - 64-bit (x64, ARM64): 128 TiB, the x64 user address space;
+//! - unknown architecture: the sum of all regions of the list.
+//!
+//! The thresholds of the findings are the constants below.
+
+use super::{Finding, Need, Script, ScriptContext, ScriptError, Section, SectionData, Severity};
+use crate::addr::VirtAddr;
+use crate::report::format::{approx_bytes, thousands};
+use crate::report::RenderError;
+use minidump::system_info::PointerWidth;
+use minidump::{MinidumpMemoryInfoList, MinidumpSystemInfo};
+use serde::Serialize;
+
+/// Free memory counts as fragmented (warning) when more than this share of it lies
+/// outside the largest free block.
+pub const FRAGMENTATION_WARNING: f64 = 0.80;
+/// In a 32-bit process, a largest free block below this is an error: allocations of
+/// large blocks (big arrays, bitmaps, file mappings) will fail.
+pub const LARGEST_FREE_ERROR_32BIT: u64 = 64 * MIB;
+/// In a 32-bit process, a largest free block below this is a warning.
+pub const LARGEST_FREE_WARNING_32BIT: u64 = 256 * MIB;
+
+const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * MIB;
+/// The x64 user address space (128 TiB).
+pub const USER_SPACE_64BIT: u64 = 128 * 1024 * GIB;
+
+const MEM_COMMIT: u32 = 0x1000;
+const MEM_RESERVE: u32 = 0x2000;
+const MEM_FREE: u32 = 0x1_0000;
+const MEM_PRIVATE: u32 = 0x2_0000;
+const MEM_MAPPED: u32 = 0x4_0000;
+const MEM_IMAGE: u32 = 0x100_0000;
+
+/// The virtual-memory script.
+pub struct VirtualMemoryScript;
+
+/// The size the shares are taken of, and how it was chosen.
+#[derive(Clone, Debug, Serialize)]
+pub struct AddressSpace {
+    pub size: u64,
+    /// `user_32bit_2gib`, `user_32bit_4gib`, `user_64bit` or `sum_of_regions`.
+    pub basis: &'static str,
+}
+
+/// An amount of memory and its share of the address space (in percent).
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Amount {
+    pub bytes: u64,
+    pub regions: u64,
+    /// Percent of `address_space.size`; null when that is 0.
+    pub percent: Option<f64>,
+}
+
+/// The largest free block.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct FreeBlock {
+    pub address: VirtAddr,
+    pub size: u64,
+}
+
+/// Committed memory by type.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct CommittedByType {
+    pub image: u64,
+    pub mapped: u64,
+    pub private: u64,
+    /// Committed regions with no (or an unknown) type.
+    pub other: u64,
+}
+
+/// The section.
+#[derive(Clone, Debug, Serialize)]
+pub struct VirtualMemory {
+    /// Whether the dump has a memory-info list; when false only `message` is set.
+    pub present: bool,
+    pub message: Option<String>,
+    /// Pointer width of the process, 32 or 64; null when the dump does not say.
+    pub pointer_bits: Option<u32>,
+    pub regions: u64,
+    /// The sum of all regions of the list.
+    pub total: u64,
+    pub address_space: Option<AddressSpace>,
+    pub free: Amount,
+    pub reserved: Amount,
+    pub committed: Amount,
+    pub largest_free: Option<FreeBlock>,
+    /// (free − largest free) / free; null when nothing is free.
+    pub fragmentation: Option<f64>,
+    /// `fragmentation` × 100.
+    pub fragmentation_percent: Option<f64>,
+    pub committed_by_type: CommittedByType,
+}
+
+impl VirtualMemory {
+    fn absent(message: impl Into<String>) -> Self {
+        VirtualMemory {
+            present: false,
+            message: Some(message.into()),
+            pointer_bits: None,
+            regions: 0,
+            total: 0,
+            address_space: None,
+            free: Amount::default(),
+            reserved: Amount::default(),
+            committed: Amount::default(),
+            largest_free: None,
+            fragmentation: None,
+            fragmentation_percent: None,
+            committed_by_type: CommittedByType::default(),
+        }
+    }
+}
+
+/// One region of the list: base, size, state, type.
+pub type Region = (u64, u64, u32, u32);
+
+fn add(a: &mut u64, b: u64) -> Result<(), ScriptError> {
+    *a = a.checked_add(b).ok_or_else(|| {
+        ScriptError::Failed("the memory-info list's region sizes add up to more than 2^64".into())
+    })?;
+    Ok(())
+}
+
+/// Computes the section from the regions (base, size, state, type) and the pointer
+/// width.
+pub fn summarize(
+    regions: &[Region],
+    pointer_bits: Option<u32>,
+) -> Result<VirtualMemory, ScriptError> {
+    let mut v = VirtualMemory::absent("");
+    v.present = true;
+    v.message = None;
+    v.pointer_bits = pointer_bits;
+    v.regions = regions.len() as u64;
+    let mut highest_end = 0u64;
+    for &(base, size, state, ty) in regions {
+        add(&mut v.total, size)?;
+        highest_end = highest_end.max(base.saturating_add(size));
+        let amount = match state {
+            MEM_FREE => {
+                if v.largest_free.is_none_or(|l| size > l.size) {
+                    v.largest_free = Some(FreeBlock {
+                        address: VirtAddr(base),
+                        size,
+                    });
+                }
+                &mut v.free
+            }
+            MEM_RESERVE => &mut v.reserved,
+            MEM_COMMIT => {
+                let t = &mut v.committed_by_type;
+                add(
+                    match ty {
+                        MEM_IMAGE => &mut t.image,
+                        MEM_MAPPED => &mut t.mapped,
+                        MEM_PRIVATE => &mut t.private,
+                        _ => &mut t.other,
+                    },
+                    size,
+                )?;
+                &mut v.committed
+            }
+            _ => continue,
+        };
+        add(&mut amount.bytes, size)?;
+        amount.regions += 1;
+    }
+    let space = match pointer_bits {
+        Some(32) if highest_end > 2 * GIB => AddressSpace {
+            size: 4 * GIB,
+            basis: "user_32bit_4gib",
+        },
+        Some(32) => AddressSpace {
+            size: 2 * GIB,
+            basis: "user_32bit_2gib",
+        },
+        Some(64) => AddressSpace {
+            size: USER_SPACE_64BIT,
+            basis: "user_64bit",
+        },
+        _ => AddressSpace {
+            size: v.total,
+            basis: "sum_of_regions",
+        },
+    };
+    for a in [&mut v.free, &mut v.reserved, &mut v.committed] {
+        a.percent = (space.size > 0).then(|| a.bytes as f64 * 100.0 / space.size as f64);
+    }
+    v.address_space = Some(space);
+    if let (Some(largest), true) = (v.largest_free, v.free.bytes > 0) {
+        let ratio = v.free.bytes.saturating_sub(largest.size) as f64 / v.free.bytes as f64;
+        v.fragmentation = Some(ratio);
+        v.fragmentation_percent = Some(ratio * 100.0);
+    }
+    Ok(v)
+}
+
+fn pointer_bits(ctx: &ScriptContext<'_>) -> Option<u32> {
+    let sys = ctx
+        .dump
+        .minidump()
+        .get_stream::<MinidumpSystemInfo>()
+        .ok()?;
+    match sys.cpu.pointer_width() {
+        PointerWidth::Bits32 => Some(32),
+        PointerWidth::Bits64 => Some(64),
+        PointerWidth::Unknown => None,
+    }
+}
+
+impl Script for VirtualMemoryScript {
+    fn name(&self) -> &'static str {
+        "virtual_memory"
+    }
+    fn title(&self) -> &'static str {
+        "Virtual memory"
+    }
+    fn description(&self) -> &'static str {
+        "free, reserved and committed memory, the largest free block, fragmentation, committed memory by type"
+    }
+    fn needs(&self) -> &'static [Need] {
+        &[Need::MemoryInfoList]
+    }
+    fn run(&self, ctx: &ScriptContext<'_>) -> Result<Box<dyn Section>, ScriptError> {
+        let list = match ctx.dump.minidump().get_stream::<MinidumpMemoryInfoList>() {
+            Ok(list) => list,
+            Err(minidump::Error::StreamNotFound) => {
+                return Ok(Box::new(VirtualMemory::absent(
+                    "The dump has no memory-info list (MemoryInfoListStream): write it with MiniDumpWithFullMemoryInfo to see how the address space is used.",
+                )))
+            }
+            Err(e) => {
+                return Ok(Box::new(VirtualMemory::absent(format!(
+                    "The dump's memory-info list cannot be read: {e}."
+                ))))
+            }
+        };
+        let regions: Vec<Region> = list
+            .iter()
+            .map(|r| {
+                (
+                    r.raw.base_address,
+                    r.raw.region_size,
+                    r.raw.state,
+                    r.raw._type,
+                )
+            })
+            .collect();
+        Ok(Box::new(summarize(&regions, pointer_bits(ctx))?))
+    }
+}
+
+fn finding(
+    severity: Severity,
+    title: String,
+    description: String,
+    recommendation: &str,
+) -> Finding {
+    Finding {
+        severity,
+        script: "virtual_memory",
+        title,
+        description,
+        recommendation: recommendation.to_owned(),
+    }
+}
+
+fn size_text(n: u64) -> String {
+    format!("{} bytes ({})", thousands(n), approx_bytes(n))
+}
+
+impl SectionData for VirtualMemory {
+    fn render_html(&self, out: &mut String) -> Result<(), RenderError> {
+        crate::report::sections::virtual_memory::render(self, out)
+    }
+
+    fn findings(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        if !self.present {
+            return out;
+        }
+        if let (Some(f), Some(largest)) = (self.fragmentation, self.largest_free) {
+            if f > FRAGMENTATION_WARNING {
+                out.push(finding(
+                    Severity::Warning,
+                    format!("Free memory is fragmented: {:.1}% lies outside the largest free block", f * 100.0),
+                    format!(
+                        "Of {} free, the largest free block holds only {} at {}.",
+                        size_text(self.free.bytes),
+                        size_text(largest.size),
+                        largest.address
+                    ),
+                    "Look for many small reservations (thread stacks, small file mappings, heap segments, modules loaded at scattered addresses) and reduce them; allocate large buffers early, while the address space is still in one piece.",
+                ));
+            }
+        }
+        if self.pointer_bits == Some(32) {
+            let largest = self.largest_free.map_or(0, |l| l.size);
+            let (severity, limit) = if largest < LARGEST_FREE_ERROR_32BIT {
+                (Severity::Error, LARGEST_FREE_ERROR_32BIT)
+            } else if largest < LARGEST_FREE_WARNING_32BIT {
+                (Severity::Warning, LARGEST_FREE_WARNING_32BIT)
+            } else {
+                return out;
+            };
+            out.push(finding(
+                severity,
+                format!(
+                    "32-bit process: the largest free block is only {}",
+                    approx_bytes(largest)
+                ),
+                format!(
+                    "The largest free block of this 32-bit process is {}, below {}: allocations of large blocks will fail (out of memory) although {} is free in total.",
+                    size_text(largest),
+                    approx_bytes(limit),
+                    size_text(self.free.bytes)
+                ),
+                "Build the process as 64-bit, or at least large-address-aware (/LARGEADDRESSAWARE gives a 32-bit process 4 GiB under 64-bit Windows); fix leaks of reserved or committed memory; avoid large contiguous allocations.",
+            ));
+        }
+        out
+    }
+}
