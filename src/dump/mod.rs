@@ -70,12 +70,30 @@ fn pdb_identity(m: &minidump::MinidumpModule) -> Option<PdbIdentity> {
     })
 }
 
-/// Reads `len` bytes at `address` from a dump's memory list, if it holds all of them.
-pub fn read_memory(memory: &UnifiedMemoryList<'_>, address: u64, len: usize) -> Option<Vec<u8>> {
-    let region = memory.memory_at_address(address)?;
-    let start = usize::try_from(address.checked_sub(region.base_address())?).ok()?;
-    let end = start.checked_add(len)?;
-    region.bytes().get(start..end).map(<[u8]>::to_vec)
+/// The most one memory read may ask for: PE headers and resources are small, and
+/// a count read from a dump must not make us allocate without bound.
+pub const MAX_MEMORY_READ: usize = 1 << 20;
+
+/// Reads `len` bytes at `addr` from the dump's memory, across adjacent regions.
+pub fn read_memory(memory: &UnifiedMemoryList<'_>, addr: u64, len: usize) -> Option<Vec<u8>> {
+    if len > MAX_MEMORY_READ {
+        return None;
+    }
+    let mut out = Vec::with_capacity(len);
+    let mut at = addr;
+    while out.len() < len {
+        let region = memory.memory_at_address(at)?;
+        let start = region.memory_range()?.start;
+        let offset = usize::try_from(at.checked_sub(start)?).ok()?;
+        let available = region.bytes().get(offset..)?;
+        if available.is_empty() {
+            return None;
+        }
+        let take = available.len().min(len - out.len());
+        out.extend_from_slice(&available[..take]);
+        at = at.checked_add(take as u64)?;
+    }
+    Some(out)
 }
 
 /// A memory-mapped minidump.

@@ -16,8 +16,6 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-/// The largest single read from dump memory.
-const MAX_MEMORY_READ: usize = 1024 * 1024;
 /// `VS_FIXEDFILEINFO.dwSignature`.
 const FIXED_FILE_INFO_SIGNATURE: u32 = 0xfeef_04bd;
 
@@ -70,28 +68,6 @@ pub struct Modules {
     pub message: Option<String>,
 }
 
-/// Reads `len` bytes at `addr` from the dump's memory, across adjacent regions.
-pub fn read_memory(memory: &UnifiedMemoryList<'_>, addr: u64, len: usize) -> Option<Vec<u8>> {
-    if len > MAX_MEMORY_READ {
-        return None;
-    }
-    let mut out = Vec::with_capacity(len);
-    let mut at = addr;
-    while out.len() < len {
-        let region = memory.memory_at_address(at)?;
-        let start = region.memory_range()?.start;
-        let offset = usize::try_from(at.checked_sub(start)?).ok()?;
-        let available = region.bytes().get(offset..)?;
-        if available.is_empty() {
-            return None;
-        }
-        let take = available.len().min(len - out.len());
-        out.extend_from_slice(&available[..take]);
-        at = at.checked_add(take as u64)?;
-    }
-    Some(out)
-}
-
 /// Finds and reads module images: the dump's memory first, then `--images` folders
 /// and files.
 pub struct ImageReader<'a> {
@@ -136,7 +112,7 @@ impl<'a> ImageReader<'a> {
                     if u64::from(rva).checked_add(len as u64)? > m.size {
                         return None;
                     }
-                    read_memory(memory, base.checked_add(u64::from(rva))?, len)
+                    crate::dump::read_memory(memory, base.checked_add(u64::from(rva))?, len)
                 };
                 if let Some(v) = pe_version::read_mapped(read) {
                     return Some((v, VersionSource::DumpMemory, None));

@@ -288,3 +288,39 @@ fn the_cli_takes_images_folders_and_shows_the_vendor() {
     assert_eq!(doc.select(&rows).count(), 2);
     assert!(html.contains("Contoso Data Access Ltd. (from the image file)"));
 }
+
+#[test]
+fn the_leak_finding_names_the_vendor_from_the_version_resource() {
+    use leakdiag::dump::stream::AllocatorKind;
+    use leakdiag::dump::writer::AllocationStreamBuilder;
+    let window = 3600 * 10_000_000u64;
+    let mut b = AllocationStreamBuilder::new(0, window);
+    for i in 0..100 {
+        b.allocate(
+            0x1000 + i * 64,
+            500,
+            i * window / 100,
+            AllocatorKind::CRuntime,
+            &[BASE + 0x1010],
+        );
+    }
+    let bytes = SynthDump {
+        modules: vec![dll_module(DLL_PATH, 0x8000)],
+        stream: Some(b.build()),
+        ..Default::default()
+    }
+    .build();
+    let options = AnalyzeOptions {
+        images: vec![fixtures()],
+        ..Default::default()
+    };
+    let r = analyze_synth(bytes, &options);
+    let leak = &r.summary[0];
+    assert_eq!(leak.title, "odbcvend.dll is probably leaking");
+    assert!(
+        leak.recommendation
+            .contains("the vendor of odbcvend.dll (Contoso Data Access Ltd.)"),
+        "{}",
+        leak.recommendation
+    );
+}

@@ -57,7 +57,10 @@ impl Script for LeakScript {
                 flags: h.flags,
                 max_depth: stream.metadata_value("max_depth"),
                 system: &system,
-                vendor: &|_| None,
+                vendor: &|name| {
+                    let module = ctx.modules.modules().iter().find(|m| m.name == name)?;
+                    crate::scripts::modules::version_strings(ctx, module)?.company_name
+                },
             },
         );
         Ok(Box::new(analysis))
