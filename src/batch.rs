@@ -9,6 +9,7 @@ use crate::analyze::{analyze_dump, generator, AnalyzeOptions};
 use crate::model::{DumpReport, INDEX_SCHEMA};
 use crate::report;
 use crate::scripts::leak::LeakAnalysis;
+use crate::{series, vendor};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashSet;
@@ -147,6 +148,18 @@ pub struct Index {
     pub inputs: Vec<IndexEntry>,
     pub ok: usize,
     pub failed: usize,
+    /// The dumps grouped by process, with what grew between them.
+    pub series: Vec<series::Series>,
+    pub vendor_reports: Vec<VendorEntry>,
+}
+
+/// A vendor report written by the run.
+#[derive(Clone, Debug, Serialize)]
+pub struct VendorEntry {
+    pub module: String,
+    pub report_dir: String,
+    /// Dumps in which the module holds outstanding allocations.
+    pub dumps: usize,
 }
 
 /// The outcome of one input.
@@ -156,14 +169,47 @@ pub enum Outcome {
 }
 
 /// Analyses every input on the current rayon pool; results are in input order.
-pub fn analyze_all(inputs: &[PathBuf], options: &AnalyzeOptions) -> Vec<Outcome> {
-    inputs
+/// With `progress`, a bar on standard error shows dumps done and the dump being read.
+pub fn analyze_all(inputs: &[PathBuf], options: &AnalyzeOptions, progress: bool) -> Vec<Outcome> {
+    let bar = progress.then(|| {
+        let bar = indicatif::ProgressBar::new(inputs.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} dumps  {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let outcomes = inputs
         .par_iter()
-        .map(|p| match analyze_dump(p, options) {
-            Ok(r) => Outcome::Ok(Box::new(r)),
-            Err(e) => Outcome::Failed(e.to_string()),
+        .map(|p| {
+            if let Some(bar) = &bar {
+                bar.set_message(file_name(p));
+            }
+            let outcome = match analyze_dump(p, options) {
+                Ok(r) => Outcome::Ok(Box::new(r)),
+                Err(e) => Outcome::Failed(e.to_string()),
+            };
+            if let Some(bar) = &bar {
+                bar.inc(1);
+            }
+            outcome
         })
-        .collect()
+        .collect();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    outcomes
+}
+
+/// What a run writes besides one report per dump.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Modules to write a vendor report for (`--vendor`).
+    pub vendors: Vec<String>,
+    /// Keep other modules' function names and source paths in vendor reports.
+    pub no_redact: bool,
+    /// Show a progress bar on standard error.
+    pub progress: bool,
 }
 
 /// Why the run's reports could not be written.
@@ -182,14 +228,47 @@ pub enum OutputError {
 }
 
 /// Runs the whole job: discover, analyse, write reports and index. Returns the index.
-pub fn run(inputs: &[PathBuf], out: &Path, options: &AnalyzeOptions) -> Result<Index, OutputError> {
+pub fn run(
+    inputs: &[PathBuf],
+    out: &Path,
+    options: &AnalyzeOptions,
+    run: &RunOptions,
+) -> Result<Index, OutputError> {
     let discovered = discover_inputs(inputs);
     let files: Vec<PathBuf> = discovered
         .iter()
         .filter_map(|r| r.as_ref().ok().cloned())
         .collect();
     let dirs = report_dirs(&files);
-    let outcomes = analyze_all(&files, options);
+    let mut outcomes = analyze_all(&files, options, run.progress);
+
+    // Series across the dumps; their findings join each member's summary.
+    let series = {
+        let members: Vec<series::Member<'_>> = outcomes
+            .iter()
+            .zip(&dirs)
+            .filter_map(|(o, dir)| match o {
+                Outcome::Ok(r) => Some(series::Member {
+                    report_dir: dir,
+                    report: r,
+                }),
+                Outcome::Failed(_) => None,
+            })
+            .collect();
+        series::build(&members)
+    };
+    for s in &series {
+        for d in &s.dumps {
+            if let Some(Outcome::Ok(r)) = dirs
+                .iter()
+                .position(|dir| *dir == d.report_dir)
+                .map(|i| &mut outcomes[i])
+            {
+                r.summary.extend(s.findings.iter().cloned());
+                r.summary.sort_by_key(|f| f.severity);
+            }
+        }
+    }
 
     let io = |path: &Path| {
         let path = path.to_owned();
@@ -197,13 +276,41 @@ pub fn run(inputs: &[PathBuf], out: &Path, options: &AnalyzeOptions) -> Result<I
     };
     std::fs::create_dir_all(out).map_err(io(out))?;
 
-    // Report folders are written in parallel too; each worker writes only its own.
+    let vendor_dirs: Vec<String> = run.vendors.iter().map(|v| vendor_dir(v)).collect();
+    // Report folders are written in parallel; each worker writes only its own.
     let written: Vec<Result<IndexEntry, OutputError>> = files
         .par_iter()
         .zip(dirs.par_iter())
-        .zip(outcomes.into_par_iter())
-        .map(|((path, dir), outcome)| write_one(path, dir, outcome, out))
+        .zip(outcomes.par_iter())
+        .map(|((path, dir), outcome)| write_one(path, dir, outcome, out, &vendor_dirs))
         .collect();
+
+    let reports: Vec<(&str, &DumpReport)> = outcomes
+        .iter()
+        .zip(&dirs)
+        .filter_map(|(o, d)| match o {
+            Outcome::Ok(r) => Some((d.as_str(), &**r)),
+            Outcome::Failed(_) => None,
+        })
+        .collect();
+    let mut vendor_reports = Vec::new();
+    for (module, dir) in run.vendors.iter().zip(&vendor_dirs) {
+        let report = vendor::build(module, &reports, &series, !run.no_redact);
+        let folder = out.join(dir);
+        std::fs::create_dir_all(&folder).map_err(io(&folder))?;
+        let json_path = folder.join("report.json");
+        report::json::write_file(&json_path, &report).map_err(io(&json_path))?;
+        let html_path = folder.join("report.html");
+        report::html::write_vendor(&html_path, &report).map_err(|source| OutputError::Render {
+            path: html_path.clone(),
+            source,
+        })?;
+        vendor_reports.push(VendorEntry {
+            module: module.clone(),
+            report_dir: dir.clone(),
+            dumps: report.dumps.len(),
+        });
+    }
 
     let mut entries = Vec::new();
     // Inputs that could not even be listed come first, in command-line order.
@@ -234,6 +341,8 @@ pub fn run(inputs: &[PathBuf], out: &Path, options: &AnalyzeOptions) -> Result<I
         ok: entries.len() - failed,
         failed,
         inputs: entries,
+        series,
+        vendor_reports,
     };
     let json_path = out.join("index.json");
     report::json::write_file(&json_path, &index).map_err(io(&json_path))?;
@@ -245,6 +354,11 @@ pub fn run(inputs: &[PathBuf], out: &Path, options: &AnalyzeOptions) -> Result<I
     Ok(index)
 }
 
+/// The folder of a module's vendor report.
+pub fn vendor_dir(module: &str) -> String {
+    format!("vendor-{}", sanitize(module))
+}
+
 fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -254,8 +368,9 @@ fn file_name(p: &Path) -> String {
 fn write_one(
     path: &Path,
     dir: &str,
-    outcome: Outcome,
+    outcome: &Outcome,
     out: &Path,
+    vendor_dirs: &[String],
 ) -> Result<IndexEntry, OutputError> {
     let mut entry = IndexEntry {
         path: path.display().to_string(),
@@ -272,7 +387,7 @@ fn write_one(
     let report = match outcome {
         Outcome::Failed(message) => {
             entry.status = "error";
-            entry.error = Some(message);
+            entry.error = Some(message.clone());
             return Ok(entry);
         }
         Outcome::Ok(r) => r,
@@ -288,9 +403,16 @@ fn write_one(
         source,
     })?;
     let html_path = folder.join("report.html");
-    report::html::write_report(&html_path, &report).map_err(|source| OutputError::Render {
+    report::html::write_report(&html_path, report).map_err(|source| OutputError::Render {
         path: html_path.clone(),
         source,
+    })?;
+    let md_path = folder.join("summary.md");
+    report::markdown::write_summary(&md_path, report, dir, vendor_dirs).map_err(|source| {
+        OutputError::Io {
+            path: md_path.clone(),
+            source,
+        }
     })?;
     entry.report_dir = Some(dir.to_owned());
     entry.warnings = report.warnings.len();

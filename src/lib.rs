@@ -31,4 +31,6 @@ pub mod dump;
 pub mod model;
 pub mod report;
 pub mod scripts;
+pub mod series;
 pub mod symbols;
+pub mod vendor;

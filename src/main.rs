@@ -7,6 +7,7 @@ use leakdiag::analyze::AnalyzeOptions;
 use leakdiag::scripts::attribution::ModuleFilter;
 use leakdiag::scripts::leak::LeakOptions;
 use leakdiag::symbols::{SymbolOptions, Symbolizer};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -61,7 +62,14 @@ enum Command {
         /// Run only these scripts (comma-separated; see `leakdiag scripts`).
         #[arg(long, value_delimiter = ',', value_name = "NAMES")]
         scripts: Option<Vec<String>>,
-        /// Print nothing but errors.
+        /// Also write a report for this module's vendor, `DIR/vendor-<module>/`
+        /// (repeatable).
+        #[arg(long = "vendor", value_name = "MODULE")]
+        vendors: Vec<String>,
+        /// Keep other modules' function names and source paths in vendor reports.
+        #[arg(long)]
+        no_redact: bool,
+        /// Print nothing but errors (no progress bar).
         #[arg(short, long)]
         quiet: bool,
     },
@@ -108,6 +116,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             symbols,
             images,
             min_window,
+            vendors,
+            no_redact,
             quiet,
         } => {
             let env_path = std::env::var("_NT_SYMBOL_PATH").ok();
@@ -141,7 +151,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .num_threads(jobs.map_or(0, usize::from))
                 .build()
                 .context("cannot start the worker threads")?;
-            let index = pool.install(|| leakdiag::batch::run(&inputs, &out, &options))?;
+            let run = leakdiag::batch::RunOptions {
+                vendors,
+                no_redact,
+                progress: !quiet && std::io::stderr().is_terminal(),
+            };
+            let index = pool.install(|| leakdiag::batch::run(&inputs, &out, &options, &run))?;
             if index.inputs.is_empty() {
                 eprintln!(
                     "leakdiag: no dumps found in the inputs (folders are searched for *.dmp)"

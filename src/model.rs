@@ -13,7 +13,7 @@ use std::path::Path;
 /// The schema tag of a dump's report.json.
 pub const REPORT_SCHEMA: &str = "leakdiag-report/2";
 /// The schema tag of a run's index.json.
-pub const INDEX_SCHEMA: &str = "leakdiag-index/1";
+pub const INDEX_SCHEMA: &str = "leakdiag-index/2";
 
 /// A module of the dump: loaded, or listed as unloaded.
 #[derive(Clone, Debug, Serialize)]

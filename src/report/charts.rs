@@ -176,6 +176,95 @@ pub fn timeline_chart(title: &str, bins: &[(f64, f64, u64)]) -> Result<String, C
     Ok(svg)
 }
 
+/// Colours of the lines of a line chart, in order.
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(0x2f, 0x6f, 0xb3),
+    RGBColor(0xc2, 0x3b, 0x22),
+    RGBColor(0x2d, 0x8a, 0x4e),
+    RGBColor(0x8e, 0x44, 0xad),
+    RGBColor(0xd0, 0x8a, 0x00),
+    RGBColor(0x16, 0x8a, 0x8a),
+    RGBColor(0x7f, 0x5a, 0x3c),
+    RGBColor(0x55, 0x5f, 0x6b),
+];
+
+/// A line chart of outstanding bytes per dump: `hours` since the first dump on x, one
+/// line per `(name, bytes per dump)`, with a legend.
+pub fn line_chart(
+    title: &str,
+    hours: &[f64],
+    lines: &[(String, Vec<u64>)],
+) -> Result<String, ChartError> {
+    let err = |e: &dyn std::fmt::Display| ChartError {
+        title: title.to_owned(),
+        message: e.to_string(),
+    };
+    let x_end = hours.last().copied().unwrap_or(0.0).max(0.01);
+    let max = lines
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, 340)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 15))
+            .margin(10)
+            .x_label_area_size(34)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..x_end * 1.02, 0f64..max as f64 * 1.1)
+            .map_err(|e| err(&e))?;
+        let x_label = |v: &f64| format!("{v:.1} h");
+        let y_label = |v: &f64| approx_bytes(v.max(0.0) as u64);
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .x_labels(6)
+            .y_labels(5)
+            .x_label_formatter(&x_label)
+            .y_label_formatter(&y_label)
+            .x_desc("hours since the first dump")
+            .label_style(("sans-serif", 11))
+            .draw()
+            .map_err(|e| err(&e))?;
+        for (i, (name, values)) in lines.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            let points: Vec<(f64, f64)> = hours
+                .iter()
+                .zip(values)
+                .map(|(&h, &v)| (h, v as f64))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(|e| err(&e))?
+                .label(short(name))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 3, color.filled())),
+                )
+                .map_err(|e| err(&e))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .label_font(("sans-serif", 11))
+            .draw()
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(svg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +305,21 @@ mod tests {
         assert!(svg.contains("min"), "axis in minutes for one hour");
         // Background, plot area and ten columns at least.
         assert!(svg.matches("<rect").count() >= 11);
+    }
+
+    #[test]
+    fn line_chart_has_a_line_and_a_legend_entry_per_series() {
+        let svg = line_chart(
+            "Series 1",
+            &[0.0, 1.0, 2.0],
+            &[
+                ("odbcvend.dll".into(), vec![100, 200, 300]),
+                ("orders.dll".into(), vec![50, 50, 50]),
+            ],
+        )
+        .unwrap();
+        assert!(svg.contains("odbcvend.dll") && svg.contains("orders.dll"));
+        assert!(svg.matches("<polyline").count() >= 2, "{svg}");
     }
 
     #[test]

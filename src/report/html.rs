@@ -7,7 +7,6 @@
 use super::charts::ChartError;
 use super::format::{duration, thousands};
 use super::view::{kv, opt, KeyValue};
-use crate::batch::Index;
 use crate::model::DumpReport;
 use crate::scripts::ScriptError;
 use askama::Template;
@@ -178,68 +177,16 @@ pub fn write_report(path: &Path, report: &DumpReport) -> Result<(), RenderError>
     Ok(())
 }
 
-struct IndexRow {
-    file_name: String,
-    path: String,
-    ok: bool,
-    link: Option<String>,
-    error: String,
-    allocations: String,
-    bytes: String,
-    top_module: String,
-    note: String,
-}
-
-#[derive(Template)]
-#[template(path = "index.html")]
-struct IndexPage {
-    generator: String,
-    ok: usize,
-    failed: usize,
-    rows: Vec<IndexRow>,
-}
-
-/// Renders the run's index.html into `w`.
-pub fn render_index<W: Write>(mut w: W, index: &Index) -> Result<(), RenderError> {
-    let rows = index
-        .inputs
-        .iter()
-        .map(|e| IndexRow {
-            file_name: e.file_name.clone(),
-            path: e.path.clone(),
-            ok: e.status == "ok",
-            link: e.report_dir.as_ref().map(|d| format!("{d}/report.html")),
-            error: e.error.clone().unwrap_or_default(),
-            allocations: e.allocations.map(thousands).unwrap_or_else(|| "–".into()),
-            bytes: e.bytes.map(thousands).unwrap_or_else(|| "–".into()),
-            top_module: e
-                .top_module
-                .as_ref()
-                .map(|t| format!("{} ({} bytes)", t.name, thousands(t.bytes)))
-                .unwrap_or_else(|| "–".into()),
-            note: if e.status == "ok" && !e.tracker_data {
-                "no tracker data".to_owned()
-            } else if e.warnings > 0 {
-                format!("{} warnings", e.warnings)
-            } else {
-                String::new()
-            },
-        })
-        .collect();
-    IndexPage {
-        generator: index.generator.clone(),
-        ok: index.ok,
-        failed: index.failed,
-        rows,
-    }
-    .write_into(&mut w)?;
-    Ok(())
-}
-
-/// Writes the run's index.html.
-pub fn write_index(path: &Path, index: &Index) -> Result<(), RenderError> {
+/// Writes a page to a file through `render`.
+pub fn write_page(
+    path: &Path,
+    render: impl FnOnce(&mut dyn Write) -> Result<(), RenderError>,
+) -> Result<(), RenderError> {
     let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
-    render_index(&mut w, index)?;
+    render(&mut w)?;
     w.flush()?;
     Ok(())
 }
+
+pub use super::index_page::{render_index, write_index};
+pub use super::vendor_page::{render_vendor, write_vendor};

@@ -4,8 +4,11 @@
 pub mod charts;
 pub mod format;
 pub mod html;
+pub mod index_page;
 pub mod json;
+pub mod markdown;
 pub mod sections;
+pub mod vendor_page;
 pub mod view;
 
 pub use html::RenderError;

@@ -118,7 +118,7 @@ fn report_html_has_every_section_and_nothing_external() {
         Html::parse_document(&std::fs::read_to_string(dir.path().join("out/index.html")).unwrap());
     assert_self_contained(&index, "index.html");
     assert_eq!(count(&index, "#inputs tbody tr"), 1);
-    assert_eq!(count(&index, "a[href='w3wp/report.html']"), 1);
+    assert_eq!(count(&index, "#inputs a[href='w3wp/report.html']"), 1);
 }
 
 #[test]

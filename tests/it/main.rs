@@ -6,6 +6,7 @@ mod cli;
 mod golden;
 mod helpers;
 mod html;
+mod incident;
 mod memory_scripts;
 mod modules;
 mod probability;

@@ -38,14 +38,14 @@ struct ModuleRow {
     top_function: String,
 }
 
-struct FrameView {
+pub(crate) struct FrameView {
     /// `module!function + 0xoffset`, or `module+0xRVA` without symbols.
-    text: String,
+    pub text: String,
     /// `file:line`, when the PDB gives it.
-    source: String,
-    address: String,
-    responsible: bool,
-    inlined: bool,
+    pub source: String,
+    pub address: String,
+    pub responsible: bool,
+    pub inlined: bool,
 }
 
 struct SymbolsView {
@@ -58,7 +58,7 @@ struct SymbolsView {
     searched: Vec<(String, String)>,
 }
 
-fn frame_view(f: &Frame) -> FrameView {
+pub(crate) fn frame_view(f: &Frame) -> FrameView {
     let module = f.module.as_deref().unwrap_or("(unknown)");
     let text = match (&f.function, f.function_offset, f.offset) {
         (Some(func), Some(off), _) => format!("{module}!{func} + 0x{off:x}"),
@@ -108,6 +108,10 @@ struct ModuleSection {
     stacks: Vec<StackView>,
     stacks_omitted: Option<String>,
 }
+
+/// Modules that get a card with functions and sample stacks: the page stays small
+/// (well under 2 MB) whatever the dump; the rest are in the table and in report.json.
+pub const DETAIL_MODULES: usize = 25;
 
 /// Modules that get a timeline chart.
 const TIMELINE_MODULES: usize = 10;
@@ -255,6 +259,7 @@ fn leak_views(
     let sections = leak
         .modules
         .iter()
+        .take(DETAIL_MODULES)
         .enumerate()
         .map(|(i, m)| module_section(i + 1, m))
         .collect::<Result<_, _>>()?;
@@ -264,6 +269,8 @@ fn leak_views(
 #[derive(Template)]
 #[template(path = "sections/leak.html")]
 struct LeakView {
+    /// Says how many modules have no card, when some were left out.
+    details_omitted: Option<String>,
     summary: Vec<KeyValue>,
     chart_bytes: String,
     chart_count: String,
@@ -340,7 +347,14 @@ pub fn render(leak: &LeakAnalysis, out: &mut String) -> Result<(), RenderError> 
                 .collect(),
         })
         .collect();
+    let details_omitted = (leak.modules.len() > DETAIL_MODULES).then(|| {
+        format!(
+            "Details are shown for the top {DETAIL_MODULES} modules; {} more modules are in the table above, and all of them in report.json.",
+            leak.modules.len() - DETAIL_MODULES
+        )
+    });
     LeakView {
+        details_omitted,
         symbols,
         summary,
         chart_bytes,

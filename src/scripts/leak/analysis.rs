@@ -164,6 +164,9 @@ pub struct Frame {
 pub struct StackSample {
     /// Index in the stream's stack table.
     pub stack: u32,
+    /// The stack's identity across dumps of a series: a hash of its frames as module
+    /// name and offset (16 hex digits).
+    pub id: String,
     pub allocations: u64,
     pub bytes: u64,
     pub leak_probability: Option<u8>,
@@ -231,6 +234,25 @@ pub struct LeakAnalysis {
     /// For the analysis summary (which serializes them once, for every script).
     #[serde(skip)]
     pub findings: Vec<Finding>,
+    /// Totals of every stack with outstanding allocations, by [`stack_signature`], so
+    /// that the dumps of a series can be compared stack by stack.
+    #[serde(skip)]
+    pub stack_totals: HashMap<u64, Totals>,
+}
+
+/// A stack's identity across dumps: its frames as (module name, offset), or the
+/// address for a frame in no module. Stack indices differ from dump to dump; this
+/// does not.
+pub fn stack_signature(stream: &AllocationStream<'_>, stack: u32, modules: &ModuleMap) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    for addr in stream.stack_frames(stack).into_iter().flatten() {
+        match modules.locate(addr) {
+            Some((m, rva)) => (modules.get(m).name.as_str(), rva.0).hash(&mut h),
+            None => ("", addr.0).hash(&mut h),
+        }
+    }
+    h.finish()
 }
 
 #[derive(Default)]
@@ -410,10 +432,15 @@ pub fn analyze(
         acc.time.add(bin, a.size);
         acc.heaps.entry(a.heap).or_default().add(a.size);
     }
+    let mut stack_totals: HashMap<u64, Totals> = HashMap::new();
     for (s, r) in responsible.iter().enumerate() {
         if per_stack[s].allocations == 0 {
             continue;
         }
+        stack_totals
+            .entry(stack_signature(stream, s as u32, modules))
+            .or_default()
+            .merge(per_stack[s]);
         let owner = r.map_or(Owner::NoStack, |r| r.owner);
         if let Some(acc) = by_owner.get_mut(&owner) {
             acc.stacks.push(s as u32);
@@ -464,6 +491,7 @@ pub fn analyze(
         modules_by_count,
         symbols: symbols.rows(modules),
         findings: Vec::new(),
+        stack_totals,
     })
 }
 
@@ -537,6 +565,7 @@ fn build_module(owner: Owner, acc: ModuleAcc, pass: &Pass<'_>) -> ModuleLeak {
             stack_times.merge_into(s as usize, &mut times);
             StackSample {
                 stack: s,
+                id: format!("{:016x}", stack_signature(stream, s, modules)),
                 allocations: per_stack[s as usize].allocations,
                 bytes: per_stack[s as usize].bytes,
                 leak_probability: times.leak_probability(window),

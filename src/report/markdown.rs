@@ -1,0 +1,137 @@
+//! `summary.md`: a short Markdown text for a ticket: the incident, the top modules,
+//! the findings with their recommendations, and the files of the report.
+
+use super::format::{approx_bytes, duration, percent, thousands};
+use crate::model::DumpReport;
+use crate::scripts::leak::LeakAnalysis;
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Modules listed in the summary.
+const TOP: usize = 5;
+
+/// Keeps a value from breaking a Markdown table row.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Writes the summary of `report` (in folder `report_dir` of the run) to `w`.
+pub fn render_summary<W: Write>(
+    mut w: W,
+    report: &DumpReport,
+    report_dir: &str,
+    vendor_dirs: &[String],
+) -> io::Result<()> {
+    let p = &report.process;
+    writeln!(w, "# Memory leak analysis: {}", report.dump.file_name)?;
+    writeln!(w)?;
+    let image = p
+        .image
+        .as_deref()
+        .map(|i| crate::model::Module::file_name_of(i).to_owned())
+        .unwrap_or_else(|| "unknown process".into());
+    let pid = p.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    writeln!(w, "- Process: {image}{pid}")?;
+    if let Some(t) = &p.dump_time {
+        writeln!(w, "- Dump written: {t}")?;
+    }
+    match &report.tracking {
+        Some(t) => writeln!(
+            w,
+            "- Tracking: {} from {} ({} outstanding allocations, {} bytes)",
+            duration(t.duration_seconds),
+            t.start.as_deref().unwrap_or("?"),
+            thousands(t.allocations),
+            thousands(t.bytes)
+        )?,
+        None => writeln!(w, "- Tracking: no tracker data in this dump")?,
+    }
+    writeln!(w)?;
+
+    if let Some(leak) = report.section::<LeakAnalysis>("leak") {
+        writeln!(w, "## Top modules by outstanding bytes")?;
+        writeln!(w)?;
+        writeln!(
+            w,
+            "| Module | Allocations | Bytes | Share | Leak probability |"
+        )?;
+        writeln!(w, "|---|---:|---:|---:|---:|")?;
+        for m in leak.modules.iter().take(TOP) {
+            writeln!(
+                w,
+                "| {} | {} | {} ({}) | {} | {} |",
+                cell(&m.name),
+                thousands(m.allocations),
+                thousands(m.bytes),
+                approx_bytes(m.bytes),
+                percent(m.bytes, leak.totals.bytes),
+                m.leak_probability
+                    .map(|p| format!("{p}%"))
+                    .unwrap_or_else(|| "–".into())
+            )?;
+        }
+        if leak.modules.len() > TOP {
+            writeln!(w)?;
+            writeln!(
+                w,
+                "{} more modules in the full report.",
+                leak.modules.len() - TOP
+            )?;
+        }
+        writeln!(w)?;
+    }
+
+    writeln!(w, "## Findings")?;
+    writeln!(w)?;
+    if report.summary.is_empty() {
+        writeln!(w, "No findings.")?;
+    }
+    for f in &report.summary {
+        writeln!(
+            w,
+            "- **{}: {}** {}",
+            f.severity.label(),
+            cell(&f.title),
+            cell(&f.description)
+        )?;
+        if !f.recommendation.is_empty() {
+            writeln!(w, "  - Recommendation: {}", cell(&f.recommendation))?;
+        }
+    }
+    if !report.warnings.is_empty() {
+        writeln!(w)?;
+        writeln!(w, "## Warnings")?;
+        writeln!(w)?;
+        for warning in &report.warnings {
+            writeln!(w, "- {}", cell(warning))?;
+        }
+    }
+    writeln!(w)?;
+    writeln!(w, "## Files (paths in the report folder)")?;
+    writeln!(w)?;
+    writeln!(
+        w,
+        "- `{report_dir}/report.html`: the full report (open in any browser)"
+    )?;
+    writeln!(w, "- `{report_dir}/report.json`: the same data as JSON")?;
+    writeln!(
+        w,
+        "- `index.html`: every dump of the incident and the growth between them"
+    )?;
+    for v in vendor_dirs {
+        writeln!(w, "- `{v}/report.html`: the report for the module's vendor")?;
+    }
+    Ok(())
+}
+
+/// Writes `summary.md`.
+pub fn write_summary(
+    path: &Path,
+    report: &DumpReport,
+    report_dir: &str,
+    vendor_dirs: &[String],
+) -> io::Result<()> {
+    let mut w = io::BufWriter::new(std::fs::File::create(path)?);
+    render_summary(&mut w, report, report_dir, vendor_dirs)?;
+    w.flush()
+}

@@ -1,0 +1,193 @@
+//! The vendor report page: one module, its totals, functions, sample stacks and
+//! trend, for the company that makes it.
+
+use super::charts::{line_chart, timeline_chart};
+use super::format::{approx_bytes, duration, percent, thousands};
+use super::html::{write_page, RenderError};
+use super::sections::leak::{frame_view, FrameView};
+use super::view::{kv, opt, KeyValue};
+use crate::vendor::VendorReport;
+use askama::Template;
+use std::io::Write;
+use std::path::Path;
+
+struct StackView {
+    title: String,
+    frames: Vec<FrameView>,
+}
+
+struct DumpView {
+    file_name: String,
+    facts: Vec<KeyValue>,
+    timeline: String,
+    functions: Vec<(String, String, String, String)>,
+    stacks: Vec<StackView>,
+    findings: Vec<(String, String, String, String)>,
+}
+
+struct SeriesView {
+    id: usize,
+    chart: Option<String>,
+    rows: Vec<(String, String, String, String)>,
+    verdict: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "vendor.html")]
+struct VendorPage {
+    generator: String,
+    module: String,
+    redacted: bool,
+    info: Vec<KeyValue>,
+    series: Vec<SeriesView>,
+    dumps: Vec<DumpView>,
+}
+
+fn probability(p: Option<u8>) -> String {
+    p.map(|p| format!("{p}%")).unwrap_or_else(|| "–".into())
+}
+
+/// Renders a vendor report into `w`.
+pub fn render_vendor(w: &mut dyn Write, r: &VendorReport) -> Result<(), RenderError> {
+    let mut info = Vec::new();
+    if let Some(m) = &r.module_info {
+        info.push(kv("Path", m.path.clone()));
+        info.push(kv("File version", opt(&m.file_version)));
+        info.push(kv("Product version", opt(&m.product_version)));
+        if let Some(v) = &m.version_strings {
+            info.push(kv("Company", opt(&v.company_name)));
+            info.push(kv("Product", opt(&v.product_name)));
+            info.push(kv("Description", opt(&v.file_description)));
+        }
+        info.push(kv("Timestamp", opt(&m.timestamp_rfc3339)));
+        info.push(kv(
+            "PDB",
+            format!(
+                "{} {}",
+                opt(&m.debug_file),
+                m.debug_id.clone().unwrap_or_default()
+            ),
+        ));
+    }
+    let series = r
+        .series
+        .iter()
+        .map(|s| {
+            let chart = if s.hours.len() >= 2 {
+                Some(line_chart(
+                    &format!("{}: outstanding bytes, series {}", r.module, s.series),
+                    &s.hours,
+                    &[(r.module.clone(), s.trend.bytes.clone())],
+                )?)
+            } else {
+                None
+            };
+            let rows = s
+                .dumps
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    (
+                        d.clone(),
+                        format!("{:.2} h", s.hours[i]),
+                        thousands(s.trend.allocations[i]),
+                        thousands(s.trend.bytes[i]),
+                    )
+                })
+                .collect();
+            Ok(SeriesView {
+                id: s.series,
+                chart,
+                rows,
+                verdict: s.trend.verdict.label(),
+            })
+        })
+        .collect::<Result<_, RenderError>>()?;
+    let dumps = r
+        .dumps
+        .iter()
+        .map(|d| {
+            let bins: Vec<(f64, f64, u64)> = d
+                .timeline
+                .iter()
+                .map(|b| (b.start_seconds, b.end_seconds, b.bytes))
+                .collect();
+            Ok(DumpView {
+                file_name: d.file_name.clone(),
+                facts: vec![
+                    kv(
+                        "Outstanding",
+                        format!(
+                            "{} bytes ({}) in {} allocations — {} of the process's outstanding bytes",
+                            thousands(d.bytes),
+                            approx_bytes(d.bytes),
+                            thousands(d.allocations),
+                            d.share_of_bytes
+                        ),
+                    ),
+                    kv("Leak probability", probability(d.leak_probability)),
+                    kv("Snapshot", opt(&d.snapshot)),
+                    kv("Tracking window", duration(d.tracking_seconds)),
+                ],
+                timeline: timeline_chart(
+                    &format!("{}: outstanding bytes by time of allocation", r.module),
+                    &bins,
+                )?,
+                functions: d
+                    .functions
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.name.clone(),
+                            thousands(f.allocations),
+                            format!("{} ({})", thousands(f.bytes), percent(f.bytes, d.bytes)),
+                            probability(f.leak_probability),
+                        )
+                    })
+                    .collect(),
+                stacks: d
+                    .stacks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| StackView {
+                        title: format!(
+                            "Sample {}: {} allocations, {} bytes, leak probability {}",
+                            i + 1,
+                            thousands(s.allocations),
+                            thousands(s.bytes),
+                            probability(s.leak_probability)
+                        ),
+                        frames: s.frames.iter().map(frame_view).collect(),
+                    })
+                    .collect(),
+                findings: d
+                    .findings
+                    .iter()
+                    .map(|f| {
+                        (
+                            f.severity.label().to_owned(),
+                            f.title.clone(),
+                            f.description.clone(),
+                            f.recommendation.clone(),
+                        )
+                    })
+                    .collect(),
+            })
+        })
+        .collect::<Result<_, RenderError>>()?;
+    VendorPage {
+        generator: r.generator.clone(),
+        module: r.module.clone(),
+        redacted: r.redacted,
+        info,
+        series,
+        dumps,
+    }
+    .write_into(w)?;
+    Ok(())
+}
+
+/// Writes a vendor report page.
+pub fn write_vendor(path: &Path, report: &VendorReport) -> Result<(), RenderError> {
+    write_page(path, |w| render_vendor(w, report))
+}

@@ -1,0 +1,397 @@
+//! Dump series: the dumps of one process taken over time, and what grew between them.
+//!
+//! A leak rule takes a dump at 300 MB, another at 400 MB, another at 500 MB; what grew
+//! from one dump to the next is the strongest evidence of a leak. Dumps belong to the
+//! same series when they share the process id and creation time (misc-info stream) or,
+//! failing that, the allocation stream's tracking start. A series is ordered by
+//! snapshot time.
+
+use crate::model::DumpReport;
+use crate::report::format::thousands;
+use crate::scripts::leak::{LeakAnalysis, Totals};
+use crate::scripts::{Finding, Severity};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Modules followed in a series (the largest in its last dump).
+pub const TOP_MODULES: usize = 8;
+/// Stacks followed in a series (the largest sample stacks of its last dump).
+pub const TOP_STACKS: usize = 10;
+/// A change within this many bytes, or 1% of the earlier value, counts as flat.
+pub const FLAT_BYTES: u64 = 4096;
+/// Dumps a series needs before "grew in every interval" is a finding.
+pub const MIN_DUMPS_FOR_FINDING: usize = 3;
+
+/// One dump of a series.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeriesDump {
+    pub file_name: String,
+    pub report_dir: String,
+    pub snapshot: Option<String>,
+    /// Hours since the series' first snapshot.
+    pub hours: f64,
+    pub allocations: u64,
+    pub bytes: u64,
+}
+
+/// How something changed across a series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Grew in every interval.
+    GrewInEveryInterval,
+    /// Grew, then stayed flat.
+    GrewThenFlat,
+    /// Ended smaller than it started.
+    Shrank,
+    /// Never changed.
+    Flat,
+    /// Grew overall but not steadily.
+    Fluctuated,
+    /// A series of one dump has no interval.
+    TooFewDumps,
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::GrewInEveryInterval => "grew in every interval",
+            Verdict::GrewThenFlat => "grew then flat",
+            Verdict::Shrank => "shrank",
+            Verdict::Flat => "flat",
+            Verdict::Fluctuated => "grew, not steadily",
+            Verdict::TooFewDumps => "too few dumps",
+        }
+    }
+}
+
+/// Outstanding bytes of one module or stack in each dump of a series.
+#[derive(Clone, Debug, Serialize)]
+pub struct Trend {
+    /// The module's name, or for a stack its module and a short description.
+    pub name: String,
+    /// For a stack: its id (`stacks[].id` in the dump reports).
+    pub id: Option<String>,
+    pub allocations: Vec<u64>,
+    pub bytes: Vec<u64>,
+    /// Change of bytes between consecutive dumps.
+    pub growth: Vec<i128>,
+    /// Change of bytes per hour between consecutive dumps (`null` when two dumps
+    /// share a snapshot time).
+    pub growth_per_hour: Vec<Option<f64>>,
+    /// (last − first) / hours over the whole series.
+    pub rate_per_hour: Option<f64>,
+    pub verdict: Verdict,
+}
+
+/// A series of dumps of one process.
+#[derive(Clone, Debug, Serialize)]
+pub struct Series {
+    /// 1-based, in order of first appearance among the inputs.
+    pub id: usize,
+    /// What ties the dumps together, for people.
+    pub identity: String,
+    pub dumps: Vec<SeriesDump>,
+    pub modules: Vec<Trend>,
+    pub stacks: Vec<Trend>,
+    pub findings: Vec<Finding>,
+}
+
+fn is_flat(change: i128, before: u64) -> bool {
+    let tolerance = (before / 100).max(FLAT_BYTES);
+    change.unsigned_abs() <= u128::from(tolerance)
+}
+
+/// The verdict on a sequence of byte counts.
+pub fn verdict(bytes: &[u64]) -> Verdict {
+    if bytes.len() < 2 {
+        return Verdict::TooFewDumps;
+    }
+    let steps: Vec<(i128, u64)> = bytes
+        .windows(2)
+        .map(|w| (i128::from(w[1]) - i128::from(w[0]), w[0]))
+        .collect();
+    let grew = |&(c, before): &(i128, u64)| c > 0 && !is_flat(c, before);
+    let flat = |&(c, before): &(i128, u64)| is_flat(c, before);
+    if steps.iter().all(grew) {
+        Verdict::GrewInEveryInterval
+    } else if steps.iter().all(flat) {
+        Verdict::Flat
+    } else if let Some(first_flat) = steps.iter().position(flat) {
+        if first_flat > 0
+            && steps[..first_flat].iter().all(grew)
+            && steps[first_flat..].iter().all(flat)
+        {
+            Verdict::GrewThenFlat
+        } else if bytes.last() < bytes.first() {
+            Verdict::Shrank
+        } else {
+            Verdict::Fluctuated
+        }
+    } else if bytes.last() < bytes.first() {
+        Verdict::Shrank
+    } else {
+        Verdict::Fluctuated
+    }
+}
+
+fn trend(name: String, id: Option<String>, points: Vec<Totals>, hours: &[f64]) -> Trend {
+    let bytes: Vec<u64> = points.iter().map(|t| t.bytes).collect();
+    let growth: Vec<i128> = bytes
+        .windows(2)
+        .map(|w| i128::from(w[1]) - i128::from(w[0]))
+        .collect();
+    let growth_per_hour = growth
+        .iter()
+        .zip(hours.windows(2))
+        .map(|(g, h)| {
+            let dt = h[1] - h[0];
+            (dt > 0.0).then(|| *g as f64 / dt)
+        })
+        .collect();
+    let span = hours.last().copied().unwrap_or(0.0) - hours.first().copied().unwrap_or(0.0);
+    let rate_per_hour = (bytes.len() >= 2 && span > 0.0).then(|| {
+        (i128::from(*bytes.last().unwrap_or(&0)) - i128::from(*bytes.first().unwrap_or(&0))) as f64
+            / span
+    });
+    Trend {
+        name,
+        id,
+        allocations: points.iter().map(|t| t.allocations).collect(),
+        verdict: verdict(&bytes),
+        bytes,
+        growth,
+        growth_per_hour,
+        rate_per_hour,
+    }
+}
+
+/// A dump that may belong to a series: its report folder and report.
+pub struct Member<'a> {
+    pub report_dir: &'a str,
+    pub report: &'a DumpReport,
+}
+
+fn series_key(r: &DumpReport) -> Option<(String, String)> {
+    let p = &r.process;
+    match (p.pid, &p.process_create_time) {
+        (Some(pid), Some(created)) => Some((
+            format!("pid {pid} started {created}"),
+            format!("process {pid} created {created}"),
+        )),
+        _ => r.tracking.as_ref().map(|t| {
+            (
+                format!("tracking {}", t.start_filetime),
+                format!(
+                    "tracking started {}",
+                    t.start
+                        .clone()
+                        .unwrap_or_else(|| t.start_filetime.to_string())
+                ),
+            )
+        }),
+    }
+}
+
+/// Groups the dumps that carry tracker data into series (a dump alone is a series of
+/// one) and follows their top modules and stacks.
+pub fn build(members: &[Member<'_>]) -> Vec<Series> {
+    let mut groups: BTreeMap<usize, (String, Vec<&Member<'_>>)> = BTreeMap::new();
+    let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, m) in members.iter().enumerate() {
+        if m.report.tracking.is_none() || m.report.section::<LeakAnalysis>("leak").is_none() {
+            continue;
+        }
+        let (key, identity) =
+            series_key(m.report).unwrap_or_else(|| (format!("dump {i}"), "one dump".into()));
+        let slot = *by_key.entry(key).or_insert(i);
+        groups
+            .entry(slot)
+            .or_insert_with(|| (identity, Vec::new()))
+            .1
+            .push(m);
+    }
+    groups
+        .into_values()
+        .enumerate()
+        .map(|(n, (identity, mut dumps))| {
+            dumps.sort_by_key(|m| {
+                m.report
+                    .tracking
+                    .as_ref()
+                    .map_or(0, |t| t.snapshot_filetime)
+            });
+            follow(n + 1, identity, &dumps)
+        })
+        .collect()
+}
+
+fn follow(id: usize, identity: String, dumps: &[&Member<'_>]) -> Series {
+    let leaks: Vec<&LeakAnalysis> = dumps
+        .iter()
+        .filter_map(|m| m.report.section::<LeakAnalysis>("leak"))
+        .collect();
+    let snapshots: Vec<u64> = dumps
+        .iter()
+        .map(|m| {
+            m.report
+                .tracking
+                .as_ref()
+                .map_or(0, |t| t.snapshot_filetime)
+        })
+        .collect();
+    let first = snapshots.first().copied().unwrap_or(0);
+    let hours: Vec<f64> = snapshots
+        .iter()
+        .map(|&s| s.saturating_sub(first) as f64 / 1e7 / 3600.0)
+        .collect();
+    let last = leaks.last();
+
+    let module_names: Vec<String> = last
+        .map(|l| {
+            l.modules
+                .iter()
+                .take(TOP_MODULES)
+                .map(|m| m.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let modules: Vec<Trend> = module_names
+        .into_iter()
+        .map(|name| {
+            let points = leaks
+                .iter()
+                .map(|l| {
+                    l.modules
+                        .iter()
+                        .filter(|m| m.name == name)
+                        .fold(Totals::default(), |t, m| Totals {
+                            allocations: t.allocations + m.allocations,
+                            bytes: t.bytes + m.bytes,
+                        })
+                })
+                .collect();
+            trend(name, None, points, &hours)
+        })
+        .collect();
+
+    // The heaviest sample stacks of the last dump, followed back by their identity.
+    let mut samples: Vec<(&str, &crate::scripts::leak::StackSample)> = last
+        .map(|l| {
+            l.modules
+                .iter()
+                .flat_map(|m| m.stacks.iter().map(move |s| (m.name.as_str(), s)))
+                .collect()
+        })
+        .unwrap_or_default();
+    samples.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.1.id.cmp(&b.1.id)));
+    let stacks: Vec<Trend> = samples
+        .into_iter()
+        .take(TOP_STACKS)
+        .filter_map(|(module, s)| {
+            let key = u64::from_str_radix(&s.id, 16).ok()?;
+            let points = leaks
+                .iter()
+                .map(|l| l.stack_totals.get(&key).copied().unwrap_or_default())
+                .collect();
+            let at = s
+                .frames
+                .iter()
+                .find(|f| f.responsible)
+                .map(|f| match (&f.function, f.offset) {
+                    (Some(func), _) => format!("{}!{func}", f.module.as_deref().unwrap_or("?")),
+                    (None, Some(off)) => format!("{}+{off}", f.module.as_deref().unwrap_or("?")),
+                    _ => f.address.to_string(),
+                })
+                .unwrap_or_else(|| module.to_owned());
+            Some(trend(
+                format!("{at} (stack {})", s.id),
+                Some(s.id.clone()),
+                points,
+                &hours,
+            ))
+        })
+        .collect();
+
+    let series_dumps: Vec<SeriesDump> = dumps
+        .iter()
+        .zip(&hours)
+        .map(|(m, &h)| SeriesDump {
+            file_name: m.report.dump.file_name.clone(),
+            report_dir: m.report_dir.to_owned(),
+            snapshot: m.report.tracking.as_ref().and_then(|t| t.snapshot.clone()),
+            hours: h,
+            allocations: m.report.tracking.as_ref().map_or(0, |t| t.allocations),
+            bytes: m.report.tracking.as_ref().map_or(0, |t| t.bytes),
+        })
+        .collect();
+    let findings = findings(id, series_dumps.len(), &modules, &stacks);
+    Series {
+        id,
+        identity,
+        dumps: series_dumps,
+        modules,
+        stacks,
+        findings,
+    }
+}
+
+fn findings(id: usize, dumps: usize, modules: &[Trend], stacks: &[Trend]) -> Vec<Finding> {
+    if dumps < MIN_DUMPS_FOR_FINDING {
+        return Vec::new();
+    }
+    let pseudo = |n: &str| n.starts_with('(');
+    let mut out = Vec::new();
+    for (what, t) in modules
+        .iter()
+        .filter(|t| !pseudo(&t.name))
+        .map(|t| ("module", t))
+        .chain(stacks.iter().map(|t| ("stack", t)))
+    {
+        if t.verdict != Verdict::GrewInEveryInterval {
+            continue;
+        }
+        let first = t.bytes.first().copied().unwrap_or(0);
+        let last = t.bytes.last().copied().unwrap_or(0);
+        let rate = t
+            .rate_per_hour
+            .map(|r| format!(", {} bytes per hour", thousands(r.max(0.0).round() as u64)))
+            .unwrap_or_default();
+        out.push(Finding {
+            severity: Severity::Error,
+            script: "series",
+            title: format!("{} grew in every interval of series {id}", t.name),
+            description: format!(
+                "The outstanding bytes of {what} {} grew from {} to {} over the {dumps} dumps of series {id}{rate}: memory that keeps growing from dump to dump is a leak.",
+                t.name,
+                thousands(first),
+                thousands(last)
+            ),
+            recommendation: if what == "module" {
+                format!("Send the vendor report of {} (leakdiag analyze --vendor {}) to its vendor.", t.name, t.name)
+            } else {
+                "Look at this stack in the dump reports: its frames show the code path that keeps allocating.".to_owned()
+            },
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(verdict(&[100]), Verdict::TooFewDumps);
+        assert_eq!(
+            verdict(&[0, 100_000, 200_000]),
+            Verdict::GrewInEveryInterval
+        );
+        assert_eq!(verdict(&[0, 100_000, 100_100]), Verdict::GrewThenFlat);
+        assert_eq!(verdict(&[500_000, 400_000, 300_000]), Verdict::Shrank);
+        assert_eq!(verdict(&[500_000, 500_000, 501_000]), Verdict::Flat);
+        assert_eq!(verdict(&[0, 100_000, 50_000, 150_000]), Verdict::Fluctuated);
+        assert_eq!(verdict(&[100_000, 100_000, 200_000]), Verdict::Fluctuated);
+    }
+}
