@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::path::Path;
 
 fn run_demo(dir: &Path, extra: &[&str]) -> Value {
-    let demo = root().join("examples/demo-incident");
+    let demo = root().join("tests/fixtures/synthetic-incident");
     let mut args = vec!["analyze", demo.to_str().unwrap(), "-o", "out"];
     args.extend_from_slice(extra);
     let o = leakdiag(dir, &args);

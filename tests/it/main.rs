@@ -20,3 +20,4 @@ mod symbols_identity;
 mod symbols_llvm;
 mod symbols_store;
 mod synth;
+mod tracker;

@@ -1,9 +1,10 @@
-//! Writes the demo incident under `examples/demo-incident/`: three synthetic dumps of
+//! Writes the synthetic incident under `tests/fixtures/synthetic-incident/`, used by the
+//! golden and report tests: three synthetic dumps of
 //! one IIS worker process taken one, two and three hours after tracking began. A
 //! third-party ODBC driver (odbcvend.dll) leaks row buffers steadily; the customer's
 //! orders.dll keeps a start-up cache; httpmod.dll has requests in flight.
 //!
-//! Run: `cargo run --example make-demo [OUT_DIR]`
+//! Run: `cargo run --example make-synthetic-incident [OUT_DIR]`
 
 #[path = "../tests/it/synth.rs"]
 mod synth;
@@ -15,7 +16,7 @@ fn main() -> std::io::Result<()> {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/demo-incident")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/synthetic-incident")
         });
     std::fs::create_dir_all(&out)?;
     for hour in 1..=3 {

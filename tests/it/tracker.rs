@@ -1,0 +1,94 @@
+//! End to end under Wine: the demo program and its "third-party" DLLs run through
+//! `ldtrack run`, three dumps are taken with `ldtrack dump`, and leakdiag's report
+//! must show exactly what the demo leaked, named from the PDBs.
+//!
+//! Needs Debian's clang-14, lld-14, mingw-w64, wine and wine64 (`.ci/run` installs
+//! them); without them the test fails, saying what to install.
+
+use crate::helpers::{leakdiag, read_json, root, stderr};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Requests made before each dump, and what each vendor DLL leaks per request.
+const REQUESTS: [u64; 3] = [100, 200, 400];
+const BYTES_PER_REQUEST: u64 = 416;
+const BLOCKS_PER_REQUEST: u64 = 2;
+
+fn sequence_dumps(out: &std::path::Path) -> Vec<PathBuf> {
+    (1..=3)
+        .map(|k| {
+            std::fs::read_dir(out)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| {
+                    let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                    name.starts_with("leakyapp_") && name.ends_with(&format!("_{k}.dmp"))
+                })
+                .unwrap_or_else(|| panic!("dump {k} missing in {}", out.display()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_real_tracked_process_gives_the_exact_leak_named_from_its_pdbs() {
+    let tracker = root().join("tracker");
+    let run = Command::new("bash")
+        .arg("test.sh")
+        .current_dir(&tracker)
+        .output()
+        .expect("run tracker/test.sh");
+    let log = String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "tracker/test.sh failed:\n{log}");
+
+    let build = tracker.join("build");
+    let dumps = sequence_dumps(&build.join("test-out"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["analyze".to_owned()];
+    args.extend(dumps.iter().map(|d| d.display().to_string()));
+    for a in ["-o", "out", "-s", build.to_str().unwrap(), "--images", build.to_str().unwrap(), "--vendor", "odbcvend.dll"] {
+        args.push(a.to_owned());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = leakdiag(dir.path(), &args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let index = read_json(&dir.path().join("out/index.json"));
+    let reports: Vec<String> = index["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["report_dir"].as_str().unwrap().to_owned())
+        .collect();
+    for (k, report_dir) in reports.iter().enumerate() {
+        let r = read_json(&dir.path().join("out").join(report_dir).join("report.json"));
+        let leak = &r["sections"]["leak"];
+        let modules = leak["modules"].as_array().unwrap();
+        let requests = REQUESTS[k];
+        assert_eq!(modules[0]["name"], "odbcvend.dll", "dump {}: top module", k + 1);
+        for name in ["odbcvend.dll", "ucrtvend.dll"] {
+            let m = modules.iter().find(|m| m["name"] == name).unwrap();
+            assert_eq!(m["bytes"], BYTES_PER_REQUEST * requests, "dump {}: {name} bytes", k + 1);
+            assert_eq!(m["allocations"], BLOCKS_PER_REQUEST * requests, "dump {}: {name} blocks", k + 1);
+            let function = m["functions"][0]["name"].as_str().unwrap();
+            assert!(function.starts_with(&format!("{name}!")) && function.contains("VendRowBuffer"), "{function}");
+            let symbols = leak["symbols"].as_array().unwrap().iter().find(|s| s["module"] == name).unwrap();
+            assert_eq!(symbols["status"], "loaded", "{symbols}");
+            let frame = m["stacks"][0]["frames"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["responsible"] == true)
+                .unwrap();
+            assert!(frame["file"].as_str().unwrap().ends_with("odbcvend.c") || frame["file"].as_str().unwrap().ends_with(".c"), "{frame}");
+            assert!(frame["line"].as_u64().unwrap() > 0);
+        }
+        // The tracker names itself as allocation plumbing.
+        assert_eq!(r["tracking"]["allocator_modules"][0], "ldtrack.dll");
+    }
+    let series = &index["series"][0];
+    assert_eq!(series["dumps"].as_array().unwrap().len(), 3);
+    let vend = series["modules"].as_array().unwrap().iter().find(|m| m["name"] == "odbcvend.dll").unwrap();
+    assert_eq!(vend["verdict"], "grew_in_every_interval");
+    assert!(dir.path().join("out/vendor-odbcvend.dll/report.html").is_file());
+}

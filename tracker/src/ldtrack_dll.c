@@ -1,0 +1,193 @@
+/*
+ * ldtrack_dll.c - DLL entry point, configuration and the rules thread.
+ *
+ * Injected by ldtrack.exe (LoadLibraryW in a remote thread).  DllMain reads
+ * the launcher's configuration from the named mapping Local\ldtrack-cfg-<pid>
+ * (defaults if absent), allocates the tables, patches the IATs, publishes the
+ * dump request objects, and starts one background thread.  Doing the work in
+ * DllMain is acceptable here: we only walk already-loaded modules (no loads),
+ * and the thread we create simply starts once the loader lock is released.
+ *
+ * The background thread wakes every 200 ms (or at once when the "dump now"
+ * event is signaled) and applies the rules: --dump-every-mb (outstanding
+ * tracked bytes grew by N MB since the last rule dump), --dump-interval,
+ * capped by --max-dumps.  Rule dumps are named <exe stem>_<pid>_<n>.dmp in the
+ * configured output folder.
+ */
+#include "ldtrack.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <wchar.h>
+
+static ld_config   g_cfg;
+static ld_control *g_ctl;
+static HANDLE      g_dump_event, g_done_event;
+static wchar_t     g_stem[MAX_PATH];
+static uint32_t    g_rule_dumps;
+
+/* Messages go to the target's stderr, prefixed, never through a watched heap. */
+void ld_log(const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    int n = snprintf(buf, sizeof buf, "ldtrack[%lu]: ", GetCurrentProcessId());
+    if (n < 0) return;
+    va_start(ap, fmt);
+    int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 2, fmt, ap);
+    va_end(ap);
+    if (m < 0) return;
+    n += m;
+    if ((size_t)n > sizeof buf - 2) n = (int)(sizeof buf - 2);
+    buf[n++] = '\n';
+    HANDLE err = GetStdHandle(STD_ERROR_HANDLE);
+    DWORD w;
+    if (err && err != INVALID_HANDLE_VALUE) WriteFile(err, buf, (DWORD)n, &w, NULL);
+}
+
+/* Returns the launcher's mapped config block (to report readiness), or NULL. */
+static ld_config *read_config(void)
+{
+    wchar_t name[64];
+    g_cfg.max_allocations = LD_DEFAULT_MAX_ALLOCATIONS;
+    g_cfg.max_stacks = LD_DEFAULT_MAX_STACKS;
+    g_cfg.max_depth = LD_DEFAULT_MAX_DEPTH;
+    if (!GetCurrentDirectoryW(LD_PATH_CHARS, g_cfg.out_dir)) g_cfg.out_dir[0] = 0;
+
+    swprintf(name, 64, L"Local\\ldtrack-cfg-%lu", GetCurrentProcessId());
+    HANDLE m = OpenFileMappingW(FILE_MAP_READ | FILE_MAP_WRITE, FALSE, name);
+    if (!m) {
+        ld_log("no configuration from launcher, using defaults");
+        return NULL;
+    }
+    ld_config *c = MapViewOfFile(m, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, sizeof *c);
+    if (!c) {
+        ld_log("MapViewOfFile(config) failed (error %lu)", GetLastError());
+        CloseHandle(m);
+        return NULL;
+    }
+    if (c->magic == LD_CFG_MAGIC) {
+        g_cfg = *c;
+        g_cfg.out_dir[LD_PATH_CHARS - 1] = 0;
+    } else {
+        ld_log("bad configuration block, using defaults");
+    }
+    g_cfg.ready = 0;
+    CloseHandle(m);            /* the view stays valid until unmapped */
+    return c;
+}
+
+static int publish_control(void)
+{
+    wchar_t name[64];
+    DWORD pid = GetCurrentProcessId();
+    swprintf(name, 64, L"Local\\ldtrack-ctl-%lu", pid);
+    HANDLE m = CreateFileMappingW(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE, 0,
+                                  sizeof(ld_control), name);
+    if (!m) { ld_log("CreateFileMapping(%ls) failed (error %lu)", name, GetLastError()); return 0; }
+    g_ctl = MapViewOfFile(m, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, sizeof(ld_control));
+    if (!g_ctl) { ld_log("MapViewOfFile(control) failed (error %lu)", GetLastError()); return 0; }
+    swprintf(name, 64, L"Local\\ldtrack-dump-%lu", pid);
+    g_dump_event = CreateEventW(NULL, FALSE, FALSE, name);
+    swprintf(name, 64, L"Local\\ldtrack-done-%lu", pid);
+    g_done_event = CreateEventW(NULL, FALSE, FALSE, name);
+    if (!g_dump_event || !g_done_event) {
+        ld_log("CreateEvent failed (error %lu)", GetLastError());
+        return 0;
+    }
+    return 1;   /* the mapping handle stays open for the process lifetime */
+}
+
+static void exe_stem(void)
+{
+    wchar_t path[MAX_PATH];
+    DWORD n = GetModuleFileNameW(NULL, path, MAX_PATH);
+    if (n == 0 || n >= MAX_PATH) { wcscpy(g_stem, L"process"); return; }
+    wchar_t *base = path;
+    for (wchar_t *p = path; *p; p++) if (*p == L'\\' || *p == L'/') base = p + 1;
+    wchar_t *dot = wcsrchr(base, L'.');
+    if (dot) *dot = 0;
+    wcsncpy(g_stem, base, MAX_PATH - 1);
+}
+
+static void rule_dump(const char *why)
+{
+    wchar_t path[LD_PATH_CHARS];
+    g_rule_dumps++;
+    swprintf(path, LD_PATH_CHARS, L"%ls\\%ls_%lu_%u.dmp", g_cfg.out_dir, g_stem,
+             GetCurrentProcessId(), g_rule_dumps);
+    ld_log("rule dump %u (%s)", g_rule_dumps, why);
+    dump_write(path, (int)g_cfg.full);
+}
+
+static DWORD WINAPI worker(LPVOID unused)
+{
+    (void)unused;
+    hooks_guard_enter();                 /* nothing this thread does is tracked */
+    uint64_t last_bytes = tbl_outstanding_bytes();
+    ULONGLONG last_time = GetTickCount64();
+    for (;;) {
+        DWORD w = WaitForSingleObject(g_dump_event, 200);
+        if (w == WAIT_OBJECT_0) {
+            wchar_t path[LD_PATH_CHARS];
+            memcpy(path, (const void *)g_ctl->path, sizeof path);
+            path[LD_PATH_CHARS - 1] = 0;
+            DWORD r = dump_write(path, (int)g_ctl->full);
+            InterlockedExchange(&g_ctl->status, (LONG)r);
+            if (!SetEvent(g_done_event)) ld_log("SetEvent(done) failed (error %lu)", GetLastError());
+        } else if (w != WAIT_TIMEOUT) {
+            ld_log("wait failed (error %lu), rules thread stops", GetLastError());
+            return 1;
+        }
+        if (g_cfg.max_dumps && g_rule_dumps >= g_cfg.max_dumps) continue;
+        uint64_t bytes = tbl_outstanding_bytes();
+        ULONGLONG now = GetTickCount64();
+        if (g_cfg.dump_every_bytes && bytes >= last_bytes + g_cfg.dump_every_bytes) {
+            rule_dump("outstanding bytes grew");
+            last_bytes = tbl_outstanding_bytes();
+            last_time = now;
+        } else if (g_cfg.dump_interval_s && now - last_time >= (ULONGLONG)g_cfg.dump_interval_s * 1000) {
+            rule_dump("interval");
+            last_bytes = tbl_outstanding_bytes();
+            last_time = now;
+        }
+    }
+}
+
+static void init(HMODULE self)
+{
+    ld_config *shared_cfg = read_config();
+    LONG result = -1;
+    exe_stem();
+    if (tbl_init(g_cfg.max_allocations, g_cfg.max_stacks, g_cfg.max_depth) &&
+        publish_control() && hooks_install(self)) {
+        HANDLE t = CreateThread(NULL, 0, worker, NULL, 0, NULL);
+        if (!t) ld_log("CreateThread failed (error %lu): no rules, no dump requests", GetLastError());
+        else CloseHandle(t);
+        result = 1;
+        ld_log("tracking (max_allocations=%u max_stacks=%u max_depth=%u)",
+               g_cfg.max_allocations, g_cfg.max_stacks, tbl_max_depth());
+    } else {
+        ld_log("initialization failed, not tracking");
+    }
+    if (shared_cfg) {
+        InterlockedExchange(&shared_cfg->ready, result);
+        if (!UnmapViewOfFile(shared_cfg)) ld_log("UnmapViewOfFile failed (error %lu)", GetLastError());
+    }
+}
+
+BOOL WINAPI DllMain(HINSTANCE inst, DWORD reason, LPVOID reserved)
+{
+    if (reason == DLL_PROCESS_ATTACH) {
+        DisableThreadLibraryCalls(inst);
+        init(inst);
+    }
+    if (reason == DLL_PROCESS_DETACH && reserved != NULL) {
+        /* Process is exiting (we were loaded last, so we are detached before
+         * the DLLs we hooked): stop recording, see hooks_disable(). */
+        hooks_disable();
+    }
+    /* On FreeLibrary we deliberately leave the IAT patches and tables in
+     * place: the tracker is not meant to be unloaded while the process runs
+     * (the injected LoadLibrary reference is never released). */
+    return TRUE;
+}
