@@ -2,6 +2,7 @@
 
 mod analysis;
 mod bad_input;
+mod browser;
 mod cli;
 mod golden;
 mod helpers;
