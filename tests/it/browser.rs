@@ -1,4 +1,4 @@
-//! The reports in a real browser: `analyze examples/demo-incident`, then
+//! The reports in a real browser: `analyze` the demo incident (with a vendor report), then
 //! tests/browser/check-pages.mjs opens index.html, the first dump's report.html and
 //! any vendor report in Debian's Chromium (playwright-core, network cut off), with
 //! JavaScript on and off, and checks that they load without failed requests, console
@@ -234,7 +234,13 @@ fn reports_render_in_chromium() {
         &root(),
         &[
             "analyze",
-            "examples/demo-incident",
+            "examples/demo-incident/dumps",
+            "-s",
+            "examples/demo-incident/symbols",
+            "--images",
+            "examples/demo-incident/symbols",
+            "--vendor",
+            "odbcvend.dll",
             "-o",
             out.to_str().unwrap(),
         ],
