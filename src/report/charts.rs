@@ -139,6 +139,7 @@ pub fn timeline_chart(title: &str, bins: &[(f64, f64, u64)]) -> Result<String, C
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 14))
             .margin(8)
+            .margin_right(36)
             .x_label_area_size(32)
             .y_label_area_size(80)
             .build_cartesian_2d(0f64..end / scale, 0f64..max as f64 * 1.1)

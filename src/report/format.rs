@@ -14,6 +14,15 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// A count with its noun: `1 allocation`, `2,400 allocations`.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{} {noun}s", thousands(n))
+    }
+}
+
 /// An approximate size for chart axes and headlines: `1536` → `"1.5 KiB"`.
 pub fn approx_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
@@ -61,6 +70,8 @@ mod tests {
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(525_000), "525,000");
         assert_eq!(thousands(u64::MAX), "18,446,744,073,709,551,615");
+        assert_eq!(count(1, "allocation"), "1 allocation");
+        assert_eq!(count(2400, "allocation"), "2,400 allocations");
         assert_eq!(approx_bytes(1023), "1023 B");
         assert_eq!(approx_bytes(1536), "1.5 KiB");
         assert_eq!(approx_bytes(3 * 1024 * 1024), "3.0 MiB");

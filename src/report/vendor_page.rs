@@ -2,7 +2,7 @@
 //! trend, for the company that makes it.
 
 use super::charts::{line_chart, timeline_chart};
-use super::format::{approx_bytes, duration, percent, thousands};
+use super::format::{approx_bytes, count, duration, percent, thousands};
 use super::html::{write_page, RenderError};
 use super::sections::leak::{frame_view, FrameView};
 use super::view::{kv, opt, KeyValue};
@@ -118,10 +118,10 @@ pub fn render_vendor(w: &mut dyn Write, r: &VendorReport) -> Result<(), RenderEr
                     kv(
                         "Outstanding",
                         format!(
-                            "{} bytes ({}) in {} allocations — {} of the process's outstanding bytes",
+                            "{} bytes ({}) in {} — {} of the process's outstanding bytes",
                             thousands(d.bytes),
                             approx_bytes(d.bytes),
-                            thousands(d.allocations),
+                            count(d.allocations, "allocation"),
                             d.share_of_bytes
                         ),
                     ),
@@ -151,9 +151,9 @@ pub fn render_vendor(w: &mut dyn Write, r: &VendorReport) -> Result<(), RenderEr
                     .enumerate()
                     .map(|(i, s)| StackView {
                         title: format!(
-                            "Sample {}: {} allocations, {} bytes, leak probability {}",
+                            "Sample {}: {}, {} bytes, leak probability {}",
                             i + 1,
-                            thousands(s.allocations),
+                            count(s.allocations, "allocation"),
                             thousands(s.bytes),
                             probability(s.leak_probability)
                         ),

@@ -32,7 +32,9 @@ fn check(actual: &str, golden: &str) {
 #[test]
 fn committed_demo_incident_matches_its_generator() {
     for hour in 1..=3 {
-        let path = root().join(format!("tests/fixtures/synthetic-incident/w3wp_4711_{hour}h.dmp"));
+        let path = root().join(format!(
+            "tests/fixtures/synthetic-incident/w3wp_4711_{hour}h.dmp"
+        ));
         let committed = std::fs::read(&path).unwrap();
         assert!(
             committed == demo_dump(hour),
@@ -57,6 +59,9 @@ fn demo_incident_reports_match_golden_files() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let read = |p: &str| std::fs::read_to_string(out.path().join(p)).unwrap();
-    check(&read("w3wp_4711_3h/report.json"), "synthetic-3h.report.json");
+    check(
+        &read("w3wp_4711_3h/report.json"),
+        "synthetic-3h.report.json",
+    );
     check(&read("index.json"), "synthetic.index.json");
 }

@@ -38,7 +38,8 @@ fn a_real_tracked_process_gives_the_exact_leak_named_from_its_pdbs() {
         .current_dir(&tracker)
         .output()
         .expect("run tracker/test.sh");
-    let log = String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);
+    let log =
+        String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "tracker/test.sh failed:\n{log}");
 
     let build = tracker.join("build");
@@ -46,7 +47,16 @@ fn a_real_tracked_process_gives_the_exact_leak_named_from_its_pdbs() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = vec!["analyze".to_owned()];
     args.extend(dumps.iter().map(|d| d.display().to_string()));
-    for a in ["-o", "out", "-s", build.to_str().unwrap(), "--images", build.to_str().unwrap(), "--vendor", "odbcvend.dll"] {
+    for a in [
+        "-o",
+        "out",
+        "-s",
+        build.to_str().unwrap(),
+        "--images",
+        build.to_str().unwrap(),
+        "--vendor",
+        "odbcvend.dll",
+    ] {
         args.push(a.to_owned());
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -65,14 +75,37 @@ fn a_real_tracked_process_gives_the_exact_leak_named_from_its_pdbs() {
         let leak = &r["sections"]["leak"];
         let modules = leak["modules"].as_array().unwrap();
         let requests = REQUESTS[k];
-        assert_eq!(modules[0]["name"], "odbcvend.dll", "dump {}: top module", k + 1);
+        assert_eq!(
+            modules[0]["name"],
+            "odbcvend.dll",
+            "dump {}: top module",
+            k + 1
+        );
         for name in ["odbcvend.dll", "ucrtvend.dll"] {
             let m = modules.iter().find(|m| m["name"] == name).unwrap();
-            assert_eq!(m["bytes"], BYTES_PER_REQUEST * requests, "dump {}: {name} bytes", k + 1);
-            assert_eq!(m["allocations"], BLOCKS_PER_REQUEST * requests, "dump {}: {name} blocks", k + 1);
+            assert_eq!(
+                m["bytes"],
+                BYTES_PER_REQUEST * requests,
+                "dump {}: {name} bytes",
+                k + 1
+            );
+            assert_eq!(
+                m["allocations"],
+                BLOCKS_PER_REQUEST * requests,
+                "dump {}: {name} blocks",
+                k + 1
+            );
             let function = m["functions"][0]["name"].as_str().unwrap();
-            assert!(function.starts_with(&format!("{name}!")) && function.contains("VendRowBuffer"), "{function}");
-            let symbols = leak["symbols"].as_array().unwrap().iter().find(|s| s["module"] == name).unwrap();
+            assert!(
+                function.starts_with(&format!("{name}!")) && function.contains("VendRowBuffer"),
+                "{function}"
+            );
+            let symbols = leak["symbols"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["module"] == name)
+                .unwrap();
             assert_eq!(symbols["status"], "loaded", "{symbols}");
             let frame = m["stacks"][0]["frames"]
                 .as_array()
@@ -80,7 +113,11 @@ fn a_real_tracked_process_gives_the_exact_leak_named_from_its_pdbs() {
                 .iter()
                 .find(|f| f["responsible"] == true)
                 .unwrap();
-            assert!(frame["file"].as_str().unwrap().ends_with("odbcvend.c") || frame["file"].as_str().unwrap().ends_with(".c"), "{frame}");
+            assert!(
+                frame["file"].as_str().unwrap().ends_with("odbcvend.c")
+                    || frame["file"].as_str().unwrap().ends_with(".c"),
+                "{frame}"
+            );
             assert!(frame["line"].as_u64().unwrap() > 0);
         }
         // The tracker names itself as allocation plumbing.
@@ -88,7 +125,15 @@ fn a_real_tracked_process_gives_the_exact_leak_named_from_its_pdbs() {
     }
     let series = &index["series"][0];
     assert_eq!(series["dumps"].as_array().unwrap().len(), 3);
-    let vend = series["modules"].as_array().unwrap().iter().find(|m| m["name"] == "odbcvend.dll").unwrap();
+    let vend = series["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "odbcvend.dll")
+        .unwrap();
     assert_eq!(vend["verdict"], "grew_in_every_interval");
-    assert!(dir.path().join("out/vendor-odbcvend.dll/report.html").is_file());
+    assert!(dir
+        .path()
+        .join("out/vendor-odbcvend.dll/report.html")
+        .is_file());
 }

@@ -2,7 +2,7 @@
 //! card per module with its functions, sizes, allocators and sample stacks.
 
 use crate::report::charts::{bar_chart, timeline_chart, Unit};
-use crate::report::format::{approx_bytes, percent, thousands};
+use crate::report::format::{approx_bytes, count, percent, thousands};
 use crate::report::view::{kv, row, KeyValue, Row};
 use crate::report::RenderError;
 use crate::scripts::leak::{Frame, LeakAnalysis, ModuleLeak, Omitted};
@@ -18,9 +18,9 @@ fn anchor(rank: usize) -> String {
 fn omitted_text(o: &Omitted, what: &str) -> Option<String> {
     (o.count > 0).then(|| {
         format!(
-            "{} more {what} not shown: {} allocations, {} bytes.",
+            "{} more {what} not shown: {}, {} bytes.",
             thousands(o.count),
-            thousands(o.allocations),
+            count(o.allocations, "allocation"),
             thousands(o.bytes)
         )
     })
@@ -139,9 +139,9 @@ fn module_section(rank: usize, m: &ModuleLeak) -> Result<ModuleSection, RenderEr
         kv(
             "Outstanding",
             format!(
-                "{} bytes in {} allocations",
+                "{} bytes in {}",
                 thousands(m.bytes),
-                thousands(m.allocations)
+                count(m.allocations, "allocation")
             ),
         ),
         kv("Distinct stacks", thousands(m.stack_count)),
@@ -159,10 +159,10 @@ fn module_section(rank: usize, m: &ModuleLeak) -> Result<ModuleSection, RenderEr
         .enumerate()
         .map(|(i, s)| StackView {
             title: format!(
-                "Sample {} — stack #{}: {} allocations, {} bytes, leak probability {}",
+                "Sample {} — stack #{}: {}, {} bytes, leak probability {}",
                 i + 1,
                 s.stack,
-                thousands(s.allocations),
+                count(s.allocations, "allocation"),
                 thousands(s.bytes),
                 probability(s.leak_probability)
             ),

@@ -3,7 +3,7 @@
 
 use super::analysis::{LeakAnalysis, ModuleLeak, NO_STACK_MODULE, UNKNOWN_MODULE};
 use crate::dump::stream::StreamFlags;
-use crate::report::format::{percent, thousands};
+use crate::report::format::{count, percent, thousands};
 use crate::scripts::attribution::ModuleFilter;
 use crate::scripts::{Finding, Severity};
 use crate::symbols::SymbolStatus;
@@ -79,11 +79,11 @@ pub fn findings(leak: &LeakAnalysis, inputs: &FindingInputs<'_>) -> Vec<Finding>
                 if headline { Severity::Error } else { Severity::Warning },
                 format!("{} is probably leaking", m.name),
                 format!(
-                    "{} is responsible for {} bytes ({}) of outstanding allocations in {} allocations; leak probability {}; top functions: {}.",
+                    "{} is responsible for {} bytes ({}) of outstanding allocations, in {}; leak probability {}; top functions: {}.",
                     m.name,
                     thousands(m.bytes),
                     percent(m.bytes, total),
-                    thousands(m.allocations),
+                    count(m.allocations, "allocation"),
                     probability_text(m.leak_probability),
                     top_functions(m, 3),
                 ),
