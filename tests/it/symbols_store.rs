@@ -248,7 +248,9 @@ fn http_timeout_and_refused_connection_do_not_hang() {
     let started = Instant::now();
     let s = Symbolizer::new(o).load(&vendor_module(), None);
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(5), "took {took:?}");
+    // Not a speed check: a server that never answers must not hang the lookup. The
+    // bound is far above the 800 ms time-out so that a loaded machine cannot fail it.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
     assert_eq!(s.status, SymbolStatus::Loaded, "{s:?}");
     assert!(
         s.searched[0].outcome.contains("timed out"),
