@@ -196,7 +196,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let file = leakdiag::dump::DumpFile::open(&dump)?;
             let stdout = std::io::stdout();
             let mut w = stdout.lock();
-            let failure = leakdiag::dump::inspect::inspect(&mut w, &file)?;
+            let failure = match leakdiag::dump::inspect::inspect(&mut w, &file) {
+                Ok(failure) => failure,
+                // `leakdiag inspect x.dmp | head` closes the pipe early: not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    return Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => return Err(e.into()),
+            };
             Ok(if failure.is_some() {
                 ExitCode::from(1)
             } else {
