@@ -52,7 +52,7 @@ impl Module {
 
     /// The file name part of a Windows or POSIX path.
     pub fn file_name_of(path: &str) -> &str {
-        path.rsplit(['\\', '/']).next().unwrap_or(path)
+        crate::symbols::pe::file_name_of(path)
     }
 
     pub fn end(&self) -> u64 {
