@@ -218,3 +218,31 @@ fn inspect_lists_streams_modules_and_the_stream_header() {
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+/// The progress bar shows on a terminal only, and `--quiet` silences it. A real
+/// pseudo-terminal comes from util-linux's `script`.
+#[test]
+fn progress_shows_on_a_terminal_and_quiet_silences_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.dmp"), demo_dump(1)).unwrap();
+    std::fs::write(dir.path().join("b.dmp"), demo_dump(2)).unwrap();
+    let on_tty = |extra: &str| {
+        let cmd = format!(
+            "{} analyze a.dmp b.dmp -o out {extra}",
+            env!("CARGO_BIN_EXE_leakdiag")
+        );
+        let o = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .current_dir(dir.path())
+            .output()
+            .expect("util-linux's script");
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let shown = on_tty("");
+    assert!(shown.contains("2/2 dumps"), "{shown}");
+    assert!(on_tty("--quiet").is_empty());
+    // Not a terminal: no bar, only the one-line result.
+    let o = leakdiag(dir.path(), &["analyze", "a.dmp", "b.dmp", "-o", "out2"]);
+    assert!(!stderr(&o).contains("dumps  "), "{}", stderr(&o));
+}
