@@ -126,11 +126,13 @@ pub fn timeline_chart(title: &str, bins: &[(f64, f64, u64)]) -> Result<String, C
     };
     let end = bins.last().map(|b| b.1).unwrap_or(0.0).max(1.0);
     let max = bins.iter().map(|b| b.2).max().unwrap_or(0).max(1);
-    // Axis in minutes or hours, whichever reads better.
+    // Axis in seconds, minutes or hours, whichever reads better.
     let (scale, unit) = if end >= 3.0 * 3600.0 {
         (3600.0, "h")
-    } else {
+    } else if end >= 120.0 {
         (60.0, "min")
+    } else {
+        (1.0, "s")
     };
     let mut svg = String::new();
     {
