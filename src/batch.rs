@@ -185,9 +185,16 @@ pub fn analyze_all(inputs: &[PathBuf], options: &AnalyzeOptions, progress: bool)
             if let Some(bar) = &bar {
                 bar.set_message(file_name(p));
             }
-            let outcome = match analyze_dump(p, options) {
-                Ok(r) => Outcome::Ok(Box::new(r)),
-                Err(e) => Outcome::Failed(e.to_string()),
+            // A bug must cost one input, not the batch: a panic becomes that input's
+            // error (scripts already contain their own; this covers the rest).
+            let run = std::panic::AssertUnwindSafe(|| analyze_dump(p, options));
+            let outcome = match std::panic::catch_unwind(run) {
+                Ok(Ok(r)) => Outcome::Ok(Box::new(r)),
+                Ok(Err(e)) => Outcome::Failed(e.to_string()),
+                Err(_) => Outcome::Failed(format!(
+                    "{}: leakdiag stopped on an internal error while reading this dump (please report it with the dump)",
+                    p.display()
+                )),
             };
             if let Some(bar) = &bar {
                 bar.inc(1);
