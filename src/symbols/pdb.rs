@@ -349,7 +349,37 @@ fn resolve(ctx: &Ctx<'_>, rva: u32) -> Option<Vec<SymbolFrame>> {
             }
         })
         .collect();
+    let mut frames = frames;
+    if let Some(outer) = frames.last_mut() {
+        if outer.line.is_none() {
+            // Inlined code scheduled before the outer function's first line-table row
+            // has no row of its own in the outer function; name the function's first
+            // row, as llvm-symbolizer and debuggers do.
+            if let Some((file, line)) = first_row(ctx, found.start_rva, found.end_rva) {
+                outer.file.get_or_insert(file);
+                outer.line = Some(line);
+            }
+        }
+    }
     (!frames.is_empty()).then_some(frames)
+}
+
+/// Bytes scanned from a function's start for its first line-table row.
+const FIRST_ROW_SCAN: u32 = 256;
+
+/// The file and line of the first line-table row of the function starting at
+/// `start` (the outer frame's location at the first address that has one).
+fn first_row(ctx: &Ctx<'_>, start: u32, end: Option<u32>) -> Option<(String, u32)> {
+    let end = end.unwrap_or(start.saturating_add(FIRST_ROW_SCAN));
+    let limit = end.min(start.saturating_add(FIRST_ROW_SCAN));
+    (start..limit).find_map(|probe| {
+        let found = ctx.find_frames(probe).ok()??;
+        if found.start_rva != start {
+            return None;
+        }
+        let outer = found.frames.into_iter().last()?;
+        Some((outer.file?.into_owned(), outer.line?))
+    })
 }
 
 /// Undecorates MSVC-mangled public-symbol names (`?foo@@YAXXZ` → `void foo(void)`-
