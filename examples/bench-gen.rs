@@ -50,15 +50,16 @@ struct Module {
     size: u32,
 }
 
-/// 200 modules: three system modules (skipped by the responsible-module rule) and
-/// 197 application DLLs, 8 MiB apart.
+/// 200 modules: the executable, three system modules (skipped by the
+/// responsible-module rule) and 196 application DLLs, 8 MiB apart.
 fn modules(count: usize) -> Vec<Module> {
     (0..count)
         .map(|i| Module {
             name: match i {
-                0 => "ntdll.dll".to_owned(),
-                1 => "kernelbase.dll".to_owned(),
-                2 => "ucrtbase.dll".to_owned(),
+                0 => "benchapp.exe".to_owned(),
+                1 => "ntdll.dll".to_owned(),
+                2 => "kernelbase.dll".to_owned(),
+                3 => "ucrtbase.dll".to_owned(),
                 _ => format!("app{i:03}.dll"),
             },
             base: 0x7ff6_0000_0000 + i as u64 * 0x100_0000,
@@ -90,9 +91,9 @@ fn stream(
         frames.clear();
         for f in 0..depth {
             let m = match f {
-                0 => 0,
-                1 => 2,
-                _ => 3 + frames_rng.below(modules.len() as u64 - 3) as usize,
+                0 => 1,
+                1 => 3,
+                _ => 4 + frames_rng.below(modules.len() as u64 - 4) as usize,
             };
             // Application modules: 4,096 "call sites" each, so functions repeat.
             let rva = 0x1000 + frames_rng.below(4096) * 0x40 + 5;
@@ -117,7 +118,7 @@ fn stream(
             allocator: if rng.below(3) == 0 {
                 AllocatorKind::Heap
             } else {
-                AllocatorKind::Crt
+                AllocatorKind::CRuntime
             },
         });
     }
