@@ -168,5 +168,5 @@ echo "| case | input | leakdiag (median of $RUNS) | peak RSS | comparison | comp
 echo "|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"
 echo
-printf -- '- %s\n' "${NOTES[@]}"
+[ ${#NOTES[@]} -eq 0 ] || printf -- '- %s\n' "${NOTES[@]}"
 echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
