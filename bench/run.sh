@@ -39,7 +39,8 @@ median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 max() { sort -g | tail -n 1; }
 human() { numfmt --to=iec --suffix=B "$1"; }
 
-# measure NAME CMD...: runs CMD $RUNS times (stdout/stderr to $SCRATCH/NAME.out/.err);
+# measure NAME CMD...: runs CMD $RUNS times (stdout to $SCRATCH/NAME.out, or to
+# $MEASURE_OUT when set, e.g. /dev/null; stderr to $SCRATCH/NAME.err);
 # sets MED (seconds) and RSS (KiB, the largest peak of the runs).
 measure() {
     local name=$1; shift
@@ -47,7 +48,7 @@ measure() {
     for _ in $(seq "${MEASURE_RUNS:-$RUNS}"); do
         local t0 t1
         t0=$(date +%s%N)
-        /usr/bin/time -f %M -o "$SCRATCH/$name.rss" "$@" >"$SCRATCH/$name.out" 2>"$SCRATCH/$name.err" || {
+        /usr/bin/time -f %M -o "$SCRATCH/$name.rss" "$@" >"${MEASURE_OUT:-$SCRATCH/$name.out}" 2>"$SCRATCH/$name.err" || {
             echo "FAILED: $*" >&2; cat "$SCRATCH/$name.err" >&2; exit 1; }
         t1=$(date +%s%N)
         times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b-a)/1e9}')")
@@ -88,7 +89,7 @@ if [[ " $CASES " == *" large "* ]]; then
     D=$SCRATCH/large.dmp
     [ -f "$D" ] && [ -z "${FORCE:-}" ] || "$EX/bench-gen" large "$D"
     cat "$D" >/dev/null # warm the page cache
-    measure large-cat cat "$D"
+    MEASURE_OUT=/dev/null measure large-cat cat "$D"
     CAT=$MED
     measure large-aggregate "$EX/bench-aggregate" "$D"
     AGG=$MED AGG_RSS=$RSS
@@ -154,7 +155,7 @@ if [[ " $CASES " == *" full "* ]]; then
     F=$SCRATCH/full.dmp
     [ -f "$F" ] && [ -z "${FORCE:-}" ] || "$EX/bench-gen" full "$F"
     cat "$F" >/dev/null
-    measure full-cat cat "$F"
+    MEASURE_OUT=/dev/null measure full-cat cat "$F"
     CAT=$MED
     measure full-e2e "$BIN" analyze -q -o "$SCRATCH/full-report" "$F"
     E2E=$MED E2E_RSS=$RSS
