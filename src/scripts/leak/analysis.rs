@@ -558,34 +558,38 @@ fn build_module(owner: Owner, acc: ModuleAcc, pass: &Pass<'_>) -> ModuleLeak {
             .then(a.cmp(&b))
     });
     let stack_count = stacks.len() as u64;
-    let mut samples: Vec<StackSample> = stacks
+    // Only the kept samples are built; the rest are counted in `stacks_omitted`.
+    let mut stacks_omitted = Omitted::default();
+    for &s in stacks.iter().skip(options.sample_stacks) {
+        stacks_omitted.count += 1;
+        stacks_omitted.allocations += per_stack[s as usize].allocations;
+        stacks_omitted.bytes += per_stack[s as usize].bytes;
+    }
+    let samples: Vec<StackSample> = stacks
         .iter()
+        .take(options.sample_stacks)
         .map(|&s| {
             let mut times = TimeHistogram::default();
             stack_times.merge_into(s as usize, &mut times);
+            let charged = responsible[s as usize].map(|r| r.frame);
             StackSample {
                 stack: s,
                 id: format!("{:016x}", stack_signature(stream, s, modules)),
                 allocations: per_stack[s as usize].allocations,
                 bytes: per_stack[s as usize].bytes,
                 leak_probability: times.leak_probability(window),
-                frames: Vec::new(),
+                frames: stream
+                    .stack_frames(s)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                    .flat_map(|(i, address)| {
+                        frames_at(address, charged == Some(i), modules, symbols)
+                    })
+                    .collect(),
             }
         })
         .collect();
-    let stacks_omitted = omit(&mut samples, options.sample_stacks, |s| {
-        (s.allocations, s.bytes)
-    });
-    for sample in &mut samples {
-        let charged = responsible[sample.stack as usize].map(|r| r.frame);
-        sample.frames = stream
-            .stack_frames(sample.stack)
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .flat_map(|(i, address)| frames_at(address, charged == Some(i), modules, symbols))
-            .collect();
-    }
 
     let size_distribution = acc
         .sizes
