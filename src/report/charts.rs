@@ -202,7 +202,17 @@ pub fn line_chart(
         title: title.to_owned(),
         message: e.to_string(),
     };
-    let x_end = hours.last().copied().unwrap_or(0.0).max(0.01);
+    let x_end_hours = hours.last().copied().unwrap_or(0.0);
+    // Axis in seconds, minutes or hours, whichever reads better.
+    let (per_hour, unit) = if x_end_hours * 3600.0 < 120.0 {
+        (3600.0, "s")
+    } else if x_end_hours < 3.0 {
+        (60.0, "min")
+    } else {
+        (1.0, "h")
+    };
+    let x: Vec<f64> = hours.iter().map(|h| h * per_hour).collect();
+    let x_end = (x_end_hours * per_hour).max(1e-3);
     let max = lines
         .iter()
         .flat_map(|(_, v)| v.iter().copied())
@@ -220,7 +230,7 @@ pub fn line_chart(
             .y_label_area_size(80)
             .build_cartesian_2d(0f64..x_end * 1.02, 0f64..max as f64 * 1.1)
             .map_err(|e| err(&e))?;
-        let x_label = |v: &f64| format!("{v:.1} h");
+        let x_label = |v: &f64| format!("{v:.1} {unit}");
         let y_label = |v: &f64| approx_bytes(v.max(0.0) as u64);
         chart
             .configure_mesh()
@@ -229,17 +239,14 @@ pub fn line_chart(
             .y_labels(5)
             .x_label_formatter(&x_label)
             .y_label_formatter(&y_label)
-            .x_desc("hours since the first dump")
+            .x_desc("time since the first dump")
             .label_style(("sans-serif", 11))
             .draw()
             .map_err(|e| err(&e))?;
         for (i, (name, values)) in lines.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
-            let points: Vec<(f64, f64)> = hours
-                .iter()
-                .zip(values)
-                .map(|(&h, &v)| (h, v as f64))
-                .collect();
+            let points: Vec<(f64, f64)> =
+                x.iter().zip(values).map(|(&t, &v)| (t, v as f64)).collect();
             chart
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
                 .map_err(|e| err(&e))?

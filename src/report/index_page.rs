@@ -2,7 +2,7 @@
 //! growth charts and trends, and the vendor reports.
 
 use super::charts::line_chart;
-use super::format::{approx_bytes, thousands};
+use super::format::{approx_bytes, duration, thousands};
 use super::html::{write_page, RenderError};
 use crate::batch::Index;
 use crate::series::{Series, Trend};
@@ -122,8 +122,8 @@ fn series_view(s: &Series) -> Result<SeriesView, RenderError> {
                     d.file_name.clone(),
                     format!("{}/report.html", d.report_dir),
                     format!(
-                        "{:.2} h — {} bytes ({})",
-                        d.hours,
+                        "+{} — {} bytes ({})",
+                        duration(d.hours * 3600.0),
                         thousands(d.bytes),
                         approx_bytes(d.bytes)
                     ),

@@ -89,7 +89,7 @@ pub fn render_vendor(w: &mut dyn Write, r: &VendorReport) -> Result<(), RenderEr
                 .map(|(i, d)| {
                     (
                         d.clone(),
-                        format!("{:.2} h", s.hours[i]),
+                        duration(s.hours[i] * 3600.0),
                         thousands(s.trend.allocations[i]),
                         thousands(s.trend.bytes[i]),
                     )
