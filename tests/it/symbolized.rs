@@ -76,6 +76,17 @@ fn dump(vend: SynthModule, rva: u32) -> Vec<u8> {
     .build()
 }
 
+/// The Symbols-table row of `module` in a leak section.
+fn symbols_row(leak: &Value, module: &str) -> Value {
+    leak["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["module"] == module)
+        .unwrap_or_else(|| panic!("no symbols row for {module}"))
+        .clone()
+}
+
 fn analyze(bytes: Vec<u8>, symbols: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("d.dmp"), bytes).unwrap();
@@ -132,10 +143,8 @@ fn frames_and_functions_are_named_from_the_pdb() {
         assert!(f["line"].as_u64().is_some_and(|l| l > 0));
     }
     assert_eq!(chain.last().unwrap(), "SQLAllocHandle");
-    let symbols = leak["symbols"].as_array().unwrap();
-    let status = |m: &str| symbols.iter().find(|s| s["module"] == m).unwrap()["status"].clone();
-    assert_eq!(status("odbcvend.dll"), "loaded");
-    assert_eq!(status("ntdll.dll"), "not found");
+    assert_eq!(symbols_row(leak, "odbcvend.dll")["status"], "loaded");
+    assert_eq!(symbols_row(leak, "ntdll.dll")["status"], "not found");
 }
 
 #[test]
@@ -149,13 +158,7 @@ fn a_pdb_of_another_build_is_rejected() {
         pdbs.to_str().unwrap(),
     );
     let leak = &r["sections"]["leak"];
-    let row = leak["symbols"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["module"] == "odbcvend.dll")
-        .unwrap()
-        .clone();
+    let row = symbols_row(leak, "odbcvend.dll");
     assert_eq!(row["status"], "mismatched");
     assert!(
         row["message"]
@@ -180,13 +183,7 @@ fn a_module_without_identity_uses_its_pdb_by_name_unverified() {
     let vend = SynthModule::new("C:\\Vendor\\odbcvend.dll", VEND_BASE, 0x10000);
     let r = analyze(dump(vend, rva), pdbs.to_str().unwrap());
     let leak = &r["sections"]["leak"];
-    let row = leak["symbols"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["module"] == "odbcvend.dll")
-        .unwrap()
-        .clone();
+    let row = symbols_row(leak, "odbcvend.dll");
     assert_eq!(row["status"], "loaded (unverified)", "{row}");
     assert_eq!(
         leak["modules"][0]["functions"][0]["name"],
@@ -233,13 +230,7 @@ fn symbols_come_from_an_http_server_named_in_nt_symbol_path() {
         leak["modules"][0]["functions"][0]["name"],
         format!("odbcvend.dll!{}", chain[0])
     );
-    let row = leak["symbols"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["module"] == "odbcvend.dll")
-        .unwrap()
-        .clone();
+    let row = symbols_row(leak, "odbcvend.dll");
     assert_eq!(row["status"], "loaded");
     assert!(
         row["pdb"]
@@ -254,13 +245,7 @@ fn symbols_come_from_an_http_server_named_in_nt_symbol_path() {
     let o = run("again");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let r = read_json(&dir.path().join("again/d/report.json"));
-    let row = r["sections"]["leak"]["symbols"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["module"] == "odbcvend.dll")
-        .unwrap()
-        .clone();
+    let row = symbols_row(&r["sections"]["leak"], "odbcvend.dll");
     assert_eq!(row["status"], "loaded");
 }
 
