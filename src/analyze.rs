@@ -5,6 +5,7 @@ use crate::dump::{DumpError, DumpFile};
 use crate::model::{
     filetime_to_rfc3339, DumpReport, MetadataItem, TrackingFlags, TrackingInfo, REPORT_SCHEMA,
 };
+use crate::report::format::thousands;
 use crate::scripts::leak::LeakOptions;
 use crate::scripts::{self, run_scripts, Script, ScriptContext, ScriptError};
 use crate::symbols::{SymbolOptions, Symbolizer};
@@ -60,10 +61,20 @@ pub fn generator() -> String {
     format!("leakdiag {}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Outstanding totals of the stream, refusing sums past 2^64 so that every later sum
-/// is exact.
-fn totals(stream: &AllocationStream<'_>, path: &Path) -> Result<(u64, u64), AnalyzeError> {
-    let mut bytes = 0u64;
+/// What one read of the allocation table tells before any script runs.
+struct TableScan {
+    allocations: u64,
+    bytes: u64,
+    /// Records whose stack index is neither `NO_STACK` nor in the stack table.
+    invalid: u64,
+    invalid_bytes: u64,
+}
+
+/// Reads the allocation table once: outstanding totals, refusing sums past 2^64 so
+/// that every later sum is exact, and the records with an invalid stack index.
+fn scan(stream: &AllocationStream<'_>, path: &Path) -> Result<TableScan, AnalyzeError> {
+    let stacks = stream.stack_count();
+    let (mut bytes, mut invalid, mut invalid_bytes) = (0u64, 0u64, 0u64);
     for (index, a) in stream.allocations().enumerate() {
         bytes = bytes
             .checked_add(a.size)
@@ -72,11 +83,21 @@ fn totals(stream: &AllocationStream<'_>, path: &Path) -> Result<(u64, u64), Anal
                 index: index as u64,
                 size: a.size,
             })?;
+        if a.stack != NO_STACK && a.stack as usize >= stacks {
+            invalid += 1;
+            // Bounded by `bytes`, which did not overflow.
+            invalid_bytes += a.size;
+        }
     }
-    Ok((stream.allocation_count() as u64, bytes))
+    Ok(TableScan {
+        allocations: stream.allocation_count() as u64,
+        bytes,
+        invalid,
+        invalid_bytes,
+    })
 }
 
-fn tracking_info(stream: &AllocationStream<'_>, (allocations, bytes): (u64, u64)) -> TrackingInfo {
+fn tracking_info(stream: &AllocationStream<'_>, scan: &TableScan) -> TrackingInfo {
     let h = stream.header();
     let ticks = h.snapshot_time.saturating_sub(h.tracking_start);
     TrackingInfo {
@@ -86,8 +107,8 @@ fn tracking_info(stream: &AllocationStream<'_>, (allocations, bytes): (u64, u64)
         start_filetime: h.tracking_start,
         snapshot_filetime: h.snapshot_time,
         duration_seconds: ticks as f64 / 1e7,
-        allocations,
-        bytes,
+        allocations: scan.allocations,
+        bytes: scan.bytes,
         frames: stream.frame_count() as u64,
         stacks: stream.stack_count() as u64,
         flags: TrackingFlags {
@@ -111,10 +132,6 @@ fn tracking_info(stream: &AllocationStream<'_>, (allocations, bytes): (u64, u64)
     }
 }
 
-fn thousands(n: u64) -> String {
-    crate::report::format::thousands(n)
-}
-
 /// Analyses the dump at `path`.
 pub fn analyze_dump(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, AnalyzeError> {
     let dump = DumpFile::open(path)?;
@@ -132,8 +149,9 @@ pub fn analyze_dump(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport,
             None
         }
         Some(stream) => {
-            let tracking = tracking_info(stream, totals(stream, path)?);
-            stream_warnings(stream, &tracking, modules.is_empty(), &mut warnings);
+            let scan = scan(stream, path)?;
+            let tracking = tracking_info(stream, &scan);
+            stream_warnings(stream, &scan, modules.is_empty(), &mut warnings);
             Some(tracking)
         }
     };
@@ -174,7 +192,7 @@ pub fn analyze_dump(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport,
 /// What the reader must know about the tracker's data.
 fn stream_warnings(
     stream: &AllocationStream<'_>,
-    tracking: &TrackingInfo,
+    scan: &TableScan,
     no_modules: bool,
     warnings: &mut Vec<String>,
 ) {
@@ -189,19 +207,11 @@ fn stream_warnings(
             .unwrap_or_default();
         warnings.push(format!("some stacks were cut at the tracker's depth limit{depth}: the responsible module of a cut stack may lie beyond its last frame"));
     }
-    let stacks = stream.stack_count();
-    let (mut invalid, mut invalid_bytes) = (0u64, 0u64);
-    for a in stream.allocations() {
-        if a.stack != NO_STACK && a.stack as usize >= stacks {
-            invalid += 1;
-            invalid_bytes += a.size;
-        }
-    }
-    if invalid > 0 {
+    if scan.invalid > 0 {
         warnings.push(format!(
             "{} allocation records ({} bytes) have a stack index outside the stack table: they are kept in the totals under \"(no stack)\"",
-            thousands(invalid),
-            thousands(invalid_bytes)
+            thousands(scan.invalid),
+            thousands(scan.invalid_bytes)
         ));
     }
     if stream.header().snapshot_time < stream.header().tracking_start {
@@ -213,7 +223,7 @@ fn stream_warnings(
             "{malformed} metadata lines have no '=' and are shown as they are"
         ));
     }
-    if no_modules && tracking.allocations > 0 {
+    if no_modules && scan.allocations > 0 {
         warnings.push(
             "the dump lists no modules: every allocation is charged to \"(unknown)\"".to_owned(),
         );
