@@ -23,6 +23,11 @@ pub fn count(n: u64, noun: &str) -> String {
     }
 }
 
+/// A leak probability as a percentage, or a dash when it could not be judged.
+pub fn probability(p: Option<u8>) -> String {
+    p.map(|p| format!("{p}%")).unwrap_or_else(|| "–".to_owned())
+}
+
 /// An approximate size for chart axes and headlines: `1536` → `"1.5 KiB"`.
 pub fn approx_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
@@ -76,6 +81,8 @@ mod tests {
         assert_eq!(approx_bytes(1536), "1.5 KiB");
         assert_eq!(approx_bytes(3 * 1024 * 1024), "3.0 MiB");
         assert_eq!(percent(1, 3), "33.3%");
+        assert_eq!(probability(Some(93)), "93%");
+        assert_eq!(probability(None), "–");
         assert_eq!(percent(1, 0), "–");
         assert_eq!(duration(3723.0), "1h 02m 03s");
         assert_eq!(duration(61.0), "1m 01s");

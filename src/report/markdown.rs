@@ -1,7 +1,7 @@
 //! `summary.md`: a short Markdown text for a ticket: the incident, the top modules,
 //! the findings with their recommendations, and the files of the report.
 
-use super::format::{approx_bytes, duration, percent, thousands};
+use super::format::{approx_bytes, duration, percent, probability, thousands};
 use crate::model::DumpReport;
 use crate::scripts::leak::LeakAnalysis;
 use std::io::{self, Write};
@@ -65,9 +65,7 @@ pub fn render_summary<W: Write>(
                 thousands(m.bytes),
                 approx_bytes(m.bytes),
                 percent(m.bytes, leak.totals.bytes),
-                m.leak_probability
-                    .map(|p| format!("{p}%"))
-                    .unwrap_or_else(|| "–".into())
+                probability(m.leak_probability)
             )?;
         }
         if leak.modules.len() > TOP {

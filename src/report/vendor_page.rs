@@ -2,7 +2,7 @@
 //! trend, for the company that makes it.
 
 use super::charts::{line_chart, timeline_chart};
-use super::format::{approx_bytes, count, duration, percent, thousands};
+use super::format::{approx_bytes, count, duration, percent, probability, thousands};
 use super::html::{write_page, RenderError};
 use super::sections::leak::{frame_view, FrameView};
 use super::view::{kv, opt, KeyValue};
@@ -41,10 +41,6 @@ struct VendorPage {
     info: Vec<KeyValue>,
     series: Vec<SeriesView>,
     dumps: Vec<DumpView>,
-}
-
-fn probability(p: Option<u8>) -> String {
-    p.map(|p| format!("{p}%")).unwrap_or_else(|| "–".into())
 }
 
 /// Renders a vendor report into `w`.

@@ -2,7 +2,7 @@
 //! card per module with its functions, sizes, allocators and sample stacks.
 
 use crate::report::charts::{bar_chart, timeline_chart, Unit};
-use crate::report::format::{approx_bytes, count, percent, thousands};
+use crate::report::format::{approx_bytes, count, percent, probability, thousands};
 use crate::report::view::{kv, row, KeyValue, Row};
 use crate::report::RenderError;
 use crate::scripts::leak::{Frame, LeakAnalysis, ModuleLeak, Omitted};
@@ -115,10 +115,6 @@ pub const DETAIL_MODULES: usize = 25;
 
 /// Modules that get a timeline chart.
 const TIMELINE_MODULES: usize = 10;
-
-fn probability(p: Option<u8>) -> String {
-    p.map(|p| format!("{p}%")).unwrap_or_else(|| "–".into())
-}
 
 fn module_section(rank: usize, m: &ModuleLeak) -> Result<ModuleSection, RenderError> {
     let timeline = if rank <= TIMELINE_MODULES {
