@@ -264,12 +264,16 @@ pub fn run(
             .collect();
         series::build(&members)
     };
-    for s in &series {
+    let input_of: std::collections::HashMap<&str, usize> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.as_str(), i))
+        .collect();
+    for s in series.iter().filter(|s| !s.findings.is_empty()) {
         for d in &s.dumps {
-            if let Some(Outcome::Ok(r)) = dirs
-                .iter()
-                .position(|dir| *dir == d.report_dir)
-                .map(|i| &mut outcomes[i])
+            if let Some(Outcome::Ok(r)) = input_of
+                .get(d.report_dir.as_str())
+                .map(|&i| &mut outcomes[i])
             {
                 r.summary.extend(s.findings.iter().cloned());
                 r.summary.sort_by_key(|f| f.severity);
