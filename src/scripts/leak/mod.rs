@@ -46,6 +46,10 @@ impl Script for LeakScript {
         );
         let mut analysis = analyze(stream, ctx.modules, &ctx.options.leak, &symbols)
             .map_err(|e| ScriptError::Failed(e.to_string()))?;
+        // Images are found (folders indexed) once, and only if a finding needs a vendor.
+        let images = std::cell::OnceCell::new();
+        let make_images =
+            || crate::scripts::modules::ImageReader::new(ctx.dump.minidump(), &ctx.options.images);
         let h = stream.header();
         let mut system = ctx.options.leak.system_modules.clone();
         system.extend(&stream.allocator_modules());
@@ -59,7 +63,8 @@ impl Script for LeakScript {
                 system: &system,
                 vendor: &|name| {
                     let module = ctx.modules.modules().iter().find(|m| m.name == name)?;
-                    crate::scripts::modules::version_strings(ctx, module)?.company_name
+                    let (strings, _, _) = images.get_or_init(make_images).version(module)?;
+                    strings.company_name
                 },
             },
         );
