@@ -257,3 +257,35 @@ fn a_bad_symbol_path_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("symbol path"));
 }
+
+#[test]
+fn a_corrupt_pdb_is_an_error_status_and_the_report_goes_on() {
+    let (rva, _) = inlined_site("SQLAllocHandle");
+    let dir = tempfile::tempdir().unwrap();
+    let pdbs = dir.path().join("pdbs");
+    std::fs::create_dir(&pdbs).unwrap();
+    // A truncated copy of the right PDB.
+    let pdb = std::fs::read(fixtures().join("odbcvend.pdb")).unwrap();
+    std::fs::write(pdbs.join("odbcvend.pdb"), &pdb[..pdb.len() / 3]).unwrap();
+    let r = analyze(
+        dump(vend_module("odbcvend.dll"), rva),
+        pdbs.to_str().unwrap(),
+    );
+    let leak = &r["sections"]["leak"];
+    let row = symbols_row(leak, "odbcvend.dll");
+    assert_eq!(row["status"], "error", "{row}");
+    assert!(
+        row["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{row}"
+    );
+    // The analysis is complete, with offsets instead of names.
+    let vend = &leak["modules"][0];
+    assert_eq!(
+        (vend["allocations"].as_u64(), vend["bytes"].as_u64()),
+        (Some(20), Some(2000))
+    );
+    assert!(vend["functions"][0]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("odbcvend.dll+0x"));
+}
