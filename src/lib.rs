@@ -1,10 +1,22 @@
 //! leakdiag: native memory leak analysis of Windows minidumps annotated by an
 //! allocation tracker.
 //!
-//! The pipeline reads in the order of its modules: [`dump`] reads the input files,
-//! [`model`] is what they become, [`scripts`] analyse the model, [`report`] writes
-//! JSON and HTML. [`analyze`] runs the pipeline for one dump and [`batch`] for a run
-//! over many, in parallel.
+//! The modules form layers, and every dependency points down (a test reads the
+//! `use crate::…` lines and fails on any other arrow):
+//!
+//! 1. [`addr`] (addresses in their spaces) and [`text`] (numbers and text for
+//!    people): used by everything.
+//! 2. [`model`]: every type the analysis produces and the reports read; data only.
+//! 3. Inputs: [`dump`] reads minidumps and the allocation stream into the model;
+//!    [`symbols`] finds PDBs and resolves addresses.
+//! 4. [`analysis`]: one dump's model built and analysed by the memory-pressure
+//!    scripts (one file each, one registry), then the views across dumps: series and
+//!    vendor reports.
+//! 5. [`report`]: JSON, HTML pages, SVG charts and Markdown, rendered from the model;
+//!    it computes no analysis.
+//! 6. [`batch`]: a run over many inputs: discovery, parallel analysis, output.
+//!
+//! `main.rs` only parses the command line and calls [`batch`].
 //!
 //! Reading tracker data from bytes, with the library's own writer:
 //!
@@ -25,12 +37,10 @@
 //! ```
 
 pub mod addr;
-pub mod analyze;
+pub mod analysis;
 pub mod batch;
 pub mod dump;
 pub mod model;
 pub mod report;
-pub mod scripts;
-pub mod series;
 pub mod symbols;
-pub mod vendor;
+pub mod text;

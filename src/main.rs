@@ -3,9 +3,9 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use leakdiag::analyze::AnalyzeOptions;
-use leakdiag::scripts::attribution::ModuleFilter;
-use leakdiag::scripts::leak::LeakOptions;
+use leakdiag::analysis::attribution::ModuleFilter;
+use leakdiag::analysis::scripts::leak::LeakOptions;
+use leakdiag::analysis::AnalyzeOptions;
 use leakdiag::symbols::{SymbolOptions, Symbolizer};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -129,7 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         return Ok(ExitCode::from(2));
                     }
                 };
-            let scripts = match leakdiag::scripts::select(scripts.as_deref()) {
+            let scripts = match leakdiag::analysis::scripts::select(scripts.as_deref()) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("leakdiag: {e}");
@@ -181,12 +181,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Scripts => {
-            for s in leakdiag::scripts::registry() {
-                let needs: Vec<&str> = s.needs().iter().map(|n| n.label()).collect();
+            for s in leakdiag::analysis::scripts::registry() {
+                let info = s.info();
+                let needs: Vec<&str> = info.needs.iter().map(|n| n.label()).collect();
                 println!(
                     "{:<16} {} (reads: {})",
-                    s.name(),
-                    s.description(),
+                    info.name,
+                    info.description,
                     needs.join(", ")
                 );
             }

@@ -11,8 +11,7 @@ pub mod stream;
 pub mod writer;
 
 use crate::addr::VirtAddr;
-use crate::model::{unix_to_rfc3339, DumpSource, Module, ModuleMap, ProcessInfo};
-use crate::symbols::PdbIdentity;
+use crate::model::{unix_to_rfc3339, DumpSource, Module, ModuleMap, PdbIdentity, ProcessInfo};
 use memmap2::Mmap;
 use minidump::{
     Minidump, MinidumpMiscInfo, MinidumpModuleList, MinidumpSystemInfo, MinidumpUnloadedModuleList,

@@ -11,18 +11,8 @@
 //! bounds-checked and every loop is bounded; anything malformed yields `None` (or a
 //! field left `None`), never a panic.
 
-use serde::Serialize;
+pub use crate::model::VersionStrings;
 use std::path::Path;
-
-/// The strings of a module's version resource; a string the resource lacks is `None`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct VersionStrings {
-    pub company_name: Option<String>,
-    pub product_name: Option<String>,
-    pub file_description: Option<String>,
-    pub file_version: Option<String>,
-    pub product_version: Option<String>,
-}
 
 impl VersionStrings {
     fn set(&mut self, key: &str, value: String) {

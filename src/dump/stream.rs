@@ -9,7 +9,6 @@
 //! user (or a tracker author) can see what is wrong with a dump without a hex editor.
 
 use crate::addr::{StreamOffset, VirtAddr};
-use minidump::{MinidumpStream, MinidumpSystemInfo};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -151,28 +150,23 @@ pub struct StreamHeader {
     pub metadata: Option<SectionLocation>,
 }
 
-/// Which allocator made a block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AllocatorKind {
-    Unknown,
-    Heap,
-    CRuntime,
-    Virtual,
-    Com,
-    Bstr,
+impl StreamHeader {
+    /// The tracking window in 100 ns ticks: snapshot time − tracking start, 0 when
+    /// the snapshot precedes the start. Every use of the window starts here.
+    pub fn window_ticks(&self) -> u64 {
+        self.snapshot_time.saturating_sub(self.tracking_start)
+    }
+
+    /// The tracking window in seconds.
+    pub fn window_seconds(&self) -> f64 {
+        self.window_ticks() as f64 / 1e7
+    }
 }
 
-impl AllocatorKind {
-    pub const ALL: [AllocatorKind; 6] = [
-        AllocatorKind::Unknown,
-        AllocatorKind::Heap,
-        AllocatorKind::CRuntime,
-        AllocatorKind::Virtual,
-        AllocatorKind::Com,
-        AllocatorKind::Bstr,
-    ];
+pub use crate::model::AllocatorKind;
 
+/// The stream's encoding of [`AllocatorKind`] (the record's allocator byte).
+impl AllocatorKind {
     /// Decodes the record's allocator byte; values the spec does not name are unknown.
     pub fn from_byte(b: u8) -> Self {
         match b {
@@ -194,34 +188,6 @@ impl AllocatorKind {
             Self::Virtual => 3,
             Self::Com => 4,
             Self::Bstr => 5,
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self.to_byte() as usize
-    }
-
-    /// A label for people.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::Heap => "Win32 heap",
-            Self::CRuntime => "C runtime",
-            Self::Virtual => "virtual memory",
-            Self::Com => "COM task memory",
-            Self::Bstr => "BSTR",
-        }
-    }
-
-    /// The stable name used in JSON.
-    pub fn key(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::Heap => "heap",
-            Self::CRuntime => "c_runtime",
-            Self::Virtual => "virtual",
-            Self::Com => "com",
-            Self::Bstr => "bstr",
         }
     }
 }
@@ -554,21 +520,5 @@ impl<'a> AllocationStream<'a> {
                     .collect()
             })
             .unwrap_or_default()
-    }
-}
-
-/// Lets the stream be read with [`minidump::Minidump::get_stream`]. That API's error
-/// type cannot carry our field names, so leakdiag itself calls [`AllocationStream::parse`]
-/// on the raw stream and keeps the detailed [`StreamError`].
-impl<'a> MinidumpStream<'a> for AllocationStream<'a> {
-    const STREAM_TYPE: u32 = ALLOCATION_STREAM_TYPE;
-
-    fn read(
-        bytes: &'a [u8],
-        _all: &'a [u8],
-        _endian: scroll::Endian,
-        _system_info: Option<&MinidumpSystemInfo>,
-    ) -> Result<Self, minidump::Error> {
-        AllocationStream::parse(bytes).map_err(|_| minidump::Error::StreamReadFailure)
     }
 }

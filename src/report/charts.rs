@@ -1,7 +1,7 @@
 //! SVG charts drawn with plotters' SVG backend. No font files are read: the backend
 //! writes `<text>` elements and the browser renders them with its own sans-serif.
 
-use super::format::{approx_bytes, thousands};
+use crate::text::{approx_bytes, thousands};
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 

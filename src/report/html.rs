@@ -5,10 +5,9 @@
 //! inline SVG, and nothing refers to anything outside the file.
 
 use super::charts::ChartError;
-use super::format::{duration, thousands};
 use super::view::{kv, opt, KeyValue};
-use crate::model::DumpReport;
-use crate::scripts::ScriptError;
+use crate::model::{DumpReport, SectionError};
+use crate::text::{duration, thousands};
 use askama::Template;
 use std::io::Write;
 use std::path::Path;
@@ -124,11 +123,11 @@ fn report_page(r: &DumpReport) -> Result<ReportPage, RenderError> {
         let (body, status) = match &s.result {
             Ok(section) => {
                 let mut html = String::new();
-                section.render_html(&mut html)?;
+                super::sections::render(section, &mut html)?;
                 (Ok(html), "ok")
             }
-            Err(ScriptError::NotApplicable(m)) => (Err(format!("Not applicable: {m}.")), "none"),
-            Err(ScriptError::Failed(m)) => (Err(format!("This script failed: {m}")), "failed"),
+            Err(SectionError::NotApplicable(m)) => (Err(format!("Not applicable: {m}.")), "none"),
+            Err(SectionError::Failed(m)) => (Err(format!("This script failed: {m}")), "failed"),
         };
         sections.push(SectionView {
             id: s.script,

@@ -2,10 +2,10 @@
 //! growth charts and trends, and the vendor reports.
 
 use super::charts::line_chart;
-use super::format::{approx_bytes, duration, thousands};
 use super::html::{write_page, RenderError};
-use crate::batch::Index;
-use crate::series::{Series, Trend};
+use crate::model::Index;
+use crate::model::{Series, Trend, Verdict};
+use crate::text::{approx_bytes, duration, thousands};
 use askama::Template;
 use std::io::Write;
 use std::path::Path;
@@ -90,7 +90,7 @@ fn trend_row(t: &Trend) -> TrendRow {
             .map(|r| format!("{} bytes/h", signed(r.round() as i128)))
             .unwrap_or_else(|| "–".into()),
         verdict: t.verdict.label(),
-        alarm: t.verdict == crate::series::Verdict::GrewInEveryInterval,
+        alarm: t.verdict == Verdict::GrewInEveryInterval,
     }
 }
 

@@ -1,9 +1,8 @@
 //! `summary.md`: a short Markdown text for a ticket: the incident, the top modules,
 //! the findings with their recommendations, and the files of the report.
 
-use super::format::{approx_bytes, duration, percent, probability, thousands};
 use crate::model::DumpReport;
-use crate::scripts::leak::LeakAnalysis;
+use crate::text::{approx_bytes, duration, percent, probability, thousands};
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -48,7 +47,7 @@ pub fn render_summary<W: Write>(
     }
     writeln!(w)?;
 
-    if let Some(leak) = report.section::<LeakAnalysis>("leak") {
+    if let Some(leak) = report.leak() {
         writeln!(w, "## Top modules by outstanding bytes")?;
         writeln!(w)?;
         writeln!(

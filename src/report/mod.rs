@@ -2,7 +2,6 @@
 //! it; they compute no analysis.
 
 pub mod charts;
-pub mod format;
 pub mod html;
 pub mod index_page;
 pub mod json;

@@ -2,11 +2,11 @@
 //! trend, for the company that makes it.
 
 use super::charts::{line_chart, timeline_chart};
-use super::format::{approx_bytes, count, duration, percent, probability, thousands};
 use super::html::{write_page, RenderError};
 use super::sections::leak::{frame_view, FrameView};
 use super::view::{kv, opt, KeyValue};
-use crate::vendor::VendorReport;
+use crate::model::VendorReport;
+use crate::text::{approx_bytes, count, duration, percent, probability, thousands};
 use askama::Template;
 use std::io::Write;
 use std::path::Path;

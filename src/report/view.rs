@@ -1,6 +1,6 @@
 //! Small view-model pieces shared by the pages and the sections.
 
-use super::format::{percent, thousands};
+use crate::text::{percent, thousands};
 
 /// A labelled value.
 pub struct KeyValue {

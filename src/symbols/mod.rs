@@ -20,6 +20,7 @@ pub mod publics;
 mod search;
 pub mod store;
 
+pub use crate::model::{PdbIdentity, SearchAttempt, SymbolStatus};
 pub use path::{parse_symbol_path, StoreLocation, SymbolPathEntry, SymbolPathError};
 
 use serde::Serialize;
@@ -43,21 +44,16 @@ pub struct ModuleIdentity {
     pub pdb: Option<PdbIdentity>,
 }
 
-/// The identity of a PDB as an image's CodeView (RSDS) record states it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct PdbIdentity {
-    /// File name only, e.g. `odbcvend.pdb`.
-    pub pdb_name: String,
-    /// GUID in its Windows in-memory layout, as in the RSDS record.
-    pub guid: [u8; 16],
-    /// Age, as in the RSDS record.
-    pub age: u32,
-}
-
-impl PdbIdentity {
-    /// `GUID` (32 hex digits, textual order) and age, e.g. `F7883FB8…2E/1`.
-    pub fn signature_text(&self) -> String {
-        format!("{}/{}", store::guid_hex(&self.guid), self.age)
+impl ModuleIdentity {
+    /// What the symbolizer needs to find `module`'s PDB.
+    pub fn of(module: &crate::model::Module) -> Self {
+        ModuleIdentity {
+            file_name: module.name.clone(),
+            code_path: module.path.clone(),
+            base: module.base.0,
+            size: module.size,
+            pdb: module.pdb.clone(),
+        }
     }
 }
 
@@ -106,56 +102,6 @@ impl SymbolOptions {
             images: images.to_vec(),
             http_timeout: DEFAULT_HTTP_TIMEOUT,
         })
-    }
-}
-
-/// How a module's symbols came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum SymbolStatus {
-    /// A PDB with the module's GUID and age was found and opened.
-    #[serde(rename = "loaded")]
-    Loaded,
-    /// A PDB was found by name only; the module's identity was unknown.
-    #[serde(rename = "loaded (unverified)")]
-    LoadedUnverified,
-    /// No PDB of that name anywhere on the path.
-    #[serde(rename = "not found")]
-    NotFound,
-    /// Only PDBs with another GUID/age were found.
-    #[serde(rename = "mismatched")]
-    Mismatched,
-    /// A PDB was found but could not be read or parsed.
-    #[serde(rename = "error")]
-    Error,
-}
-
-impl std::fmt::Display for SymbolStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Loaded => "loaded",
-            Self::LoadedUnverified => "loaded (unverified)",
-            Self::NotFound => "not found",
-            Self::Mismatched => "mismatched",
-            Self::Error => "error",
-        })
-    }
-}
-
-/// One place searched for a module's identity or PDB, and what was there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SearchAttempt {
-    /// A file path, URL or description such as `dump memory at 0x180000000`.
-    pub place: String,
-    /// e.g. `not found`, `found`, `HTTP 404`, `timed out after 2s`, `corrupt PDB: …`.
-    pub outcome: String,
-}
-
-impl SearchAttempt {
-    fn new(place: impl Into<String>, outcome: impl Into<String>) -> Self {
-        Self {
-            place: place.into(),
-            outcome: outcome.into(),
-        }
     }
 }
 

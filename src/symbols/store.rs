@@ -23,18 +23,7 @@ pub fn signature_dir(guid: &[u8; 16], age: u32) -> String {
     format!("{}{:X}", guid_hex(guid), age)
 }
 
-/// The GUID as 32 upper-case hex digits in textual order, from its Windows
-/// in-memory layout (first three fields little-endian).
-pub fn guid_hex(g: &[u8; 16]) -> String {
-    let d1 = u32::from_le_bytes([g[0], g[1], g[2], g[3]]);
-    let d2 = u16::from_le_bytes([g[4], g[5]]);
-    let d3 = u16::from_le_bytes([g[6], g[7]]);
-    let mut s = format!("{d1:08X}{d2:04X}{d3:04X}");
-    for b in &g[8..] {
-        s.push_str(&format!("{b:02X}"));
-    }
-    s
-}
+pub use crate::model::guid_hex;
 
 /// The path of a PDB relative to a store root, with `/` separators.
 pub fn store_relative(id: &PdbIdentity) -> String {

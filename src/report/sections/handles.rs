@@ -1,8 +1,8 @@
 //! The handles section: the total and a table of handle types.
 
-use crate::report::format::{percent, thousands};
+use crate::model::Handles;
 use crate::report::RenderError;
-use crate::scripts::handles::Handles;
+use crate::text::{percent, thousands};
 use askama::Template;
 
 /// Types shown in the table; the JSON has them all.

@@ -1,11 +1,11 @@
 //! The leak-analysis section: charts of the top modules, the module table, and a
 //! card per module with its functions, sizes, allocators and sample stacks.
 
+use crate::model::{Frame, LeakAnalysis, ModuleLeak, Omitted};
 use crate::report::charts::{bar_chart, timeline_chart, Unit};
-use crate::report::format::{approx_bytes, count, percent, probability, thousands};
 use crate::report::view::{kv, row, KeyValue, Row};
 use crate::report::RenderError;
-use crate::scripts::leak::{Frame, LeakAnalysis, ModuleLeak, Omitted};
+use crate::text::{approx_bytes, count, percent, probability, thousands};
 use askama::Template;
 
 /// Modules drawn in the overview charts.

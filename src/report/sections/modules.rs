@@ -1,8 +1,8 @@
 //! The modules section: a table of every loaded and unloaded module.
 
-use crate::report::format::thousands;
+use crate::model::{Modules, VersionSource};
 use crate::report::RenderError;
-use crate::scripts::modules::{Modules, VersionSource};
+use crate::text::thousands;
 use askama::Template;
 
 struct ModuleRow {

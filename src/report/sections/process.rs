@@ -1,9 +1,9 @@
 //! The process section: identity, times, threads and memory counters.
 
-use crate::report::format::{approx_bytes, duration, thousands};
+use crate::model::{ProcessSection, NO_COMMAND_LINE};
 use crate::report::view::{kv, opt, KeyValue};
 use crate::report::RenderError;
-use crate::scripts::process::{ProcessSection, NO_COMMAND_LINE};
+use crate::text::{approx_bytes, duration, thousands};
 use askama::Template;
 
 #[derive(Template)]

@@ -1,11 +1,11 @@
 //! The virtual-memory section: totals by state, the largest free block,
 //! fragmentation, and charts of the address space and of committed memory by type.
 
+use crate::model::{Amount, VirtualMemory};
 use crate::report::charts::{bar_chart, Unit};
-use crate::report::format::{approx_bytes, thousands};
 use crate::report::view::{kv, KeyValue};
 use crate::report::RenderError;
-use crate::scripts::virtual_memory::{Amount, VirtualMemory};
+use crate::text::{approx_bytes, thousands};
 use askama::Template;
 
 #[derive(Template)]

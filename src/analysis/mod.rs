@@ -1,16 +1,32 @@
-//! One dump from file to [`DumpReport`]: open, build the model, run the analysis.
+//! The analysis: one dump from file to [`DumpReport`] (open it, build its model, read
+//! its allocation table once, run the memory-pressure scripts), and the views across
+//! the dumps of a run: [`series`] and [`vendor`] reports.
+//!
+//! * [`attribution`]: the responsible-module rule;
+//! * [`table`]: the one read of the allocation table;
+//! * [`probability`]: leak probability from allocation times;
+//! * [`scripts`]: one memory-pressure script per file, one registry.
 
-use crate::dump::stream::{AllocationStream, NO_STACK};
+pub mod attribution;
+pub mod probability;
+pub mod scripts;
+pub mod series;
+pub mod table;
+pub mod vendor;
+
+use crate::dump::stream::AllocationStream;
 use crate::dump::{DumpError, DumpFile};
 use crate::model::{
-    filetime_to_rfc3339, DumpReport, MetadataItem, TrackingFlags, TrackingInfo, REPORT_SCHEMA,
+    filetime_to_rfc3339, DumpReport, MetadataItem, SectionError, TrackingFlags, TrackingInfo,
+    REPORT_SCHEMA,
 };
-use crate::report::format::thousands;
-use crate::scripts::leak::LeakOptions;
-use crate::scripts::{self, run_scripts, Script, ScriptContext, ScriptError};
 use crate::symbols::{SymbolOptions, Symbolizer};
+use crate::text::thousands;
+use scripts::leak::LeakOptions;
+use scripts::{run_scripts, Script, ScriptContext};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use table::Table;
 use thiserror::Error;
 
 /// Options of an analysis run.
@@ -37,22 +53,15 @@ impl Default for AnalyzeOptions {
     }
 }
 
-impl std::fmt::Debug for dyn Script {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// Why a dump could not be analysed.
 #[derive(Debug, Error)]
 pub enum AnalyzeError {
     #[error(transparent)]
     Dump(#[from] DumpError),
-    #[error("{path}: allocation stream: the sizes of the outstanding allocations add up to more than 2^64 bytes (at allocation {index}, size {size})")]
+    #[error("{path}: {source}")]
     TotalOverflow {
         path: PathBuf,
-        index: u64,
-        size: u64,
+        source: table::TotalOverflow,
     },
 }
 
@@ -61,54 +70,17 @@ pub fn generator() -> String {
     format!("leakdiag {}", env!("CARGO_PKG_VERSION"))
 }
 
-/// What one read of the allocation table tells before any script runs.
-struct TableScan {
-    allocations: u64,
-    bytes: u64,
-    /// Records whose stack index is neither `NO_STACK` nor in the stack table.
-    invalid: u64,
-    invalid_bytes: u64,
-}
-
-/// Reads the allocation table once: outstanding totals, refusing sums past 2^64 so
-/// that every later sum is exact, and the records with an invalid stack index.
-fn scan(stream: &AllocationStream<'_>, path: &Path) -> Result<TableScan, AnalyzeError> {
-    let stacks = stream.stack_count();
-    let (mut bytes, mut invalid, mut invalid_bytes) = (0u64, 0u64, 0u64);
-    for (index, a) in stream.allocations().enumerate() {
-        bytes = bytes
-            .checked_add(a.size)
-            .ok_or_else(|| AnalyzeError::TotalOverflow {
-                path: path.to_owned(),
-                index: index as u64,
-                size: a.size,
-            })?;
-        if a.stack != NO_STACK && a.stack as usize >= stacks {
-            invalid += 1;
-            // Bounded by `bytes`, which did not overflow.
-            invalid_bytes += a.size;
-        }
-    }
-    Ok(TableScan {
-        allocations: stream.allocation_count() as u64,
-        bytes,
-        invalid,
-        invalid_bytes,
-    })
-}
-
-fn tracking_info(stream: &AllocationStream<'_>, scan: &TableScan) -> TrackingInfo {
+fn tracking_info(stream: &AllocationStream<'_>, table: &Table) -> TrackingInfo {
     let h = stream.header();
-    let ticks = h.snapshot_time.saturating_sub(h.tracking_start);
     TrackingInfo {
         version: format!("{}.{}", h.version_major, h.version_minor),
         start: filetime_to_rfc3339(h.tracking_start),
         snapshot: filetime_to_rfc3339(h.snapshot_time),
         start_filetime: h.tracking_start,
         snapshot_filetime: h.snapshot_time,
-        duration_seconds: ticks as f64 / 1e7,
-        allocations: scan.allocations,
-        bytes: scan.bytes,
+        duration_seconds: h.window_seconds(),
+        allocations: table.totals.allocations,
+        bytes: table.totals.bytes,
         frames: stream.frame_count() as u64,
         stacks: stream.stack_count() as u64,
         flags: TrackingFlags {
@@ -140,19 +112,28 @@ pub fn analyze_dump(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport,
     let process = dump.process_info(&modules);
     let stream = dump.allocation_stream()?;
 
-    let tracking = match &stream {
-        None => {
+    let table = match &stream {
+        None => None,
+        Some(stream) => Some(
+            Table::read(stream, &modules, &options.leak.system_modules).map_err(|source| {
+                AnalyzeError::TotalOverflow {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?,
+        ),
+    };
+    let tracking = match (&stream, &table) {
+        (Some(stream), Some(table)) => {
+            stream_warnings(stream, table, modules.is_empty(), &mut warnings);
+            Some(tracking_info(stream, table))
+        }
+        _ => {
             warnings.insert(
                 0,
                 "no tracker data: the dump has no allocation stream (0x4C440001), so outstanding allocations cannot be analysed; only the process and module information is shown".to_owned(),
             );
             None
-        }
-        Some(stream) => {
-            let scan = scan(stream, path)?;
-            let tracking = tracking_info(stream, &scan);
-            stream_warnings(stream, &scan, modules.is_empty(), &mut warnings);
-            Some(tracking)
         }
     };
 
@@ -161,19 +142,17 @@ pub fn analyze_dump(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport,
         modules: &modules,
         process: &process,
         stream: stream.as_ref(),
+        table: table.as_ref(),
         options,
     };
-    let sections = run_scripts(&options.scripts, &ctx);
+    let (sections, findings): (Vec<_>, Vec<_>) =
+        run_scripts(&options.scripts, &ctx).into_iter().unzip();
     for s in &sections {
-        if let Err(ScriptError::Failed(message)) = &s.result {
+        if let Err(SectionError::Failed(message)) = &s.result {
             warnings.push(format!("the {} script failed: {message}", s.script));
         }
     }
-    let mut summary: Vec<_> = sections
-        .iter()
-        .filter_map(|s| s.result.as_ref().ok())
-        .flat_map(|s| s.findings())
-        .collect();
+    let mut summary: Vec<_> = findings.into_iter().flatten().collect();
     // Stable: within a severity, findings keep the scripts' order.
     summary.sort_by_key(|f| f.severity);
 
@@ -192,7 +171,7 @@ pub fn analyze_dump(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport,
 /// What the reader must know about the tracker's data.
 fn stream_warnings(
     stream: &AllocationStream<'_>,
-    scan: &TableScan,
+    table: &Table,
     no_modules: bool,
     warnings: &mut Vec<String>,
 ) {
@@ -207,11 +186,11 @@ fn stream_warnings(
             .unwrap_or_default();
         warnings.push(format!("some stacks were cut at the tracker's depth limit{depth}: the responsible module of a cut stack may lie beyond its last frame"));
     }
-    if scan.invalid > 0 {
+    if table.invalid.allocations > 0 {
         warnings.push(format!(
             "{} allocation records ({} bytes) have a stack index outside the stack table: they are kept in the totals under \"(no stack)\"",
-            thousands(scan.invalid),
-            thousands(scan.invalid_bytes)
+            thousands(table.invalid.allocations),
+            thousands(table.invalid.bytes)
         ));
     }
     if stream.header().snapshot_time < stream.header().tracking_start {
@@ -223,7 +202,7 @@ fn stream_warnings(
             "{malformed} metadata lines have no '=' and are shown as they are"
         ));
     }
-    if no_modules && scan.allocations > 0 {
+    if no_modules && table.totals.allocations > 0 {
         warnings.push(
             "the dump lists no modules: every allocation is charged to \"(unknown)\"".to_owned(),
         );

@@ -6,13 +6,13 @@
 //!
 //! Other scripts name a module's vendor through [`version_strings`].
 
-use super::{Need, Script, ScriptContext, ScriptError, Section, SectionData};
-use crate::addr::VirtAddr;
-use crate::dump::pe_version::{self, VersionStrings};
-use crate::model::{unix_to_rfc3339, Module};
-use crate::report::RenderError;
+use super::{Need, Script, ScriptContext, ScriptInfo, ScriptOutput};
+use crate::dump::pe_version;
+use crate::model::{
+    unix_to_rfc3339, Module, ModuleEntry, Modules, SectionData, SectionError, VersionSource,
+    VersionStrings,
+};
 use minidump::{Minidump, MinidumpModuleList, UnifiedMemoryList};
-use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -21,52 +21,6 @@ const FIXED_FILE_INFO_SIGNATURE: u32 = 0xfeef_04bd;
 
 /// The modules script.
 pub struct ModulesScript;
-
-/// Where a module's version resource was read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VersionSource {
-    /// The image as mapped in the process, from the dump's memory.
-    DumpMemory,
-    /// An image file found in an `--images` folder.
-    ImageFile,
-}
-
-/// One module of the section.
-#[derive(Clone, Debug, Serialize)]
-pub struct ModuleEntry {
-    pub name: String,
-    pub path: String,
-    pub base: VirtAddr,
-    pub size: u64,
-    pub unloaded: bool,
-    /// PE timestamp (raw) and as RFC 3339; the latter null for 0.
-    pub timestamp: u32,
-    pub timestamp_rfc3339: Option<String>,
-    /// From the module record's `VS_FIXEDFILEINFO`, `"a.b.c.d"`; null without one.
-    pub file_version: Option<String>,
-    pub product_version: Option<String>,
-    pub debug_file: Option<String>,
-    pub debug_id: Option<String>,
-    /// The version resource's strings; null when the image could not be read.
-    pub version_strings: Option<VersionStrings>,
-    pub version_source: Option<VersionSource>,
-    /// The image file read, for `image_file`.
-    pub image_file: Option<String>,
-}
-
-/// The section.
-#[derive(Clone, Debug, Serialize)]
-pub struct Modules {
-    pub loaded: u64,
-    pub unloaded: u64,
-    /// Modules whose version resource was read.
-    pub with_version_strings: u64,
-    /// Loaded modules in dump order, then unloaded ones.
-    pub modules: Vec<ModuleEntry>,
-    /// Null, or why there are no modules.
-    pub message: Option<String>,
-}
 
 /// Finds and reads module images: the dump's memory first, then `--images` folders
 /// and files.
@@ -168,20 +122,19 @@ fn fixed_versions(dump: &Minidump<'static, memmap2::Mmap>) -> HashMap<u64, (Stri
         .collect()
 }
 
+const INFO: ScriptInfo = ScriptInfo {
+    name: "modules",
+    title: "Modules",
+    description: "loaded and unloaded modules with versions, PDB and vendor (from the image's version resource)",
+    needs: &[Need::ModuleList, Need::ModuleImages],
+};
+
 impl Script for ModulesScript {
-    fn name(&self) -> &'static str {
-        "modules"
+    fn info(&self) -> &'static ScriptInfo {
+        &INFO
     }
-    fn title(&self) -> &'static str {
-        "Modules"
-    }
-    fn description(&self) -> &'static str {
-        "loaded and unloaded modules with versions, PDB and vendor (from the image's version resource)"
-    }
-    fn needs(&self) -> &'static [Need] {
-        &[Need::ModuleList, Need::ModuleImages]
-    }
-    fn run(&self, ctx: &ScriptContext<'_>) -> Result<Box<dyn Section>, ScriptError> {
+
+    fn run(&self, ctx: &ScriptContext<'_>) -> Result<ScriptOutput, SectionError> {
         let dump = ctx.dump.minidump();
         let versions = fixed_versions(dump);
         let reader = ImageReader::new(dump, &ctx.options.images);
@@ -229,12 +182,12 @@ impl Script for ModulesScript {
                 image_file,
             });
         }
-        Ok(Box::new(section))
+        Ok(output(section))
     }
 }
 
-impl SectionData for Modules {
-    fn render_html(&self, out: &mut String) -> Result<(), RenderError> {
-        crate::report::sections::modules::render(self, out)
-    }
+/// The section with its findings.
+fn output(section: Modules) -> ScriptOutput {
+    let findings = Vec::new();
+    ScriptOutput::new(SectionData::Modules(section), findings)
 }

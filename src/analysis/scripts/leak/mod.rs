@@ -3,34 +3,35 @@
 
 pub mod analysis;
 pub mod findings;
-pub mod probability;
 pub mod symbols;
 
 pub use analysis::*;
 
-use super::{Need, Script, ScriptContext, ScriptError, Section, SectionData};
-use crate::report::RenderError;
+use super::{Need, Script, ScriptContext, ScriptInfo, ScriptOutput};
+use crate::model::{SectionData, SectionError};
 
 /// The leak-analysis script.
 pub struct LeakScript;
 
+const INFO: ScriptInfo = ScriptInfo {
+    name: "leak",
+    title: "Leak analysis",
+    description:
+        "outstanding allocations by module, function and stack, ranked, with sample stacks",
+    needs: &[Need::AllocationStream, Need::ModuleList, Need::Symbols],
+};
+
 impl Script for LeakScript {
-    fn name(&self) -> &'static str {
-        "leak"
+    fn info(&self) -> &'static ScriptInfo {
+        &INFO
     }
-    fn title(&self) -> &'static str {
-        "Leak analysis"
-    }
-    fn description(&self) -> &'static str {
-        "outstanding allocations by module, function and stack, ranked, with sample stacks"
-    }
-    fn needs(&self) -> &'static [Need] {
-        &[Need::AllocationStream, Need::ModuleList, Need::Symbols]
-    }
-    fn run(&self, ctx: &ScriptContext<'_>) -> Result<Box<dyn Section>, ScriptError> {
-        let stream = ctx.stream.ok_or_else(|| {
-            ScriptError::NotApplicable("the dump has no allocation stream (no tracker data)".into())
-        })?;
+
+    fn run(&self, ctx: &ScriptContext<'_>) -> Result<ScriptOutput, SectionError> {
+        let (Some(stream), Some(table)) = (ctx.stream, ctx.table) else {
+            return Err(SectionError::NotApplicable(
+                "the dump has no allocation stream (no tracker data)".into(),
+            ));
+        };
         let memory = ctx.dump.minidump().get_memory();
         let reader = |address: u64, len: usize| {
             memory
@@ -44,21 +45,19 @@ impl Script for LeakScript {
             &reader,
             stream.flags().return_addresses(),
         );
-        let mut analysis = analyze(stream, ctx.modules, &ctx.options.leak, &symbols)
-            .map_err(|e| ScriptError::Failed(e.to_string()))?;
+        let analysis = build(stream, table, ctx.modules, &ctx.options.leak, &symbols);
         // Images are found (folders indexed) once, and only if a finding needs a vendor.
         let images = std::cell::OnceCell::new();
         let make_images =
-            || crate::scripts::modules::ImageReader::new(ctx.dump.minidump(), &ctx.options.images);
-        let h = stream.header();
+            || super::modules::ImageReader::new(ctx.dump.minidump(), &ctx.options.images);
         let mut system = ctx.options.leak.system_modules.clone();
         system.extend(&stream.allocator_modules());
-        analysis.findings = findings::findings(
+        let findings = findings::findings(
             &analysis,
             &findings::FindingInputs {
-                window_seconds: h.snapshot_time.saturating_sub(h.tracking_start) as f64 / 1e7,
+                window_seconds: stream.header().window_seconds(),
                 min_window_seconds: ctx.options.leak.min_window_seconds,
-                flags: h.flags,
+                flags: stream.flags(),
                 max_depth: stream.metadata_value("max_depth"),
                 system: &system,
                 vendor: &|name| {
@@ -68,15 +67,9 @@ impl Script for LeakScript {
                 },
             },
         );
-        Ok(Box::new(analysis))
-    }
-}
-
-impl SectionData for LeakAnalysis {
-    fn render_html(&self, out: &mut String) -> Result<(), RenderError> {
-        crate::report::sections::leak::render(self, out)
-    }
-    fn findings(&self) -> Vec<super::Finding> {
-        self.findings.clone()
+        Ok(ScriptOutput::new(
+            SectionData::Leak(Box::new(analysis)),
+            findings,
+        ))
     }
 }

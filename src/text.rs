@@ -1,5 +1,5 @@
-//! Number formatting for people. Reports show exact integers with thousands
-//! separators; a rounded size (KiB, MiB) only ever appears next to the exact count.
+//! Numbers and durations for people, as findings (analysis) and pages (report) write
+//! them. Reports show exact integers with thousands separators; a rounded size (KiB, MiB) only ever appears next to the exact count.
 
 /// `1234567` → `"1,234,567"`.
 pub fn thousands(n: u64) -> String {
@@ -43,7 +43,7 @@ pub fn approx_bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-/// A share as a percentage with one decimal, `None` when the whole is zero.
+/// A share as a percentage with one decimal, a dash when the whole is zero.
 pub fn percent(part: u64, whole: u64) -> String {
     if whole == 0 {
         return "–".to_owned();

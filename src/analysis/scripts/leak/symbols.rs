@@ -3,11 +3,9 @@
 
 use crate::addr::Rva;
 use crate::model::ModuleMap;
-use crate::symbols::{
-    MemoryReader, ModuleSymbols, SearchAttempt, SymbolFrame, SymbolStatus, Symbolizer,
-};
+use crate::model::{SymbolStatus, SymbolsRow};
+use crate::symbols::{MemoryReader, ModuleIdentity, ModuleSymbols, SymbolFrame, Symbolizer};
 use rayon::prelude::*;
-use serde::Serialize;
 use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,16 +17,6 @@ pub struct Symbols {
     /// Frames are return addresses: look up address − 1, as debuggers do, so that a
     /// call at the end of a function or inline range resolves to the caller's line.
     return_addresses: bool,
-}
-
-/// A module's symbol status, as the report's "Symbols" table shows it.
-#[derive(Clone, Debug, Serialize)]
-pub struct SymbolsRow {
-    pub module: String,
-    pub status: SymbolStatus,
-    pub pdb: Option<String>,
-    pub message: Option<String>,
-    pub searched: Vec<SearchAttempt>,
 }
 
 impl Symbols {
@@ -45,7 +33,10 @@ impl Symbols {
             .par_iter()
             .map(|&i| {
                 let reader: MemoryReader<'_> = memory;
-                (i, symbolizer.load(&modules.get(i).identity(), Some(reader)))
+                (
+                    i,
+                    symbolizer.load(&ModuleIdentity::of(modules.get(i)), Some(reader)),
+                )
             })
             .collect();
         Symbols {

@@ -13,13 +13,15 @@
 //!
 //! The thresholds of the findings are the constants below.
 
-use super::{Finding, Need, Script, ScriptContext, ScriptError, Section, SectionData, Severity};
+use super::{Need, Script, ScriptContext, ScriptInfo, ScriptOutput};
 use crate::addr::VirtAddr;
-use crate::report::format::{approx_bytes, thousands};
-use crate::report::RenderError;
+use crate::model::{
+    AddressSpace, Finding, FindingKind, FreeBlock, SectionData, SectionError, Severity,
+    VirtualMemory,
+};
+use crate::text::{approx_bytes, thousands};
 use minidump::system_info::PointerWidth;
 use minidump::{MinidumpMemoryInfoList, MinidumpSystemInfo};
-use serde::Serialize;
 
 /// Free memory counts as fragmented (warning) when more than this share of it lies
 /// outside the largest free block.
@@ -45,89 +47,12 @@ const MEM_IMAGE: u32 = 0x100_0000;
 /// The virtual-memory script.
 pub struct VirtualMemoryScript;
 
-/// The size the shares are taken of, and how it was chosen.
-#[derive(Clone, Debug, Serialize)]
-pub struct AddressSpace {
-    pub size: u64,
-    /// `user_32bit_2gib`, `user_32bit_4gib`, `user_64bit` or `sum_of_regions`.
-    pub basis: &'static str,
-}
-
-/// An amount of memory and its share of the address space (in percent).
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct Amount {
-    pub bytes: u64,
-    pub regions: u64,
-    /// Percent of `address_space.size`; null when that is 0.
-    pub percent: Option<f64>,
-}
-
-/// The largest free block.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct FreeBlock {
-    pub address: VirtAddr,
-    pub size: u64,
-}
-
-/// Committed memory by type.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
-pub struct CommittedByType {
-    pub image: u64,
-    pub mapped: u64,
-    pub private: u64,
-    /// Committed regions with no (or an unknown) type.
-    pub other: u64,
-}
-
-/// The section.
-#[derive(Clone, Debug, Serialize)]
-pub struct VirtualMemory {
-    /// Whether the dump has a memory-info list; when false only `message` is set.
-    pub present: bool,
-    pub message: Option<String>,
-    /// Pointer width of the process, 32 or 64; null when the dump does not say.
-    pub pointer_bits: Option<u32>,
-    pub regions: u64,
-    /// The sum of all regions of the list.
-    pub total: u64,
-    pub address_space: Option<AddressSpace>,
-    pub free: Amount,
-    pub reserved: Amount,
-    pub committed: Amount,
-    pub largest_free: Option<FreeBlock>,
-    /// (free − largest free) / free; null when nothing is free.
-    pub fragmentation: Option<f64>,
-    /// `fragmentation` × 100.
-    pub fragmentation_percent: Option<f64>,
-    pub committed_by_type: CommittedByType,
-}
-
-impl VirtualMemory {
-    fn absent(message: impl Into<String>) -> Self {
-        VirtualMemory {
-            present: false,
-            message: Some(message.into()),
-            pointer_bits: None,
-            regions: 0,
-            total: 0,
-            address_space: None,
-            free: Amount::default(),
-            reserved: Amount::default(),
-            committed: Amount::default(),
-            largest_free: None,
-            fragmentation: None,
-            fragmentation_percent: None,
-            committed_by_type: CommittedByType::default(),
-        }
-    }
-}
-
 /// One region of the list: base, size, state, type.
 pub type Region = (u64, u64, u32, u32);
 
-fn add(a: &mut u64, b: u64) -> Result<(), ScriptError> {
+fn add(a: &mut u64, b: u64) -> Result<(), SectionError> {
     *a = a.checked_add(b).ok_or_else(|| {
-        ScriptError::Failed("the memory-info list's region sizes add up to more than 2^64".into())
+        SectionError::Failed("the memory-info list's region sizes add up to more than 2^64".into())
     })?;
     Ok(())
 }
@@ -137,7 +62,7 @@ fn add(a: &mut u64, b: u64) -> Result<(), ScriptError> {
 pub fn summarize(
     regions: &[Region],
     pointer_bits: Option<u32>,
-) -> Result<VirtualMemory, ScriptError> {
+) -> Result<VirtualMemory, SectionError> {
     let mut v = VirtualMemory::absent("");
     v.present = true;
     v.message = None;
@@ -219,29 +144,28 @@ fn pointer_bits(ctx: &ScriptContext<'_>) -> Option<u32> {
     }
 }
 
+const INFO: ScriptInfo = ScriptInfo {
+    name: "virtual_memory",
+    title: "Virtual memory",
+    description: "free, reserved and committed memory, the largest free block, fragmentation, committed memory by type",
+    needs: &[Need::MemoryInfoList],
+};
+
 impl Script for VirtualMemoryScript {
-    fn name(&self) -> &'static str {
-        "virtual_memory"
+    fn info(&self) -> &'static ScriptInfo {
+        &INFO
     }
-    fn title(&self) -> &'static str {
-        "Virtual memory"
-    }
-    fn description(&self) -> &'static str {
-        "free, reserved and committed memory, the largest free block, fragmentation, committed memory by type"
-    }
-    fn needs(&self) -> &'static [Need] {
-        &[Need::MemoryInfoList]
-    }
-    fn run(&self, ctx: &ScriptContext<'_>) -> Result<Box<dyn Section>, ScriptError> {
+
+    fn run(&self, ctx: &ScriptContext<'_>) -> Result<ScriptOutput, SectionError> {
         let list = match ctx.dump.minidump().get_stream::<MinidumpMemoryInfoList>() {
             Ok(list) => list,
             Err(minidump::Error::StreamNotFound) => {
-                return Ok(Box::new(VirtualMemory::absent(
+                return Ok(output(VirtualMemory::absent(
                     "The dump has no memory-info list (MemoryInfoListStream): write it with MiniDumpWithFullMemoryInfo to see how the address space is used.",
                 )))
             }
             Err(e) => {
-                return Ok(Box::new(VirtualMemory::absent(format!(
+                return Ok(output(VirtualMemory::absent(format!(
                     "The dump's memory-info list cannot be read: {e}."
                 ))))
             }
@@ -257,78 +181,83 @@ impl Script for VirtualMemoryScript {
                 )
             })
             .collect();
-        Ok(Box::new(summarize(&regions, pointer_bits(ctx))?))
+        Ok(output(summarize(&regions, pointer_bits(ctx))?))
     }
 }
 
 fn finding(
     severity: Severity,
+    kind: FindingKind,
     title: String,
     description: String,
     recommendation: &str,
 ) -> Finding {
-    Finding {
+    Finding::new(
         severity,
-        script: "virtual_memory",
+        kind,
+        "virtual_memory",
         title,
         description,
-        recommendation: recommendation.to_owned(),
-    }
+        recommendation.to_owned(),
+    )
 }
 
 fn size_text(n: u64) -> String {
     format!("{} bytes ({})", thousands(n), approx_bytes(n))
 }
 
-impl SectionData for VirtualMemory {
-    fn render_html(&self, out: &mut String) -> Result<(), RenderError> {
-        crate::report::sections::virtual_memory::render(self, out)
+/// The findings the section supports.
+pub fn findings(section: &VirtualMemory) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if !section.present {
+        return out;
     }
-
-    fn findings(&self) -> Vec<Finding> {
-        let mut out = Vec::new();
-        if !self.present {
-            return out;
-        }
-        if let (Some(f), Some(largest)) = (self.fragmentation, self.largest_free) {
-            if f > FRAGMENTATION_WARNING {
-                out.push(finding(
-                    Severity::Warning,
-                    format!("Free memory is fragmented: {:.1}% lies outside the largest free block", f * 100.0),
-                    format!(
-                        "Of {} free, the largest free block holds only {} at {}.",
-                        size_text(self.free.bytes),
-                        size_text(largest.size),
-                        largest.address
-                    ),
-                    "Look for many small reservations (thread stacks, small file mappings, heap segments, modules loaded at scattered addresses) and reduce them; allocate large buffers early, while the address space is still in one piece.",
-                ));
-            }
-        }
-        if self.pointer_bits == Some(32) {
-            let largest = self.largest_free.map_or(0, |l| l.size);
-            let (severity, limit) = if largest < LARGEST_FREE_ERROR_32BIT {
-                (Severity::Error, LARGEST_FREE_ERROR_32BIT)
-            } else if largest < LARGEST_FREE_WARNING_32BIT {
-                (Severity::Warning, LARGEST_FREE_WARNING_32BIT)
-            } else {
-                return out;
-            };
+    if let (Some(f), Some(largest)) = (section.fragmentation, section.largest_free) {
+        if f > FRAGMENTATION_WARNING {
             out.push(finding(
-                severity,
+                Severity::Warning,
+                FindingKind::Fragmentation,
+                format!("Free memory is fragmented: {:.1}% lies outside the largest free block", f * 100.0),
                 format!(
-                    "32-bit process: the largest free block is only {}",
-                    approx_bytes(largest)
+                    "Of {} free, the largest free block holds only {} at {}.",
+                    size_text(section.free.bytes),
+                    size_text(largest.size),
+                    largest.address
                 ),
-                format!(
-                    "The largest free block of this 32-bit process is {}, below {}: allocations of large blocks will fail (out of memory) although {} is free in total.",
-                    size_text(largest),
-                    approx_bytes(limit),
-                    size_text(self.free.bytes)
-                ),
-                "Build the process as 64-bit, or at least large-address-aware (/LARGEADDRESSAWARE gives a 32-bit process 4 GiB under 64-bit Windows); fix leaks of reserved or committed memory; avoid large contiguous allocations.",
+                "Look for many small reservations (thread stacks, small file mappings, heap segments, modules loaded at scattered addresses) and reduce them; allocate large buffers early, while the address space is still in one piece.",
             ));
         }
-        out
     }
+    if section.pointer_bits == Some(32) {
+        let largest = section.largest_free.map_or(0, |l| l.size);
+        let (severity, limit) = if largest < LARGEST_FREE_ERROR_32BIT {
+            (Severity::Error, LARGEST_FREE_ERROR_32BIT)
+        } else if largest < LARGEST_FREE_WARNING_32BIT {
+            (Severity::Warning, LARGEST_FREE_WARNING_32BIT)
+        } else {
+            return out;
+        };
+        out.push(finding(
+            severity,
+            FindingKind::SmallLargestFreeBlock,
+            format!(
+                "32-bit process: the largest free block is only {}",
+                approx_bytes(largest)
+            ),
+            format!(
+                "The largest free block of this 32-bit process is {}, below {}: allocations of large blocks will fail (out of memory) although {} is free in total.",
+                size_text(largest),
+                approx_bytes(limit),
+                size_text(section.free.bytes)
+            ),
+            "Build the process as 64-bit, or at least large-address-aware (/LARGEADDRESSAWARE gives a 32-bit process 4 GiB under 64-bit Windows); fix leaks of reserved or committed memory; avoid large contiguous allocations.",
+        ));
+    }
+    out
+}
+
+/// The section with its findings.
+fn output(section: VirtualMemory) -> ScriptOutput {
+    let findings = findings(&section);
+    ScriptOutput::new(SectionData::VirtualMemory(section), findings)
 }

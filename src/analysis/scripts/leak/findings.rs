@@ -1,12 +1,13 @@
 //! The leak analysis's findings for the analysis summary: which module leaks and how
 //! sure we are, what to do about it, and what limits the evidence.
 
-use super::analysis::{LeakAnalysis, ModuleLeak, NO_STACK_MODULE, UNKNOWN_MODULE};
+use crate::analysis::attribution::ModuleFilter;
 use crate::dump::stream::StreamFlags;
-use crate::report::format::{count, percent, thousands};
-use crate::scripts::attribution::ModuleFilter;
-use crate::scripts::{Finding, Severity};
-use crate::symbols::SymbolStatus;
+use crate::model::{
+    Finding, FindingKind, LeakAnalysis, ModuleLeak, Severity, SymbolStatus, NO_STACK_MODULE,
+    UNKNOWN_MODULE,
+};
+use crate::text::{count, percent, thousands};
 
 /// A module scoring at least this is reported as a probable leak.
 pub const PROBABLE_LEAK: u8 = 75;
@@ -53,12 +54,8 @@ fn probability_text(p: Option<u8>) -> String {
 pub fn findings(leak: &LeakAnalysis, inputs: &FindingInputs<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     let total = leak.totals.bytes;
-    let finding = |severity, title: String, description: String, recommendation: String| Finding {
-        severity,
-        script: "leak",
-        title,
-        description,
-        recommendation,
+    let finding = |severity, kind, title: String, description: String, recommendation: String| {
+        Finding::new(severity, kind, "leak", title, description, recommendation)
     };
 
     // Probable leaks, in ranking order; the largest non-system one is the headline.
@@ -77,6 +74,7 @@ pub fn findings(leak: &LeakAnalysis, inputs: &FindingInputs<'_>) -> Vec<Finding>
                 .unwrap_or_else(|| format!("the vendor of {}", m.name));
             out.push(finding(
                 if headline { Severity::Error } else { Severity::Warning },
+                FindingKind::ProbableLeak,
                 format!("{} is probably leaking", m.name),
                 format!(
                     "{} is responsible for {} bytes ({}) of outstanding allocations, in {}; leak probability {}; top functions: {}.",
@@ -90,20 +88,25 @@ pub fn findings(leak: &LeakAnalysis, inputs: &FindingInputs<'_>) -> Vec<Finding>
                 format!(
                     "Contact {vendor} with this report: the sample stacks show the code paths that allocate without freeing. If the calls come from your code, check that every object the module returns is released as its documentation says."
                 ),
-            ));
-            out.push(finding(
-                Severity::Information,
-                format!("Top functions of {}", m.name),
-                format!(
-                    "Outstanding allocations in {} come from: {}.",
-                    m.name,
-                    top_functions(m, 5)
-                ),
-                String::new(),
-            ));
+            ).about_module(&m.name));
+            out.push(
+                finding(
+                    Severity::Information,
+                    FindingKind::TopFunctions,
+                    format!("Top functions of {}", m.name),
+                    format!(
+                        "Outstanding allocations in {} come from: {}.",
+                        m.name,
+                        top_functions(m, 5)
+                    ),
+                    String::new(),
+                )
+                .about_module(&m.name),
+            );
         } else if headline && !probable && total > 0 {
             out.push(finding(
                 Severity::Information,
+                FindingKind::LargestNotLeaking,
                 format!("{} holds the most memory but does not look like a leak", m.name),
                 format!(
                     "{} holds {} bytes ({}) of outstanding allocations, but their allocation times do not spread over the tracking window (leak probability {}): more likely a cache filled at start-up or work in progress at dump time.",
@@ -113,7 +116,7 @@ pub fn findings(leak: &LeakAnalysis, inputs: &FindingInputs<'_>) -> Vec<Finding>
                     probability_text(m.leak_probability),
                 ),
                 "Compare with a later dump of the same process: memory that keeps growing is a leak, memory that stays flat is not.".to_owned(),
-            ));
+            ).about_module(&m.name));
         }
         headline = false;
     }
@@ -143,6 +146,7 @@ pub fn findings(leak: &LeakAnalysis, inputs: &FindingInputs<'_>) -> Vec<Finding>
     if !missing.is_empty() {
         out.push(finding(
             Severity::Warning,
+            FindingKind::MissingSymbols,
             format!("No symbols for {} of the top {TOP_MODULES} modules", missing.len()),
             format!(
                 "Without symbols, function names are module offsets and may be missing or wrong: {}.",
@@ -155,6 +159,7 @@ pub fn findings(leak: &LeakAnalysis, inputs: &FindingInputs<'_>) -> Vec<Finding>
     if inputs.flags.dropped() {
         out.push(finding(
             Severity::Warning,
+            FindingKind::DroppedAllocations,
             "The tracker dropped allocations".into(),
             "The tracker's tables were full, so some allocations were not recorded: every count and byte total is a lower bound.".into(),
             "Track again with larger tables (the tracker's --max-allocations and --max-stacks).".into(),
@@ -167,6 +172,7 @@ pub fn findings(leak: &LeakAnalysis, inputs: &FindingInputs<'_>) -> Vec<Finding>
             .unwrap_or_default();
         out.push(finding(
             Severity::Warning,
+            FindingKind::TruncatedStacks,
             "Some stacks were cut".into(),
             format!("Some call stacks reached the tracker's depth limit{depth} and were cut: the module responsible for them may lie beyond the last frame."),
             "Track again with a larger --max-depth if the responsible modules look like allocation plumbing.".into(),
@@ -175,6 +181,7 @@ pub fn findings(leak: &LeakAnalysis, inputs: &FindingInputs<'_>) -> Vec<Finding>
     if inputs.window_seconds < inputs.min_window_seconds as f64 {
         out.push(finding(
             Severity::Warning,
+            FindingKind::ShortWindow,
             "The tracking window is too short to judge".into(),
             format!(
                 "Tracking ran for {:.0} seconds, less than {} minutes: a slow leak cannot yet be told from a cache or from work in progress, so leak probabilities are weak evidence.",

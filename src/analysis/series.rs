@@ -6,11 +6,11 @@
 //! failing that, the allocation stream's tracking start. A series is ordered by
 //! snapshot time.
 
-use crate::model::DumpReport;
-use crate::report::format::thousands;
-use crate::scripts::leak::{LeakAnalysis, Totals};
-use crate::scripts::{Finding, Severity};
-use serde::Serialize;
+use crate::model::{
+    sort_ranked, DumpReport, Finding, FindingKind, LeakAnalysis, Series, SeriesDump, Severity,
+    StackId, StackSample, Totals, Trend, Verdict,
+};
+use crate::text::thousands;
 use std::collections::BTreeMap;
 
 /// Modules followed in a series (the largest in its last dump).
@@ -21,81 +21,6 @@ pub const TOP_STACKS: usize = 10;
 pub const FLAT_BYTES: u64 = 4096;
 /// Dumps a series needs before "grew in every interval" is a finding.
 pub const MIN_DUMPS_FOR_FINDING: usize = 3;
-
-/// One dump of a series.
-#[derive(Clone, Debug, Serialize)]
-pub struct SeriesDump {
-    pub file_name: String,
-    pub report_dir: String,
-    pub snapshot: Option<String>,
-    /// Hours since the series' first snapshot.
-    pub hours: f64,
-    pub allocations: u64,
-    pub bytes: u64,
-}
-
-/// How something changed across a series.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Grew in every interval.
-    GrewInEveryInterval,
-    /// Grew, then stayed flat.
-    GrewThenFlat,
-    /// Ended smaller than it started.
-    Shrank,
-    /// Never changed.
-    Flat,
-    /// Grew overall but not steadily.
-    Fluctuated,
-    /// A series of one dump has no interval.
-    TooFewDumps,
-}
-
-impl Verdict {
-    pub fn label(self) -> &'static str {
-        match self {
-            Verdict::GrewInEveryInterval => "grew in every interval",
-            Verdict::GrewThenFlat => "grew then flat",
-            Verdict::Shrank => "shrank",
-            Verdict::Flat => "flat",
-            Verdict::Fluctuated => "grew, not steadily",
-            Verdict::TooFewDumps => "too few dumps",
-        }
-    }
-}
-
-/// Outstanding bytes of one module or stack in each dump of a series.
-#[derive(Clone, Debug, Serialize)]
-pub struct Trend {
-    /// The module's name, or for a stack its module and a short description.
-    pub name: String,
-    /// For a stack: its id (`stacks[].id` in the dump reports).
-    pub id: Option<String>,
-    pub allocations: Vec<u64>,
-    pub bytes: Vec<u64>,
-    /// Change of bytes between consecutive dumps.
-    pub growth: Vec<i128>,
-    /// Change of bytes per hour between consecutive dumps (`null` when two dumps
-    /// share a snapshot time).
-    pub growth_per_hour: Vec<Option<f64>>,
-    /// (last − first) / hours over the whole series.
-    pub rate_per_hour: Option<f64>,
-    pub verdict: Verdict,
-}
-
-/// A series of dumps of one process.
-#[derive(Clone, Debug, Serialize)]
-pub struct Series {
-    /// 1-based, in order of first appearance among the inputs.
-    pub id: usize,
-    /// What ties the dumps together, for people.
-    pub identity: String,
-    pub dumps: Vec<SeriesDump>,
-    pub modules: Vec<Trend>,
-    pub stacks: Vec<Trend>,
-    pub findings: Vec<Finding>,
-}
 
 fn is_flat(change: i128, before: u64) -> bool {
     let tolerance = (before / 100).max(FLAT_BYTES);
@@ -135,7 +60,13 @@ pub fn verdict(bytes: &[u64]) -> Verdict {
     }
 }
 
-fn trend(name: String, id: Option<String>, points: Vec<Totals>, hours: &[f64]) -> Trend {
+fn trend(
+    name: String,
+    module: Option<String>,
+    id: Option<StackId>,
+    points: Vec<Totals>,
+    hours: &[f64],
+) -> Trend {
     let bytes: Vec<u64> = points.iter().map(|t| t.bytes).collect();
     let growth: Vec<i128> = bytes
         .windows(2)
@@ -156,6 +87,7 @@ fn trend(name: String, id: Option<String>, points: Vec<Totals>, hours: &[f64]) -
     });
     Trend {
         name,
+        module,
         id,
         allocations: points.iter().map(|t| t.allocations).collect(),
         verdict: verdict(&bytes),
@@ -199,7 +131,7 @@ pub fn build(members: &[Member<'_>]) -> Vec<Series> {
     let mut groups: BTreeMap<usize, (String, Vec<&Member<'_>>)> = BTreeMap::new();
     let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
     for (i, m) in members.iter().enumerate() {
-        if m.report.tracking.is_none() || m.report.section::<LeakAnalysis>("leak").is_none() {
+        if m.report.tracking.is_none() || m.report.leak().is_none() {
             continue;
         }
         let (key, identity) =
@@ -227,10 +159,7 @@ pub fn build(members: &[Member<'_>]) -> Vec<Series> {
 }
 
 fn follow(id: usize, identity: String, dumps: &[&Member<'_>]) -> Series {
-    let leaks: Vec<&LeakAnalysis> = dumps
-        .iter()
-        .filter_map(|m| m.report.section::<LeakAnalysis>("leak"))
-        .collect();
+    let leaks: Vec<&LeakAnalysis> = dumps.iter().filter_map(|m| m.report.leak()).collect();
     let snapshots: Vec<u64> = dumps
         .iter()
         .map(|m| {
@@ -271,12 +200,12 @@ fn follow(id: usize, identity: String, dumps: &[&Member<'_>]) -> Series {
                         })
                 })
                 .collect();
-            trend(name, None, points, &hours)
+            trend(name.clone(), Some(name), None, points, &hours)
         })
         .collect();
 
     // The heaviest sample stacks of the last dump, followed back by their identity.
-    let mut samples: Vec<(&str, &crate::scripts::leak::StackSample)> = last
+    let mut samples: Vec<(&str, &StackSample)> = last
         .map(|l| {
             l.modules
                 .iter()
@@ -284,15 +213,14 @@ fn follow(id: usize, identity: String, dumps: &[&Member<'_>]) -> Series {
                 .collect()
         })
         .unwrap_or_default();
-    samples.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.1.id.cmp(&b.1.id)));
+    sort_ranked(&mut samples, |(_, s)| (s.totals(), s.id));
     let stacks: Vec<Trend> = samples
         .into_iter()
         .take(TOP_STACKS)
-        .filter_map(|(module, s)| {
-            let key = u64::from_str_radix(&s.id, 16).ok()?;
+        .map(|(module, s)| {
             let points = leaks
                 .iter()
-                .map(|l| l.stack_totals.get(&key).copied().unwrap_or_default())
+                .map(|l| l.stack_totals.get(&s.id).copied().unwrap_or_default())
                 .collect();
             let at = s
                 .frames
@@ -304,12 +232,19 @@ fn follow(id: usize, identity: String, dumps: &[&Member<'_>]) -> Series {
                     _ => f.address.to_string(),
                 })
                 .unwrap_or_else(|| module.to_owned());
-            Some(trend(
+            let owner = s
+                .frames
+                .iter()
+                .find(|f| f.responsible)
+                .and_then(|f| f.module.clone())
+                .unwrap_or_else(|| module.to_owned());
+            trend(
                 format!("{at} (stack {})", s.id),
-                Some(s.id.clone()),
+                Some(owner),
+                Some(s.id),
                 points,
                 &hours,
-            ))
+            )
         })
         .collect();
 
@@ -359,7 +294,14 @@ fn findings(id: usize, dumps: usize, modules: &[Trend], stacks: &[Trend]) -> Vec
             .unwrap_or_default();
         out.push(Finding {
             severity: Severity::Error,
+            kind: if what == "module" {
+                FindingKind::ModuleGrowth
+            } else {
+                FindingKind::StackGrowth
+            },
             script: "series",
+            module: t.module.clone(),
+            stack: t.id,
             title: format!("{} grew in every interval of series {id}", t.name),
             description: format!(
                 "The outstanding bytes of {what} {} grew from {} to {} over the {dumps} dumps of series {id}{rate}: memory that keeps growing from dump to dump is a leak.",

@@ -3,12 +3,13 @@
 //! the dump's ProcessVmCountersStream, parsed here since the `minidump` crate leaves
 //! that stream unparsed.
 
-use super::{Finding, Need, Script, ScriptContext, ScriptError, Section, SectionData, Severity};
-use crate::model::unix_to_rfc3339;
-use crate::report::format::{approx_bytes, thousands};
-use crate::report::RenderError;
+use super::{Need, Script, ScriptContext, ScriptInfo, ScriptOutput};
+use crate::model::{
+    unix_to_rfc3339, Finding, FindingKind, ProcessSection, SectionData, SectionError, Severity,
+    VmCounters,
+};
+use crate::text::{approx_bytes, thousands};
 use minidump::MinidumpMiscInfo;
-use serde::Serialize;
 
 /// Stream type of `MINIDUMP_PROCESS_VM_COUNTERS_1/2`.
 pub const PROCESS_VM_COUNTERS_STREAM: u32 = 22;
@@ -17,41 +18,8 @@ const THREAD_LIST_STREAM: u32 = 3;
 /// Size of a `MINIDUMP_THREAD`.
 const THREAD_SIZE: u64 = 48;
 
-/// What the section says of a command line it cannot read.
-pub const NO_COMMAND_LINE: &str = "not recorded in the dump";
-
 /// The process script.
 pub struct ProcessScript;
-
-/// The memory counters of `MINIDUMP_PROCESS_VM_COUNTERS_1` (revision 1) or `_2`
-/// (revision 2). A counter the stream does not carry (revision 1, or a revision-2
-/// flag not set) is null.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct VmCounters {
-    pub revision: u16,
-    /// Revision 2's flags word (0 for revision 1).
-    pub flags: u16,
-    pub page_fault_count: Option<u32>,
-    pub peak_working_set_size: Option<u64>,
-    pub working_set_size: Option<u64>,
-    pub quota_peak_paged_pool_usage: Option<u64>,
-    pub quota_paged_pool_usage: Option<u64>,
-    pub quota_peak_non_paged_pool_usage: Option<u64>,
-    pub quota_non_paged_pool_usage: Option<u64>,
-    pub pagefile_usage: Option<u64>,
-    pub peak_pagefile_usage: Option<u64>,
-    pub peak_virtual_size: Option<u64>,
-    pub virtual_size: Option<u64>,
-    /// Private bytes: committed memory that only this process uses.
-    pub private_usage: Option<u64>,
-    pub private_working_set_size: Option<u64>,
-    pub shared_commit_usage: Option<u64>,
-    pub job_shared_commit_usage: Option<u64>,
-    pub job_private_commit_usage: Option<u64>,
-    pub job_peak_private_commit_usage: Option<u64>,
-    pub job_private_commit_limit: Option<u64>,
-    pub job_total_commit_limit: Option<u64>,
-}
 
 const FLAG_BASIC: u16 = 0x1;
 const FLAG_VIRTUAL_SIZE: u16 = 0x2;
@@ -120,34 +88,6 @@ pub fn parse_vm_counters(b: &[u8]) -> Option<VmCounters> {
     Some(c)
 }
 
-/// The section.
-#[derive(Clone, Debug, Serialize)]
-pub struct ProcessSection {
-    /// Path of the main module (first module of the list).
-    pub image: Option<String>,
-    /// The command line, or null; leakdiag does not read it from the PEB yet.
-    pub command_line: Option<String>,
-    pub pid: Option<u32>,
-    /// Process creation (RFC 3339) and the raw Unix seconds of the misc-info stream.
-    pub create_time: Option<String>,
-    pub create_time_unix: Option<u32>,
-    /// When the dump was written (minidump header).
-    pub dump_time: Option<String>,
-    pub dump_time_unix: u32,
-    /// dump time − create time, seconds; null if either is missing or the dump
-    /// predates the creation.
-    pub uptime_seconds: Option<u64>,
-    /// CPU time in user and kernel mode, seconds (misc-info stream).
-    pub user_time_seconds: Option<u32>,
-    pub kernel_time_seconds: Option<u32>,
-    /// Threads in the thread list; null without one.
-    pub threads: Option<u64>,
-    /// Null when the dump has no ProcessVmCountersStream.
-    pub vm_counters: Option<VmCounters>,
-    /// What the dump lacks, in words.
-    pub notes: Vec<String>,
-}
-
 fn thread_count(ctx: &ScriptContext<'_>) -> Option<u64> {
     let raw = ctx
         .dump
@@ -160,25 +100,24 @@ fn thread_count(ctx: &ScriptContext<'_>) -> Option<u64> {
     (need <= raw.len() as u64).then_some(n)
 }
 
+const INFO: ScriptInfo = ScriptInfo {
+    name: "process",
+    title: "Process",
+    description: "image, pid, start and dump time, uptime, CPU times, threads, memory counters",
+    needs: &[
+        Need::MiscInfo,
+        Need::ProcessVmCounters,
+        Need::ThreadList,
+        Need::ModuleList,
+    ],
+};
+
 impl Script for ProcessScript {
-    fn name(&self) -> &'static str {
-        "process"
+    fn info(&self) -> &'static ScriptInfo {
+        &INFO
     }
-    fn title(&self) -> &'static str {
-        "Process"
-    }
-    fn description(&self) -> &'static str {
-        "image, pid, start and dump time, uptime, CPU times, threads, memory counters"
-    }
-    fn needs(&self) -> &'static [Need] {
-        &[
-            Need::MiscInfo,
-            Need::ProcessVmCounters,
-            Need::ThreadList,
-            Need::ModuleList,
-        ]
-    }
-    fn run(&self, ctx: &ScriptContext<'_>) -> Result<Box<dyn Section>, ScriptError> {
+
+    fn run(&self, ctx: &ScriptContext<'_>) -> Result<ScriptOutput, SectionError> {
         let md = ctx.dump.minidump();
         let dump_time_unix = md.header.time_date_stamp;
         let mut s = ProcessSection {
@@ -227,28 +166,32 @@ impl Script for ProcessScript {
             s.notes
                 .push("The dump has no readable thread list: the thread count is unknown.".into());
         }
-        Ok(Box::new(s))
+        Ok(output(s))
     }
 }
 
-impl SectionData for ProcessSection {
-    fn render_html(&self, out: &mut String) -> Result<(), RenderError> {
-        crate::report::sections::process::render(self, out)
-    }
+/// The findings the section supports.
+pub fn findings(section: &ProcessSection) -> Vec<Finding> {
+    let Some(private) = section.vm_counters.as_ref().and_then(|c| c.private_usage) else {
+        return Vec::new();
+    };
+    vec![Finding {
+        severity: Severity::Information,
+        kind: FindingKind::PrivateBytes,
+        script: "process",
+        module: None,
+        stack: None,
+        title: format!("Private bytes: {}", approx_bytes(private)),
+        description: format!(
+            "The process had {} bytes of private committed memory when the dump was written.",
+            thousands(private)
+        ),
+        recommendation: String::new(),
+    }]
+}
 
-    fn findings(&self) -> Vec<Finding> {
-        let Some(private) = self.vm_counters.as_ref().and_then(|c| c.private_usage) else {
-            return Vec::new();
-        };
-        vec![Finding {
-            severity: Severity::Information,
-            script: "process",
-            title: format!("Private bytes: {}", approx_bytes(private)),
-            description: format!(
-                "The process had {} bytes of private committed memory when the dump was written.",
-                thousands(private)
-            ),
-            recommendation: String::new(),
-        }]
-    }
+/// The section with its findings.
+fn output(section: ProcessSection) -> ScriptOutput {
+    let findings = findings(&section);
+    ScriptOutput::new(SectionData::Process(section), findings)
 }

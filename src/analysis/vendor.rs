@@ -3,59 +3,11 @@
 //! module name and offset but lose function names and source paths (unless the user
 //! asks for `--no-redact`).
 
-use crate::model::DumpReport;
-use crate::report::format::percent;
-use crate::scripts::leak::{Frame, FunctionLeak, LeakAnalysis, StackSample, TimelineBin};
-use crate::scripts::modules::{ModuleEntry, Modules};
-use crate::scripts::Finding;
-use crate::series::{Series, Trend};
-use serde::Serialize;
-
-/// The schema tag of a vendor report.
-pub const VENDOR_SCHEMA: &str = "leakdiag-vendor-report/1";
-
-/// The module in one dump.
-#[derive(Clone, Debug, Serialize)]
-pub struct VendorDump {
-    pub file_name: String,
-    /// The dump's report folder in the run (the customer decides whether to send it).
-    pub report_dir: String,
-    pub snapshot: Option<String>,
-    pub tracking_seconds: f64,
-    pub allocations: u64,
-    pub bytes: u64,
-    /// Share of all outstanding bytes of the dump, e.g. `"79.3%"`.
-    pub share_of_bytes: String,
-    pub leak_probability: Option<u8>,
-    pub functions: Vec<FunctionLeak>,
-    pub stacks: Vec<StackSample>,
-    pub timeline: Vec<TimelineBin>,
-    /// The dump's findings about this module.
-    pub findings: Vec<Finding>,
-}
-
-/// The module's trend in one series.
-#[derive(Clone, Debug, Serialize)]
-pub struct VendorSeries {
-    pub series: usize,
-    pub dumps: Vec<String>,
-    pub hours: Vec<f64>,
-    pub trend: Trend,
-}
-
-/// A vendor report.
-#[derive(Clone, Debug, Serialize)]
-pub struct VendorReport {
-    pub schema: &'static str,
-    pub generator: String,
-    pub module: String,
-    /// Whether other modules' function names and source paths were removed.
-    pub redacted: bool,
-    /// The module as the latest dump holding it describes it (path, versions, vendor).
-    pub module_info: Option<ModuleEntry>,
-    pub dumps: Vec<VendorDump>,
-    pub series: Vec<VendorSeries>,
-}
+use crate::model::{
+    DumpReport, FindingKind, Frame, Series, StackSample, VendorDump, VendorReport, VendorSeries,
+    VENDOR_SCHEMA,
+};
+use crate::text::percent;
 
 /// Frames as a vendor may see them: frames in `module` as they are; frames in other
 /// modules with their module and offset only (their inlined frames, which would
@@ -95,12 +47,12 @@ pub fn build(
     let mut name = module.to_owned();
     for (dir, r) in reports {
         if let Some(entry) = r
-            .section::<Modules>("modules")
+            .modules()
             .and_then(|m| m.modules.iter().find(|e| matches(&e.name)))
         {
             module_info = Some(entry.clone());
         }
-        let Some(leak) = r.section::<LeakAnalysis>("leak") else {
+        let Some(leak) = r.leak() else {
             continue;
         };
         let Some(m) = leak.modules.iter().find(|m| matches(&m.name)) else {
@@ -131,10 +83,12 @@ pub fn build(
             functions: m.functions.clone(),
             stacks,
             timeline: m.timeline.clone(),
+            // What we concluded about the module; its top functions are in the
+            // report's own table.
             findings: r
                 .summary
                 .iter()
-                .filter(|f| f.title.starts_with(&m.name))
+                .filter(|f| f.concerns_module(&m.name) && f.kind != FindingKind::TopFunctions)
                 .cloned()
                 .collect(),
         });
@@ -153,7 +107,7 @@ pub fn build(
         .collect();
     VendorReport {
         schema: VENDOR_SCHEMA,
-        generator: crate::analyze::generator(),
+        generator: super::generator(),
         module: name,
         redacted,
         module_info,

@@ -1,0 +1,338 @@
+//! The leak analysis proper: the outstanding allocations of the table read (see
+//! [`Table`]) charged to their responsible modules, grouped by function and stack,
+//! and ranked.
+
+use super::symbols::Symbols;
+use crate::addr::VirtAddr;
+use crate::analysis::attribution::{ModuleFilter, Owner, Responsible};
+use crate::analysis::probability::{TimeHistogram, TIME_BINS};
+use crate::analysis::table::{stack_id, OwnerSums, Table, TotalOverflow};
+use crate::dump::stream::AllocationStream;
+use crate::model::{
+    sort_ranked, AllocatorKind, AllocatorTotals, Frame, FunctionLeak, HeapTotals, LeakAnalysis,
+    ModuleLeak, ModuleMap, Omitted, RankEntry, SizeBucket, StackSample, TimelineBin, Totals,
+    NO_STACK_MODULE, SIZE_BUCKETS, UNKNOWN_MODULE,
+};
+use std::collections::{BTreeSet, HashMap};
+
+/// How much detail to keep per module.
+#[derive(Clone, Debug)]
+pub struct LeakOptions {
+    /// Modules whose frames are plumbing, besides the stream's `allocator_modules`.
+    pub system_modules: ModuleFilter,
+    /// Sample stacks kept per module (most bytes first).
+    pub sample_stacks: usize,
+    /// Functions listed per module (most bytes first).
+    pub top_functions: usize,
+    /// A tracking window shorter than this (seconds) is too short to judge.
+    pub min_window_seconds: u64,
+}
+
+impl Default for LeakOptions {
+    fn default() -> Self {
+        LeakOptions {
+            system_modules: ModuleFilter::system_with::<&str>(&[]),
+            sample_stacks: 3,
+            top_functions: 10,
+            min_window_seconds: 15 * 60,
+        }
+    }
+}
+
+/// Heap handles listed per module.
+pub const TOP_HEAPS: usize = 10;
+
+fn owner_name(owner: Owner, modules: &ModuleMap) -> String {
+    match owner {
+        Owner::Module(i) => modules.get(i).name.clone(),
+        Owner::Unknown => UNKNOWN_MODULE.to_owned(),
+        Owner::NoStack => NO_STACK_MODULE.to_owned(),
+    }
+}
+
+/// The name a responsible frame is grouped under: `module!function` of the innermost
+/// (inlined) function when symbols resolve it, else `module+0xRVA`, else the address.
+fn function_name(r: &Responsible, modules: &ModuleMap, symbols: &Symbols) -> String {
+    match (r.owner, r.rva) {
+        (Owner::Module(i), Some(rva)) => {
+            let name = &modules.get(i).name;
+            match symbols.lookup(i, rva).as_deref() {
+                Some([innermost, ..]) => format!("{name}!{}", innermost.function),
+                _ => format!("{name}+{rva}"),
+            }
+        }
+        _ => format!("{}", r.address),
+    }
+}
+
+/// The modules any frame of any stack lies in, whose symbols the report needs.
+pub fn modules_in_stacks(stream: &AllocationStream<'_>, modules: &ModuleMap) -> BTreeSet<usize> {
+    let mut found = BTreeSet::new();
+    for s in 0..stream.stack_count() as u32 {
+        for addr in stream.stack_frames(s).into_iter().flatten() {
+            if let Some(i) = modules.find(addr) {
+                found.insert(i);
+            }
+        }
+    }
+    found
+}
+
+/// The report frames of one stack address.
+fn frames_at(
+    address: VirtAddr,
+    responsible: bool,
+    modules: &ModuleMap,
+    symbols: &Symbols,
+) -> Vec<Frame> {
+    let located = modules.locate(address);
+    let base = Frame {
+        module: located.map(|(m, _)| modules.get(m).name.clone()),
+        offset: located.map(|(_, rva)| rva),
+        address,
+        responsible,
+        function: None,
+        function_offset: None,
+        file: None,
+        line: None,
+        inlined: false,
+    };
+    let resolved = located.and_then(|(m, rva)| symbols.lookup(m, rva));
+    match resolved {
+        Some(frames) if !frames.is_empty() => frames
+            .into_iter()
+            .map(|f| Frame {
+                function: Some(f.function),
+                function_offset: f.function_offset,
+                file: f.file,
+                line: f.line,
+                inlined: f.inlined,
+                ..base.clone()
+            })
+            .collect(),
+        _ => vec![base],
+    }
+}
+
+/// Runs the leak analysis over one stream: one read of its table (see
+/// [`Table::read`]), then the report's model built from it.
+pub fn analyze(
+    stream: &AllocationStream<'_>,
+    modules: &ModuleMap,
+    options: &LeakOptions,
+    symbols: &Symbols,
+) -> Result<LeakAnalysis, TotalOverflow> {
+    let table = Table::read(stream, modules, &options.system_modules)?;
+    Ok(build(stream, &table, modules, options, symbols))
+}
+
+/// Builds the leak analysis from the read table.
+pub fn build(
+    stream: &AllocationStream<'_>,
+    table: &Table,
+    modules: &ModuleMap,
+    options: &LeakOptions,
+    symbols: &Symbols,
+) -> LeakAnalysis {
+    let pass = Pass {
+        stream,
+        modules,
+        table,
+        options,
+        symbols,
+    };
+    let mut modules_out: Vec<ModuleLeak> = table
+        .by_owner
+        .iter()
+        .map(|(&owner, acc)| build_module(owner, acc, &pass))
+        .collect();
+    sort_ranked(&mut modules_out, |m| (m.totals(), (m.name.clone(), m.base)));
+    let mut modules_by_count: Vec<RankEntry> = modules_out
+        .iter()
+        .map(|m| RankEntry {
+            name: m.name.clone(),
+            allocations: m.allocations,
+            bytes: m.bytes,
+        })
+        .collect();
+    // The ranking by count: most allocations first, then most bytes, then name.
+    modules_by_count.sort_by(|a, b| {
+        b.allocations
+            .cmp(&a.allocations)
+            .then(b.bytes.cmp(&a.bytes))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+
+    LeakAnalysis {
+        totals: table.totals,
+        no_stack: table.no_stack,
+        invalid_stack_records: table.invalid,
+        modules: modules_out,
+        modules_by_count,
+        symbols: symbols.rows(modules),
+        stack_totals: table.totals_by_stack_id(stream, modules),
+    }
+}
+
+/// What every module's summary is built from.
+struct Pass<'a> {
+    stream: &'a AllocationStream<'a>,
+    modules: &'a ModuleMap,
+    table: &'a Table,
+    options: &'a LeakOptions,
+    symbols: &'a Symbols,
+}
+
+fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
+    let Pass {
+        stream,
+        modules,
+        table,
+        options,
+        symbols,
+    } = *pass;
+    let (responsible, per_stack, stack_times, window) = (
+        &table.responsible,
+        &table.per_stack,
+        &table.stack_times,
+        table.window,
+    );
+    // Functions: the responsible frames of the module's stacks, grouped by name.
+    let mut functions: HashMap<String, (Totals, TimeHistogram)> = HashMap::new();
+    for &s in &acc.stacks {
+        if let Some(r) = &responsible[s as usize] {
+            let f = functions
+                .entry(function_name(r, modules, symbols))
+                .or_default();
+            f.0.merge(per_stack[s as usize]);
+            stack_times.merge_into(s as usize, &mut f.1);
+        }
+    }
+    let mut functions: Vec<FunctionLeak> = functions
+        .into_iter()
+        .map(|(name, (t, times))| FunctionLeak {
+            name,
+            allocations: t.allocations,
+            bytes: t.bytes,
+            leak_probability: times.leak_probability(window),
+        })
+        .collect();
+    sort_ranked(&mut functions, |f| (f.totals(), f.name.clone()));
+    let functions_omitted = omit(&mut functions, options.top_functions, |f| {
+        (f.allocations, f.bytes)
+    });
+
+    let mut stacks = acc.stacks.clone();
+    sort_ranked(&mut stacks, |&s| (per_stack[s as usize], s));
+    let stack_count = stacks.len() as u64;
+    // Only the kept samples are built; the rest are counted in `stacks_omitted`.
+    let mut stacks_omitted = Omitted::default();
+    for &s in stacks.iter().skip(options.sample_stacks) {
+        stacks_omitted.count += 1;
+        stacks_omitted.allocations += per_stack[s as usize].allocations;
+        stacks_omitted.bytes += per_stack[s as usize].bytes;
+    }
+    let samples: Vec<StackSample> = stacks
+        .iter()
+        .take(options.sample_stacks)
+        .map(|&s| {
+            let mut times = TimeHistogram::default();
+            stack_times.merge_into(s as usize, &mut times);
+            let charged = responsible[s as usize].map(|r| r.frame);
+            StackSample {
+                stack: s,
+                id: stack_id(stream, s, modules),
+                allocations: per_stack[s as usize].allocations,
+                bytes: per_stack[s as usize].bytes,
+                leak_probability: times.leak_probability(window),
+                frames: stream
+                    .stack_frames(s)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                    .flat_map(|(i, address)| {
+                        frames_at(address, charged == Some(i), modules, symbols)
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+
+    let size_distribution = acc
+        .sizes
+        .iter()
+        .enumerate()
+        .map(|(i, t)| SizeBucket {
+            min: if i == 0 { 0 } else { SIZE_BUCKETS[i - 1] },
+            max: SIZE_BUCKETS.get(i).copied(),
+            allocations: t.allocations,
+            bytes: t.bytes,
+        })
+        .collect();
+    let allocators = AllocatorKind::ALL
+        .iter()
+        .zip(acc.allocators.iter())
+        .filter(|(_, t)| t.allocations > 0)
+        .map(|(&kind, t)| AllocatorTotals {
+            kind,
+            allocations: t.allocations,
+            bytes: t.bytes,
+        })
+        .collect();
+    let module = match owner {
+        Owner::Module(i) => Some(modules.get(i)),
+        _ => None,
+    };
+    let bin_seconds = window as f64 / 1e7 / TIME_BINS as f64;
+    let timeline = (0..TIME_BINS)
+        .map(|i| TimelineBin {
+            start_seconds: i as f64 * bin_seconds,
+            end_seconds: (i + 1) as f64 * bin_seconds,
+            allocations: acc.time.allocations[i],
+            bytes: acc.time.bytes[i],
+        })
+        .collect();
+    let mut heaps: Vec<HeapTotals> = acc
+        .heaps
+        .iter()
+        .map(|(&h, t)| HeapTotals {
+            heap: format!("0x{h:x}"),
+            allocations: t.allocations,
+            bytes: t.bytes,
+        })
+        .collect();
+    sort_ranked(&mut heaps, |h| (h.totals(), h.heap.clone()));
+    let heaps_omitted = omit(&mut heaps, TOP_HEAPS, |h| (h.allocations, h.bytes));
+    ModuleLeak {
+        name: owner_name(owner, modules),
+        path: module.map(|m| m.path.clone()),
+        base: module.map(|m| m.base),
+        size: module.map(|m| m.size),
+        allocations: acc.totals.allocations,
+        bytes: acc.totals.bytes,
+        leak_probability: acc.time.leak_probability(window),
+        timeline,
+        heaps,
+        heaps_omitted,
+        functions,
+        functions_omitted,
+        size_distribution,
+        allocators,
+        stack_count,
+        stacks: samples,
+        stacks_omitted,
+    }
+}
+
+/// Truncates `items` to `keep` and returns what was cut.
+fn omit<T>(items: &mut Vec<T>, keep: usize, totals: impl Fn(&T) -> (u64, u64)) -> Omitted {
+    let mut omitted = Omitted::default();
+    for item in items.iter().skip(keep) {
+        let (allocations, bytes) = totals(item);
+        omitted.count += 1;
+        omitted.allocations += allocations;
+        omitted.bytes += bytes;
+    }
+    items.truncate(keep);
+    omitted
+}

@@ -1,0 +1,183 @@
+//! A run over many inputs: find the dumps, analyse them in parallel, write one report
+//! folder per dump and the run's index.
+//!
+//! Each worker produces its own result; results are collected in input order, so the
+//! output is byte-identical whatever the number of jobs. A failed input becomes an
+//! index entry with its message and never stops the others.
+//!
+//! * [`discover`]: which files the run reads;
+//! * [`names`]: the folders of the report;
+//! * [`parallel`]: the dumps analysed in parallel;
+//! * `write`: one dump's report folder.
+
+pub mod discover;
+pub mod names;
+pub mod parallel;
+mod write;
+
+use crate::analysis::{generator, series, vendor, AnalyzeOptions};
+use crate::model::{DumpReport, Index, IndexEntry, VendorEntry, INDEX_SCHEMA};
+use crate::report;
+use discover::{discover_inputs, InputError};
+use names::{file_name, report_dirs, vendor_dir};
+use parallel::{analyze_all, Outcome};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// What a run writes besides one report per dump.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Modules to write a vendor report for (`--vendor`).
+    pub vendors: Vec<String>,
+    /// Keep other modules' function names and source paths in vendor reports.
+    pub no_redact: bool,
+    /// Show a progress bar on standard error.
+    pub progress: bool,
+}
+
+/// Why the run's reports could not be written.
+#[derive(Debug, Error)]
+pub enum OutputError {
+    #[error("{path}: cannot write: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Render {
+        path: PathBuf,
+        source: report::RenderError,
+    },
+}
+
+/// Runs the whole job: discover, analyse, write reports and index. Returns the index.
+pub fn run(
+    inputs: &[PathBuf],
+    out: &Path,
+    options: &AnalyzeOptions,
+    run: &RunOptions,
+) -> Result<Index, OutputError> {
+    let discovered = discover_inputs(inputs);
+    let files: Vec<PathBuf> = discovered
+        .iter()
+        .filter_map(|r| r.as_ref().ok().cloned())
+        .collect();
+    let dirs = report_dirs(&files);
+    let mut outcomes = analyze_all(&files, options, run.progress);
+
+    // Series across the dumps; their findings join each member's summary.
+    let series = {
+        let members: Vec<series::Member<'_>> = outcomes
+            .iter()
+            .zip(&dirs)
+            .filter_map(|(o, dir)| match o {
+                Outcome::Ok(r) => Some(series::Member {
+                    report_dir: dir,
+                    report: r,
+                }),
+                Outcome::Failed(_) => None,
+            })
+            .collect();
+        series::build(&members)
+    };
+    let input_of: std::collections::HashMap<&str, usize> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.as_str(), i))
+        .collect();
+    for s in series.iter().filter(|s| !s.findings.is_empty()) {
+        for d in &s.dumps {
+            if let Some(Outcome::Ok(r)) = input_of
+                .get(d.report_dir.as_str())
+                .map(|&i| &mut outcomes[i])
+            {
+                r.summary.extend(s.findings.iter().cloned());
+                r.summary.sort_by_key(|f| f.severity);
+            }
+        }
+    }
+
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| OutputError::Io { path, source }
+    };
+    std::fs::create_dir_all(out).map_err(io(out))?;
+
+    let vendor_dirs: Vec<String> = run.vendors.iter().map(|v| vendor_dir(v)).collect();
+    // Report folders are written in parallel; each worker writes only its own.
+    let written: Vec<Result<IndexEntry, OutputError>> = files
+        .par_iter()
+        .zip(dirs.par_iter())
+        .zip(outcomes.par_iter())
+        .map(|((path, dir), outcome)| write::write_one(path, dir, outcome, out, &vendor_dirs))
+        .collect();
+
+    let reports: Vec<(&str, &DumpReport)> = outcomes
+        .iter()
+        .zip(&dirs)
+        .filter_map(|(o, d)| match o {
+            Outcome::Ok(r) => Some((d.as_str(), &**r)),
+            Outcome::Failed(_) => None,
+        })
+        .collect();
+    let mut vendor_reports = Vec::new();
+    for (module, dir) in run.vendors.iter().zip(&vendor_dirs) {
+        let report = vendor::build(module, &reports, &series, !run.no_redact);
+        let folder = out.join(dir);
+        std::fs::create_dir_all(&folder).map_err(io(&folder))?;
+        let json_path = folder.join("report.json");
+        report::json::write_file(&json_path, &report).map_err(io(&json_path))?;
+        let html_path = folder.join("report.html");
+        report::html::write_vendor(&html_path, &report).map_err(|source| OutputError::Render {
+            path: html_path.clone(),
+            source,
+        })?;
+        vendor_reports.push(VendorEntry {
+            module: module.clone(),
+            report_dir: dir.clone(),
+            dumps: report.dumps.len(),
+        });
+    }
+
+    let mut entries = Vec::new();
+    // Inputs that could not even be listed come first, in command-line order.
+    for r in &discovered {
+        if let Err(e) = r {
+            let InputError::Io { path, .. } = e;
+            entries.push(IndexEntry {
+                path: path.display().to_string(),
+                file_name: file_name(path),
+                status: "error",
+                error: Some(e.to_string()),
+                report_dir: None,
+                tracker_data: false,
+                allocations: None,
+                bytes: None,
+                top_module: None,
+                warnings: 0,
+            });
+        }
+    }
+    for w in written {
+        entries.push(w?);
+    }
+    let failed = entries.iter().filter(|e| e.status != "ok").count();
+    let index = Index {
+        schema: INDEX_SCHEMA,
+        generator: generator(),
+        ok: entries.len() - failed,
+        failed,
+        inputs: entries,
+        series,
+        vendor_reports,
+    };
+    let json_path = out.join("index.json");
+    report::json::write_file(&json_path, &index).map_err(io(&json_path))?;
+    let html_path = out.join("index.html");
+    report::html::write_index(&html_path, &index).map_err(|source| OutputError::Render {
+        path: html_path.clone(),
+        source,
+    })?;
+    Ok(index)
+}

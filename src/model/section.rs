@@ -1,0 +1,56 @@
+//! Report sections: the closed set of what scripts produce.
+//!
+//! Every script's output is one variant of [`SectionData`]; consumers match on it,
+//! so renaming a script cannot silently turn a section into "absent", and a new
+//! section is a compile error wherever it must be handled.
+
+use super::{Handles, LeakAnalysis, Modules, ProcessSection, VirtualMemory};
+use serde::Serialize;
+use thiserror::Error;
+
+/// One script's output.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum SectionData {
+    Leak(Box<LeakAnalysis>),
+    Process(ProcessSection),
+    VirtualMemory(VirtualMemory),
+    Handles(Handles),
+    Modules(Modules),
+}
+
+/// Why a script produced no section.
+#[derive(Debug, Clone, Error)]
+pub enum SectionError {
+    /// The dump lacks what the script reads; not a failure of the input.
+    #[error("{0}")]
+    NotApplicable(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl SectionError {
+    /// `skipped` or `error`, as report.json writes it.
+    pub fn status(&self) -> &'static str {
+        match self {
+            SectionError::NotApplicable(_) => "skipped",
+            SectionError::Failed(_) => "error",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            SectionError::NotApplicable(m) | SectionError::Failed(m) => m,
+        }
+    }
+}
+
+/// A script's result in a report.
+#[derive(Clone, Debug)]
+pub struct Section {
+    /// The script's name: the section's key in report.json.
+    pub script: &'static str,
+    /// The section's title in the pages.
+    pub title: &'static str,
+    pub result: Result<SectionData, SectionError>,
+}
