@@ -1,5 +1,5 @@
 //! Benchmark helper (case 1 of docs/performance.md): maps a dump and runs only the
-//! leak aggregation, `leakdiag::scripts::leak::analyze`, with no symbols and no
+//! leak aggregation, `leakdiag::analysis::scripts::leak::analyze`, with no symbols and no
 //! report, and prints the totals. This is the comparison `bench/run.sh` puts next to
 //! the end-to-end time of `leakdiag analyze`.
 //!
@@ -7,8 +7,8 @@
 //! cargo run --release --example bench-aggregate -- DUMP
 //! ```
 
+use leakdiag::analysis::scripts::leak::{analyze, symbols::Symbols, LeakOptions};
 use leakdiag::dump::DumpFile;
-use leakdiag::scripts::leak::{analyze, symbols::Symbols, LeakOptions};
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

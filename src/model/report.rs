@@ -1,7 +1,10 @@
 //! A dump's report: the source, the process, the tracking window, the analysis
 //! summary and one section per script that ran.
 
-use super::{Finding, LeakAnalysis, Modules, Section, SectionData, TrackingInfo};
+use super::{
+    Finding, Handles, LeakAnalysis, Modules, ProcessSection, Section, SectionData, TrackingInfo,
+    VirtualMemory,
+};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use std::path::Path;
@@ -59,26 +62,40 @@ pub struct DumpReport {
     pub warnings: Vec<String>,
 }
 
+/// One typed accessor per section: a match on the closed [`SectionData`] enum.
+macro_rules! accessors {
+    ($($(#[$doc:meta])* $name:ident: $variant:ident -> $ty:ty,)*) => {$(
+        $(#[$doc])*
+        pub fn $name(&self) -> Option<&$ty> {
+            self.section_data().find_map(|d| match d {
+                SectionData::$variant(s) => {
+                    // Deref coercion: the leak variant is boxed.
+                    let s: &$ty = s;
+                    Some(s)
+                }
+                _ => None,
+            })
+        }
+    )*};
+}
+
 impl DumpReport {
     /// The data of every section whose script succeeded, in report order.
     pub fn section_data(&self) -> impl Iterator<Item = &SectionData> {
         self.sections.iter().filter_map(|s| s.result.as_ref().ok())
     }
 
-    /// The leak analysis, if that script ran and succeeded.
-    pub fn leak(&self) -> Option<&LeakAnalysis> {
-        self.section_data().find_map(|d| match d {
-            SectionData::Leak(l) => Some(&**l),
-            _ => None,
-        })
-    }
-
-    /// The modules section, if that script ran and succeeded.
-    pub fn modules(&self) -> Option<&Modules> {
-        self.section_data().find_map(|d| match d {
-            SectionData::Modules(m) => Some(m),
-            _ => None,
-        })
+    accessors! {
+        /// The leak analysis, if that script ran and succeeded.
+        leak: Leak -> LeakAnalysis,
+        /// The process section, if that script ran and succeeded.
+        process_section: Process -> ProcessSection,
+        /// The virtual-memory section, if that script ran and succeeded.
+        virtual_memory: VirtualMemory -> VirtualMemory,
+        /// The handles section, if that script ran and succeeded.
+        handles: Handles -> Handles,
+        /// The modules section, if that script ran and succeeded.
+        modules: Modules -> Modules,
     }
 }
 

@@ -15,3 +15,18 @@ pub fn unix_to_rfc3339(seconds: u64) -> Option<String> {
     t.format(&time::format_description::well_known::Rfc3339)
         .ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        // 2020-01-01T00:00:00Z
+        assert_eq!(
+            filetime_to_rfc3339(132_223_104_000_000_000).as_deref(),
+            Some("2020-01-01T00:00:00Z")
+        );
+        assert_eq!(unix_to_rfc3339(0).as_deref(), Some("1970-01-01T00:00:00Z"));
+    }
+}

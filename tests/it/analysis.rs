@@ -2,12 +2,13 @@
 
 use crate::helpers::leak_of;
 use crate::synth::{demo_dump, demo_modules, filetime, frames, SynthDump, SECOND};
-use leakdiag::analyze::{analyze_dump, AnalyzeOptions};
+use leakdiag::analysis::attribution::ModuleFilter;
+use leakdiag::analysis::scripts::leak::LeakOptions;
+use leakdiag::analysis::{analyze_dump, AnalyzeOptions};
 use leakdiag::dump::stream::AllocatorKind;
 use leakdiag::dump::writer::AllocationStreamBuilder;
 use leakdiag::model::DumpReport;
-use leakdiag::scripts::attribution::ModuleFilter;
-use leakdiag::scripts::leak::{LeakAnalysis, LeakOptions, ModuleLeak};
+use leakdiag::model::{LeakAnalysis, ModuleLeak};
 
 fn analyze_bytes(bytes: Vec<u8>, options: &AnalyzeOptions) -> DumpReport {
     let f = tempfile::Builder::new().suffix(".dmp").tempfile().unwrap();
@@ -224,7 +225,7 @@ fn the_process_and_tracking_window_are_reported() {
     assert_eq!(t.duration_seconds, 10800.0);
     assert!(t.flags.return_addresses && !t.flags.dropped);
     assert_eq!(t.allocator_modules, vec!["ldtrack.dll"]);
-    let modules: &leakdiag::scripts::modules::Modules = r.section("modules").unwrap();
+    let modules: &leakdiag::model::Modules = r.modules().unwrap();
     let m = modules
         .modules
         .iter()

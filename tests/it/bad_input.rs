@@ -2,10 +2,9 @@
 
 use crate::helpers::leak_of;
 use crate::synth::{demo_dump, SynthDump, SynthModule};
-use leakdiag::analyze::{analyze_dump, AnalyzeOptions};
+use leakdiag::analysis::{analyze_dump, AnalyzeOptions};
 use leakdiag::dump::stream::{field, AllocatorKind};
 use leakdiag::dump::writer::AllocationStreamBuilder;
-use leakdiag::scripts::leak::LeakAnalysis;
 use std::path::PathBuf;
 
 fn small_stream() -> Vec<u8> {
@@ -217,9 +216,9 @@ fn a_dump_without_tracker_data_is_not_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_dump(&dir, "plain.dmp", None);
     let r = analyze_dump(&path, &AnalyzeOptions::default()).unwrap();
-    assert!(r.tracking.is_none() && r.section::<LeakAnalysis>("leak").is_none());
+    assert!(r.tracking.is_none() && r.leak().is_none());
     assert!(r.warnings[0].contains("no tracker data"));
-    let modules: &leakdiag::scripts::modules::Modules = r.section("modules").unwrap();
+    let modules: &leakdiag::model::Modules = r.modules().unwrap();
     assert_eq!(
         modules.modules.len(),
         1,

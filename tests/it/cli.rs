@@ -32,7 +32,7 @@ fn a_batch_reports_every_input_and_exits_1_on_failures() {
     assert!(err.contains("truncated.dmp"), "{err}");
 
     let index = read_json(&dir.path().join("out/index.json"));
-    assert_eq!(index["schema"], "leakdiag-index/2");
+    assert_eq!(index["schema"], "leakdiag-index/3");
     let inputs = index["inputs"].as_array().unwrap();
     let names: Vec<&str> = inputs
         .iter()

@@ -40,24 +40,24 @@ pub fn bless() -> bool {
 }
 
 /// The leak section of a report.
-pub fn leak_of(r: &leakdiag::model::DumpReport) -> &leakdiag::scripts::leak::LeakAnalysis {
-    r.section("leak").expect("the leak section")
+pub fn leak_of(r: &leakdiag::model::DumpReport) -> &leakdiag::model::LeakAnalysis {
+    r.leak().expect("the leak section")
 }
 
 /// Analyses a dump given as bytes.
 pub fn analyze_synth(
     bytes: Vec<u8>,
-    options: &leakdiag::analyze::AnalyzeOptions,
+    options: &leakdiag::analysis::AnalyzeOptions,
 ) -> leakdiag::model::DumpReport {
     let f = tempfile::Builder::new().suffix(".dmp").tempfile().unwrap();
     std::fs::write(f.path(), bytes).unwrap();
-    leakdiag::analyze::analyze_dump(f.path(), options).unwrap()
+    leakdiag::analysis::analyze_dump(f.path(), options).unwrap()
 }
 
 /// The findings of one script in a report's summary.
 pub fn findings_of<'a>(
     r: &'a leakdiag::model::DumpReport,
     script: &str,
-) -> Vec<&'a leakdiag::scripts::Finding> {
+) -> Vec<&'a leakdiag::model::Finding> {
     r.summary.iter().filter(|f| f.script == script).collect()
 }

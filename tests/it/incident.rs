@@ -20,7 +20,7 @@ fn run_demo(dir: &Path, extra: &[&str]) -> Value {
 fn a_series_shows_what_grew_between_dumps() {
     let dir = tempfile::tempdir().unwrap();
     let index = run_demo(dir.path(), &[]);
-    assert_eq!(index["schema"], "leakdiag-index/2");
+    assert_eq!(index["schema"], "leakdiag-index/3");
     let series = index["series"].as_array().unwrap();
     assert_eq!(series.len(), 1);
     let s = &series[0];
@@ -76,6 +76,14 @@ fn a_series_shows_what_grew_between_dumps() {
         titles.contains(&"odbcvend.dll grew in every interval of series 1"),
         "{titles:?}"
     );
+    let module_growth: Vec<&serde_json::Value> = s["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "module_growth")
+        .collect();
+    assert_eq!(module_growth.len(), 1);
+    assert_eq!(module_growth[0]["module"], "odbcvend.dll");
     for d in ["w3wp_4711_1h", "w3wp_4711_2h", "w3wp_4711_3h"] {
         let r = read_json(&dir.path().join("out").join(d).join("report.json"));
         assert!(
@@ -157,7 +165,7 @@ fn a_vendor_report_holds_only_that_module_and_redacts_the_rest() {
         "vendor-odbcvend.dll"
     );
     let v = read_json(&dir.path().join("out/vendor-odbcvend.dll/report.json"));
-    assert_eq!(v["schema"], "leakdiag-vendor-report/1");
+    assert_eq!(v["schema"], "leakdiag-vendor-report/2");
     assert_eq!(v["module"], "odbcvend.dll");
     assert_eq!(v["redacted"], true);
     let dumps = v["dumps"].as_array().unwrap();
@@ -181,9 +189,22 @@ fn a_vendor_report_holds_only_that_module_and_redacts_the_rest() {
             assert!(f["name"].as_str().unwrap().starts_with("odbcvend.dll"));
         }
     }
+    // Findings are picked by the module they are about, not by their wording: the
+    // probable-leak finding, the series growth of the module and of its stacks.
     for d in dumps {
-        for f in d["findings"].as_array().unwrap() {
-            assert!(f["title"].as_str().unwrap().starts_with("odbcvend.dll"));
+        let findings = d["findings"].as_array().unwrap();
+        for f in findings {
+            assert_eq!(f["module"], "odbcvend.dll", "{f}");
+            assert_ne!(f["kind"], "top_functions", "{f}");
+        }
+        let kinds: Vec<&str> = findings
+            .iter()
+            .map(|f| f["kind"].as_str().unwrap())
+            .collect();
+        assert!(kinds.contains(&"module_growth"), "{kinds:?}");
+        assert!(kinds.contains(&"stack_growth"), "{kinds:?}");
+        for f in findings.iter().filter(|f| f["kind"] == "stack_growth") {
+            assert_eq!(f["stack"].as_str().unwrap().len(), 16, "{f}");
         }
     }
     let html =
@@ -198,7 +219,7 @@ fn a_vendor_report_holds_only_that_module_and_redacts_the_rest() {
 
 #[test]
 fn redaction_removes_other_modules_symbols_unless_asked_not_to() {
-    use leakdiag::scripts::leak::Frame;
+    use leakdiag::model::Frame;
     let frame = |module: &str, function: &str, inlined: bool| Frame {
         module: Some(module.into()),
         offset: Some(leakdiag::addr::Rva(0x10)),
@@ -216,7 +237,7 @@ fn redaction_removes_other_modules_symbols_unless_asked_not_to() {
         frame("orders.dll", "InlinedSecret", true),
         frame("orders.dll", "CustomerSecret", false),
     ];
-    let redacted = leakdiag::vendor::redact_frames(&frames, "odbcvend.dll");
+    let redacted = leakdiag::analysis::vendor::redact_frames(&frames, "odbcvend.dll");
     assert_eq!(
         redacted.len(),
         3,

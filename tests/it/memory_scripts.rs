@@ -3,11 +3,13 @@
 
 use crate::helpers::{analyze_synth, findings_of};
 use crate::synth::{mem, SynthDump, SynthModule};
-use leakdiag::analyze::AnalyzeOptions;
-use leakdiag::scripts::handles::{count_types, Handles};
-use leakdiag::scripts::process::{parse_vm_counters, ProcessSection};
-use leakdiag::scripts::virtual_memory::VirtualMemory;
-use leakdiag::scripts::Severity;
+use leakdiag::analysis::scripts::handles::count_types;
+use leakdiag::analysis::scripts::process::parse_vm_counters;
+use leakdiag::analysis::AnalyzeOptions;
+use leakdiag::model::Handles;
+use leakdiag::model::ProcessSection;
+use leakdiag::model::Severity;
+use leakdiag::model::VirtualMemory;
 
 const MIB: u64 = 1024 * 1024;
 const GIB: u64 = 1024 * MIB;
@@ -24,7 +26,7 @@ fn dump_with(f: impl FnOnce(&mut SynthDump)) -> Vec<u8> {
 
 fn vm(bytes: Vec<u8>) -> (VirtualMemory, Vec<(Severity, String)>) {
     let r = analyze_synth(bytes, &AnalyzeOptions::default());
-    let v: &VirtualMemory = r.section("virtual_memory").expect("the section");
+    let v: &VirtualMemory = r.virtual_memory().expect("the section");
     let f = findings_of(&r, "virtual_memory")
         .into_iter()
         .map(|f| (f.severity, f.title.clone()))
@@ -147,7 +149,7 @@ fn process_section_has_times_threads_and_counters() {
         d.vm_counters = Some(counters_v2(0x1f));
     });
     let r = analyze_synth(bytes, &AnalyzeOptions::default());
-    let p: &ProcessSection = r.section("process").unwrap();
+    let p: &ProcessSection = r.process_section().unwrap();
     assert_eq!(p.pid, Some(4711));
     assert_eq!(p.create_time.as_deref(), Some("2025-11-24T16:00:00Z"));
     assert_eq!(p.dump_time.as_deref(), Some("2025-11-24T17:02:03Z"));
@@ -205,7 +207,7 @@ fn vm_counter_revisions_flags_and_truncation() {
 #[test]
 fn process_section_without_the_streams_says_what_is_missing() {
     let r = analyze_synth(dump_with(|_| {}), &AnalyzeOptions::default());
-    let p: &ProcessSection = r.section("process").unwrap();
+    let p: &ProcessSection = r.process_section().unwrap();
     assert_eq!((p.pid, p.uptime_seconds, p.threads), (None, None, None));
     assert!(p.vm_counters.is_none());
     assert_eq!(p.notes.len(), 3, "{:?}", p.notes);
@@ -215,7 +217,7 @@ fn process_section_without_the_streams_says_what_is_missing() {
         dump_with(|d| d.vm_counters = Some(counters_v2(0x1f)[..100].to_vec())),
         &AnalyzeOptions::default(),
     );
-    let p: &ProcessSection = r.section("process").unwrap();
+    let p: &ProcessSection = r.process_section().unwrap();
     assert!(p.vm_counters.is_none());
     assert!(p.notes.iter().any(|n| n.contains("truncated")));
 }
@@ -234,7 +236,7 @@ fn handles_are_counted_by_type() {
         ]
     });
     let r = analyze_synth(bytes, &AnalyzeOptions::default());
-    let h: &Handles = r.section("handles").unwrap();
+    let h: &Handles = r.handles().unwrap();
     assert!(h.present);
     assert_eq!(h.total, 7);
     let types: Vec<(&str, u64)> = h
@@ -252,26 +254,27 @@ fn handles_are_counted_by_type() {
 #[test]
 fn a_dump_without_handle_data_says_so() {
     let r = analyze_synth(dump_with(|_| {}), &AnalyzeOptions::default());
-    let h: &Handles = r.section("handles").unwrap();
+    let h: &Handles = r.handles().unwrap();
     assert!(!h.present && h.total == 0 && h.types.is_empty());
     assert!(h.message.as_deref().unwrap().contains("no handle data"));
 }
 
 #[test]
 fn many_handles_are_a_probable_leak_and_the_table_is_capped() {
-    use leakdiag::scripts::SectionData;
+    use leakdiag::analysis::scripts::handles::findings;
+    use leakdiag::report::sections::handles::render;
     let names: Vec<String> = (0..25).map(|i| format!("Type{i:02}")).collect();
     let below = count_types((0..9_999).map(|i| Some(names[i % 25].as_str())));
-    assert!(below.findings().is_empty());
+    assert!(findings(&below).is_empty());
     let h = count_types((0..10_000).map(|i| Some(names[i % 25].as_str())));
     assert_eq!((h.total, h.types.len()), (10_000, 25));
-    let f = h.findings();
+    let f = findings(&h);
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].severity, Severity::Warning);
     assert!(f[0].title.contains("10,000 open handles"));
     assert!(!f[0].recommendation.is_empty());
     let mut html = String::new();
-    h.render_html(&mut html).unwrap();
+    render(&h, &mut html).unwrap();
     let doc = scraper::Html::parse_fragment(&html);
     let rows = scraper::Selector::parse("table tbody tr").unwrap();
     assert_eq!(doc.select(&rows).count(), 20);
@@ -280,7 +283,7 @@ fn many_handles_are_a_probable_leak_and_the_table_is_capped() {
 
 #[test]
 fn sections_render_charts_and_notes() {
-    use leakdiag::scripts::SectionData;
+    use leakdiag::report::sections::{process, virtual_memory};
     let bytes = dump_with(|d| {
         d.memory_info = vec![
             (0x0, 0x1_0000, mem::FREE, 1, 0),
@@ -288,16 +291,16 @@ fn sections_render_charts_and_notes() {
         ]
     });
     let r = analyze_synth(bytes, &AnalyzeOptions::default());
-    let v: &VirtualMemory = r.section("virtual_memory").unwrap();
+    let v: &VirtualMemory = r.virtual_memory().unwrap();
     let mut html = String::new();
-    v.render_html(&mut html).unwrap();
+    virtual_memory::render(v, &mut html).unwrap();
     let doc = scraper::Html::parse_fragment(&html);
     let charts = scraper::Selector::parse("#virtual-memory-charts svg").unwrap();
     assert_eq!(doc.select(&charts).count(), 2);
     assert!(html.contains("131,072 bytes"));
-    let p: &ProcessSection = r.section("process").unwrap();
+    let p: &ProcessSection = r.process_section().unwrap();
     let mut html = String::new();
-    p.render_html(&mut html).unwrap();
+    process::render(p, &mut html).unwrap();
     assert!(html.contains("not recorded in the dump"));
     assert!(html.contains("no process VM counters"));
 }

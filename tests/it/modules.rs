@@ -3,11 +3,12 @@
 
 use crate::helpers::{analyze_synth, leakdiag, read_json, root, stderr};
 use crate::synth::{SynthDump, SynthModule};
-use leakdiag::analyze::AnalyzeOptions;
+use leakdiag::analysis::scripts::modules::version_strings;
+use leakdiag::analysis::scripts::ScriptContext;
+use leakdiag::analysis::AnalyzeOptions;
 use leakdiag::dump::pe_version::{read_file, read_mapped, read_path, VersionStrings};
 use leakdiag::dump::DumpFile;
-use leakdiag::scripts::modules::{version_strings, ModuleEntry, Modules, VersionSource};
-use leakdiag::scripts::ScriptContext;
+use leakdiag::model::{ModuleEntry, Modules, VersionSource};
 
 const BASE: u64 = 0x7ffa_4000_0000;
 const DLL_PATH: &str = "C:\\Program Files\\Vendor\\odbcvend.dll";
@@ -141,8 +142,8 @@ fn modules_read_the_version_resource_from_dump_memory() {
     .build();
     let f = tempfile::Builder::new().suffix(".dmp").tempfile().unwrap();
     std::fs::write(f.path(), &bytes).unwrap();
-    let r = leakdiag::analyze::analyze_dump(f.path(), &AnalyzeOptions::default()).unwrap();
-    let m: &Modules = r.section("modules").unwrap();
+    let r = leakdiag::analysis::analyze_dump(f.path(), &AnalyzeOptions::default()).unwrap();
+    let m: &Modules = r.modules().unwrap();
     assert_eq!((m.loaded, m.unloaded, m.with_version_strings), (2, 0, 1));
     let e = entry(m, "odbcvend.dll");
     assert_eq!(e.version_strings, Some(expected()));
@@ -168,6 +169,7 @@ fn modules_read_the_version_resource_from_dump_memory() {
         modules: &modules,
         process: &process,
         stream: None,
+        table: None,
         options: &options,
     };
     let vendor = modules
@@ -199,7 +201,7 @@ fn a_partial_image_in_memory_gives_no_version_and_no_error() {
     }
     .build();
     let r = analyze_synth(bytes, &AnalyzeOptions::default());
-    let m: &Modules = r.section("modules").unwrap();
+    let m: &Modules = r.modules().unwrap();
     assert_eq!(m.with_version_strings, 0);
     assert_eq!(entry(m, "odbcvend.dll").version_strings, None);
     assert!(r.warnings.is_empty() || !r.warnings.iter().any(|w| w.contains("modules")));
@@ -225,7 +227,7 @@ fn modules_read_image_files_from_the_images_folders() {
         ..Default::default()
     };
     let r = analyze_synth(bytes.clone(), &options);
-    let m: &Modules = r.section("modules").unwrap();
+    let m: &Modules = r.modules().unwrap();
     assert_eq!(m.with_version_strings, 2);
     // An --images entry may also be the image file itself.
     let options = AnalyzeOptions {
@@ -233,7 +235,7 @@ fn modules_read_image_files_from_the_images_folders() {
         ..Default::default()
     };
     let r = analyze_synth(bytes, &options);
-    let m: &Modules = r.section("modules").unwrap();
+    let m: &Modules = r.modules().unwrap();
     assert_eq!((m.loaded, m.unloaded, m.with_version_strings), (2, 1, 2));
     for e in m.modules.iter().filter(|e| e.name != "missing.dll") {
         assert_eq!(e.version_strings, Some(expected()), "{}", e.name);

@@ -3,12 +3,12 @@
 
 use crate::helpers::leak_of;
 use crate::synth::{demo_dump, demo_modules, filetime, frames, SynthDump, SECOND};
-use leakdiag::analyze::{analyze_dump, AnalyzeOptions};
+use leakdiag::analysis::{analyze_dump, AnalyzeOptions};
 use leakdiag::dump::stream::{AllocatorKind, StreamFlags};
 use leakdiag::dump::writer::AllocationStreamBuilder;
 use leakdiag::model::DumpReport;
-use leakdiag::scripts::leak::ModuleLeak;
-use leakdiag::scripts::Severity;
+use leakdiag::model::ModuleLeak;
+use leakdiag::model::Severity;
 
 const HOUR: u64 = 3600 * SECOND;
 

@@ -2,10 +2,10 @@
 //! failure is an error value.
 
 use crate::synth::{demo_dump, demo_stream};
-use leakdiag::analyze::{analyze_dump, AnalyzeOptions};
+use leakdiag::analysis::scripts::leak::{analyze, LeakOptions};
+use leakdiag::analysis::{analyze_dump, AnalyzeOptions};
 use leakdiag::dump::stream::{field, AllocationStream};
 use leakdiag::model::ModuleMap;
-use leakdiag::scripts::leak::{analyze, LeakOptions};
 use proptest::prelude::*;
 use std::sync::OnceLock;
 

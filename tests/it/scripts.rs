@@ -2,10 +2,13 @@
 
 use crate::helpers::{leakdiag, read_json, stderr, stdout};
 use crate::synth::demo_dump;
-use leakdiag::analyze::AnalyzeOptions;
+use leakdiag::analysis::scripts::{
+    registry, run_scripts, Script, ScriptContext, ScriptInfo, ScriptOutput,
+};
+use leakdiag::analysis::table::Table;
+use leakdiag::analysis::AnalyzeOptions;
 use leakdiag::dump::DumpFile;
-use leakdiag::scripts::leak::LeakAnalysis;
-use leakdiag::scripts::{registry, run_scripts, Need, Script, ScriptContext, ScriptError, Section};
+use leakdiag::model::{SectionData, SectionError};
 
 #[test]
 fn scripts_lists_every_script_with_a_line() {
@@ -15,7 +18,7 @@ fn scripts_lists_every_script_with_a_line() {
     assert_eq!(out.lines().count(), registry().len());
     for s in registry() {
         assert!(
-            out.contains(s.name()) && out.contains(s.description()),
+            out.contains(s.info().name) && out.contains(s.info().description),
             "{out}"
         );
     }
@@ -43,19 +46,15 @@ fn scripts_can_be_selected_and_unknown_names_are_usage_errors() {
 struct Broken;
 
 impl Script for Broken {
-    fn name(&self) -> &'static str {
-        "broken"
+    fn info(&self) -> &'static ScriptInfo {
+        &ScriptInfo {
+            name: "broken",
+            title: "Broken",
+            description: "panics",
+            needs: &[],
+        }
     }
-    fn title(&self) -> &'static str {
-        "Broken"
-    }
-    fn description(&self) -> &'static str {
-        "panics"
-    }
-    fn needs(&self) -> &'static [Need] {
-        &[]
-    }
-    fn run(&self, _: &ScriptContext<'_>) -> Result<Box<dyn Section>, ScriptError> {
+    fn run(&self, _: &ScriptContext<'_>) -> Result<ScriptOutput, SectionError> {
         panic!("index out of range in a test script")
     }
 }
@@ -70,23 +69,29 @@ fn a_failing_script_is_recorded_and_the_others_still_run() {
     let process = dump.process_info(&modules);
     let stream = dump.allocation_stream().unwrap();
     let options = AnalyzeOptions::default();
+    let table = stream
+        .as_ref()
+        .map(|s| Table::read(s, &modules, &options.leak.system_modules).unwrap());
     let ctx = ScriptContext {
         dump: &dump,
         modules: &modules,
         process: &process,
         stream: stream.as_ref(),
+        table: table.as_ref(),
         options: &options,
     };
     let broken: &'static dyn Script = &Broken;
-    let leak = leakdiag::scripts::find("leak").unwrap();
+    let leak = leakdiag::analysis::scripts::find("leak").unwrap();
     let out = run_scripts(&[broken, leak], &ctx);
     assert_eq!(out.len(), 2);
-    match &out[0].result {
-        Err(ScriptError::Failed(m)) => {
+    match &out[0].0.result {
+        Err(SectionError::Failed(m)) => {
             assert!(m.contains("index out of range in a test script"), "{m}")
         }
         other => panic!("{:?}", other.as_ref().map(|_| ())),
     }
-    let leak = out[1].data::<LeakAnalysis>().expect("leak ran");
+    let Ok(SectionData::Leak(leak)) = &out[1].0.result else {
+        panic!("the leak script did not run");
+    };
     assert_eq!(leak.totals.allocations, 2649);
 }

@@ -93,12 +93,15 @@ fn every_field_survives_a_dump() {
 }
 
 #[test]
-fn readable_through_the_minidump_crate() {
+fn readable_from_the_minidump_crates_raw_stream() {
     let mut b = AllocationStreamBuilder::new(1, 2);
     b.allocate(0x10, 5, 0, AllocatorKind::Heap, &[0x40_1000]);
     let file = dump_with(b.build());
     let dump = minidump::Minidump::read_path(file.path()).unwrap();
-    let s: AllocationStream<'_> = dump.get_stream().unwrap();
+    let raw = dump
+        .get_raw_stream(leakdiag::dump::stream::ALLOCATION_STREAM_TYPE)
+        .unwrap();
+    let s = AllocationStream::parse(raw).unwrap();
     assert_eq!(s.allocation_count(), 1);
 }
 
