@@ -2,7 +2,7 @@
 """check_dump.py - stand-in for the Rust analyzer in the tracker's own test.
 
 Parses a minidump's stream directory, the module list (stream 4) and the
-leakdiag allocation stream (user stream 0x4C440001, spec: shared/spec/
+leakdiag allocation stream (user stream 0x4C440001, spec: docs/
 allocation-stream.md v1.0), checks that the stream is well formed, attributes
 each outstanding allocation to the module of its innermost frame that is not
 in allocator_modules nor in a small system/runtime list (RUNTIME below; frames

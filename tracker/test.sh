@@ -9,10 +9,14 @@
 #
 # Environment: LDTRACK_WINEPREFIX=DIR reuses a prefix (default: a fresh one
 # in a temp folder, removed at the end; its init time is printed).
-# Output: build/test-out/ (dumps leakyapp_<pid>_<k>.dmp, logs); PDBs in build/.
+# LDTRACK_BUILD=DIR builds into DIR instead of build/ (the cargo test uses a
+# folder under target/, so that it writes nothing into the source tree).
+# Output: $LDTRACK_BUILD/test-out/ (dumps leakyapp_<pid>_<k>.dmp, logs); the
+# binaries and their PDBs in $LDTRACK_BUILD/.
 set -euo pipefail
 cd "$(dirname "$0")"
 HERE=$(pwd)
+B=${LDTRACK_BUILD:-build}
 T0=$(date +%s.%N)
 
 winpath() { local p; p=$(readlink -f "$1"); echo "Z:${p//\//\\}"; }
@@ -22,7 +26,7 @@ for tool in clang-14 ld.lld-14 wine wineserver python3 make bc; do
     command -v "$tool" >/dev/null || fail "$tool missing: apt-get install -y clang-14 lld-14 mingw-w64 wine wine64 python3 make bc"
 done
 [ -d /usr/x86_64-w64-mingw32/include ] || fail "mingw-w64 headers missing: apt-get install -y mingw-w64"
-make -s all
+make -s B="$B" all
 
 export WINEDEBUG=-all DISPLAY= WINEDLLOVERRIDES="mscoree,mshtml="
 if [ -n "${LDTRACK_WINEPREFIX:-}" ]; then
@@ -45,13 +49,13 @@ W1=$(date +%s.%N)
 echo "wine prefix init: $(echo "$W1 - $W0" | bc) s ($WINEPREFIX)"
 wineserver -p 60 >/dev/null 2>&1 &    # keep one wineserver alive between wine calls
 
-OUT=build/test-out
+OUT=$B/test-out
 rm -rf "$OUT"
 mkdir -p "$OUT"
 OUTW=$(winpath "$OUT")
 LOG=$OUT/leakyapp.log
 
-wine build/ldtrack.exe run --out "$OUTW" -- "$(winpath build/leakyapp.exe)" --wait-dir "$OUTW" >"$LOG" 2>&1 &
+wine "$B/ldtrack.exe" run --out "$OUTW" -- "$(winpath "$B/leakyapp.exe")" --wait-dir "$OUTW" >"$LOG" 2>&1 &
 RUNNER=$!
 
 PASSED=0
@@ -67,7 +71,7 @@ for k in 1 2 3; do
     PID=$(sed -n "s/^phase $k done pid=\([0-9]*\).*/\1/p" "$LOG")
     DMP=$OUT/leakyapp_${PID}_$k.dmp
     D0=$(date +%s.%N)
-    wine build/ldtrack.exe dump "$PID" -o "$(winpath "$OUT")\\leakyapp_${PID}_$k.dmp" >/dev/null || fail "ldtrack dump $k"
+    wine "$B/ldtrack.exe" dump "$PID" -o "$(winpath "$OUT")\\leakyapp_${PID}_$k.dmp" >/dev/null || fail "ldtrack dump $k"
     D1=$(date +%s.%N)
     echo "dump $k: $(echo "$D1 - $D0" | bc) s"
     touch "$OUT/go$k"                     # let the demo run its next phase
@@ -88,7 +92,7 @@ ATT=$OUT/attach
 mkdir -p "$ATT"
 ATTW=$(winpath "$ATT")
 ALOG=$OUT/attach.log
-wine build/leakyapp.exe --wait-dir "$ATTW" >"$ALOG" 2>&1 &
+wine "$B/leakyapp.exe" --wait-dir "$ATTW" >"$ALOG" 2>&1 &
 APP=$!
 waitfor() {  # waitfor LOG PATTERN
     for _ in $(seq 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
@@ -96,13 +100,13 @@ waitfor() {  # waitfor LOG PATTERN
 }
 waitfor "$ALOG" "phase 1 done"
 APID=$(sed -n 's/^phase 1 done pid=\([0-9]*\).*/\1/p' "$ALOG")
-wine build/ldtrack.exe attach "$APID" --out "$ATTW" >"$OUT/attach-launcher.log" 2>&1 || { cat "$OUT/attach-launcher.log"; fail "attach"; }
-if wine build/ldtrack.exe attach "$APID" >/dev/null 2>&1; then
+wine "$B/ldtrack.exe" attach "$APID" --out "$ATTW" >"$OUT/attach-launcher.log" 2>&1 || { cat "$OUT/attach-launcher.log"; fail "attach"; }
+if wine "$B/ldtrack.exe" attach "$APID" >/dev/null 2>&1; then
     echo "second attach to $APID should have been refused"; FAILED=$((FAILED + 1))
 fi
 touch "$ATT/go1"
 waitfor "$ALOG" "phase 2 done"
-wine build/ldtrack.exe dump "$APID" -o "$ATTW\\attached.dmp" >/dev/null || fail "dump after attach"
+wine "$B/ldtrack.exe" dump "$APID" -o "$ATTW\\attached.dmp" >/dev/null || fail "dump after attach"
 touch "$ATT/go2" "$ATT/go3"
 if python3 check_dump.py "$ATT/attached.dmp" --expect odbcvend.dll:41600:200 --expect ucrtvend.dll:41600:200; then
     PASSED=$((PASSED + 1))
@@ -114,8 +118,8 @@ wait $APP || fail "attached demo exited with $?"
 # Rules: a dump every second, at most 2, named <stem>_<pid>_<n>.dmp.
 RULES=$OUT/rules
 mkdir -p "$RULES"
-wine build/ldtrack.exe run --out "$(winpath "$RULES")" --dump-interval 1 --max-dumps 2 \
-    -- "$(winpath build/leakyapp.exe)" --sleep-ms 4000 >"$OUT/rules.log" 2>&1 || fail "rules run"
+wine "$B/ldtrack.exe" run --out "$(winpath "$RULES")" --dump-interval 1 --max-dumps 2 \
+    -- "$(winpath "$B/leakyapp.exe")" --sleep-ms 4000 >"$OUT/rules.log" 2>&1 || fail "rules run"
 N=$(ls "$RULES" | grep -cE '^leakyapp_[0-9]+_[12]\.dmp$' || true)
 if [ "$N" = 2 ] && [ "$(ls "$RULES" | wc -l)" = 2 ]; then
     for f in "$RULES"/*.dmp; do
@@ -132,8 +136,8 @@ fi
 # so only the count of completed dumps (1..3) is checked, not an exact number.
 GROW=$OUT/grow
 mkdir -p "$GROW"
-wine build/ldtrack.exe run --out "$(winpath "$GROW")" --dump-every-mb 1 --max-dumps 3 \
-    -- "$(winpath build/leakyapp.exe)" --grow-kb 20 --sleep-ms 4500 >"$OUT/grow.log" 2>&1 || fail "growth run"
+wine "$B/ldtrack.exe" run --out "$(winpath "$GROW")" --dump-every-mb 1 --max-dumps 3 \
+    -- "$(winpath "$B/leakyapp.exe")" --grow-kb 20 --sleep-ms 4500 >"$OUT/grow.log" 2>&1 || fail "growth run"
 N=$(ls "$GROW" | grep -cE '^leakyapp_[0-9]+_[123]\.dmp$' || true)
 if [ "$N" -ge 1 ] && [ "$(ls "$GROW" | grep -vc '\.partial$')" = "$N" ]; then
     for f in "$GROW"/*.dmp; do

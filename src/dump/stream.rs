@@ -1,6 +1,6 @@
 //! The leakdiag allocation stream (user stream `0x4C440001`), read in place.
 //!
-//! This is the contract of `shared/spec/allocation-stream.md`. [`AllocationStream::parse`]
+//! This is the contract of `docs/allocation-stream.md`. [`AllocationStream::parse`]
 //! checks the header and every section against the stream's length with checked
 //! arithmetic before anything else touches them, then keeps borrowed slices of the
 //! mapped dump: the tables are never copied. Records are decoded on access.

@@ -5,10 +5,12 @@
 //! or page errors, and show their charts and content. Screenshots stay in
 //! `target/browser-artefacts/`.
 //!
-//! Needs Debian's `chromium` and `nodejs`/`npm`; fails, naming the package, without
-//! them. Runs `npm ci` in tests/browser when its node_modules is missing.
+//! Needs Debian's `chromium` and `nodejs`/`npm`; without them the test is skipped
+//! with a line naming the package (it fails under `LEAKDIAG_REQUIRE_TOOLS=1`).
+//! playwright-core is installed with `npm ci` from tests/browser's package.json and
+//! package-lock.json into a folder under target/, never into the source tree.
 
-use crate::helpers::{leakdiag, read_json, root, stderr};
+use crate::helpers::{leakdiag, read_json, require_tools, root, stderr, target_tmp};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -120,16 +122,6 @@ fn children_of(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Whether `program --version` runs.
-fn runs(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// target/ (or $CARGO_TARGET_DIR): two folders above the test binary's leakdiag.
 fn target_dir() -> PathBuf {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_leakdiag"));
@@ -177,9 +169,17 @@ fn pages_of(out: &Path) -> Vec<PathBuf> {
     pages
 }
 
-/// Installs tests/browser's node_modules (playwright-core only, no browser download)
-/// when missing or not the version package-lock.json pins.
-fn ensure_node_modules(dir: &Path) {
+/// Copies tests/browser's package.json, package-lock.json and check-pages.mjs into
+/// `dir` (under target/) and installs its node_modules there (playwright-core only, no
+/// browser download) when missing or not the version package-lock.json pins. Returns
+/// the copied check-pages.mjs, which node runs so that it finds that node_modules.
+fn prepare_check(dir: &Path) -> PathBuf {
+    let source = root().join("tests/browser");
+    for file in ["package.json", "package-lock.json", "check-pages.mjs"] {
+        std::fs::copy(source.join(file), dir.join(file))
+            .unwrap_or_else(|e| panic!("copy {file} into {}: {e}", dir.display()));
+    }
+    let script = dir.join("check-pages.mjs");
     let pinned = read_json(&dir.join("package-lock.json"))["packages"]
         ["node_modules/playwright-core"]["version"]
         .as_str()
@@ -187,14 +187,8 @@ fn ensure_node_modules(dir: &Path) {
         .expect("package-lock.json pins playwright-core");
     let installed = dir.join("node_modules/playwright-core/package.json");
     if installed.is_file() && read_json(&installed)["version"].as_str() == Some(&pinned) {
-        return;
+        return script;
     }
-    assert!(
-        runs("npm"),
-        "npm not found: install Debian's package `npm` (apt-get install nodejs npm); \
-         it installs {}'s node_modules",
-        dir.display()
-    );
     let mut npm = Command::new("npm");
     npm.args(["ci", "--no-audit", "--no-fund"]).current_dir(dir);
     let run = run_with_timeout(npm, NPM_TIMEOUT);
@@ -207,26 +201,17 @@ fn ensure_node_modules(dir: &Path) {
         run.stdout,
         run.stderr
     );
+    script
 }
 
 #[test]
 fn reports_render_in_chromium() {
-    let chromium = std::env::var_os("CHROMIUM_PATH")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(CHROMIUM));
-    assert!(
-        chromium.is_file(),
-        "{} not found: install Debian's package `chromium` (apt-get install chromium); \
-         the browser test needs it",
-        chromium.display()
-    );
-    assert!(
-        runs("node"),
-        "node not found: install Debian's package `nodejs` (apt-get install nodejs npm); \
-         the browser test needs it"
-    );
-    let browser_dir = root().join("tests/browser");
-    ensure_node_modules(&browser_dir);
+    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| CHROMIUM.to_owned());
+    if !require_tools(&[(&chromium, "chromium"), ("node", "nodejs"), ("npm", "npm")]) {
+        return;
+    }
+    let check_dir = target_tmp("browser-check");
+    let script = prepare_check(&check_dir);
 
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("report");
@@ -253,11 +238,11 @@ fn reports_render_in_chromium() {
     std::fs::create_dir_all(&artefacts).unwrap();
 
     let mut node = Command::new("node");
-    node.arg(browser_dir.join("check-pages.mjs"))
+    node.arg(&script)
         .arg(&artefacts)
         .args(&pages)
         .env("CHROMIUM_PATH", &chromium)
-        .current_dir(&browser_dir);
+        .current_dir(&check_dir);
     let limit = std::env::var("LEAKDIAG_BROWSER_TIMEOUT_S")
         .ok()
         .and_then(|s| s.parse().ok())

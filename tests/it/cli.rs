@@ -223,6 +223,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// pseudo-terminal comes from util-linux's `script`.
 #[test]
 fn progress_shows_on_a_terminal_and_quiet_silences_it() {
+    if !crate::helpers::require_tool("script", "bsdutils") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.dmp"), demo_dump(1)).unwrap();
     std::fs::write(dir.path().join("b.dmp"), demo_dump(2)).unwrap();

@@ -61,3 +61,66 @@ pub fn findings_of<'a>(
 ) -> Vec<&'a leakdiag::model::Finding> {
     r.summary.iter().filter(|f| f.script == script).collect()
 }
+
+/// Where `tool` is: a path (it holds a `/`) when that file exists, else the first
+/// executable file of that name in a `PATH` folder.
+pub fn find_tool(tool: &str) -> Option<PathBuf> {
+    if tool.contains('/') {
+        let p = PathBuf::from(tool);
+        return p.exists().then_some(p);
+    }
+    let is_executable = |p: &Path| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        }
+        #[cfg(not(unix))]
+        {
+            p.is_file()
+        }
+    };
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(tool))
+        .find(|p| is_executable(p))
+}
+
+/// Whether every tool a test shells out to is installed: `tools` are (program on
+/// `PATH` or file path, Debian package that provides it). When some are missing, the
+/// test is skipped: this prints one line naming them and their packages, straight to
+/// stderr so that `cargo test` shows it for a passing test, and returns false for the
+/// test to return early. Under `LEAKDIAG_REQUIRE_TOOLS=1` (as `.ci/run` sets) a
+/// missing tool fails the test instead.
+pub fn require_tools(tools: &[(&str, &str)]) -> bool {
+    let missing: Vec<String> = tools
+        .iter()
+        .filter(|(tool, _)| find_tool(tool).is_none())
+        .map(|(tool, package)| format!("{tool} (Debian package {package})"))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let current = std::thread::current();
+    let test = current.name().filter(|n| *n != "main").unwrap_or("test");
+    let line = format!("{test}: missing {}", missing.join(", "));
+    if std::env::var_os("LEAKDIAG_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
+        panic!("{line}; LEAKDIAG_REQUIRE_TOOLS=1 makes a missing tool an error");
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped {line}");
+    false
+}
+
+/// [`require_tools`] for one tool.
+pub fn require_tool(tool: &str, package: &str) -> bool {
+    require_tools(&[(tool, package)])
+}
+
+/// A folder of this test run under `target/` (Cargo's `CARGO_TARGET_TMPDIR`), made if
+/// missing and kept between runs: where tests put what they build or install, never
+/// in the source tree.
+pub fn target_tmp(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    dir
+}

@@ -145,3 +145,89 @@ fn a_dump_without_the_stream_has_none() {
     let dump = DumpFile::open(f.path()).unwrap();
     assert!(dump.allocation_stream().unwrap().is_none());
 }
+
+/// The worked example of docs/allocation-stream.md (§ 12): the writer produces the
+/// bytes the document shows, and the reader reads them as it says.
+#[test]
+fn the_spec_example_is_what_the_writer_writes_and_the_reader_reads() {
+    let doc =
+        std::fs::read_to_string(crate::helpers::root().join("docs/allocation-stream.md")).unwrap();
+    // The hex lines of the example: "0098  10 00 40 ...   comment".
+    let shown: Vec<(usize, Vec<u8>)> = doc
+        .lines()
+        .filter_map(|l| {
+            let (at, rest) = l.split_once("  ")?;
+            let at = usize::from_str_radix(at, 16)
+                .ok()
+                .filter(|_| at.len() == 4)?;
+            let bytes = rest
+                .split("   ")
+                .next()?
+                .split(' ')
+                .map(|b| u8::from_str_radix(b, 16).ok())
+                .collect::<Option<Vec<u8>>>()?;
+            Some((at, bytes))
+        })
+        .collect();
+    assert_eq!(shown.len(), 9, "the example's hex lines: {shown:?}");
+
+    let mut b = AllocationStreamBuilder::new(filetime(1_705_320_000), filetime(1_705_323_600));
+    b.flags = StreamFlags::RETURN_ADDRESSES;
+    let (ldtrack, vendor, app) = (0x7FFB_1234_1A2B, 0x7FFB_5678_0F10, 0x7FF7_1234_0456);
+    let s0 = b.add_stack(&[ldtrack, vendor]);
+    let s1 = b.add_stack(&[app]);
+    let heap = 0x1D2_3A40_0000;
+    for (address, size, time, heap, stack, allocator) in [
+        (
+            0x1D2_3A40_0010,
+            416,
+            1200 * SECOND,
+            heap,
+            s0,
+            AllocatorKind::CRuntime,
+        ),
+        (
+            0x1D2_3A41_0000,
+            4096,
+            3000 * SECOND,
+            0,
+            s1,
+            AllocatorKind::Virtual,
+        ),
+        (0x1D2_3A40_2000, 64, 0, heap, NO_STACK, AllocatorKind::Heap),
+    ] {
+        b.add_allocation(NewAllocation {
+            address,
+            size,
+            time,
+            heap,
+            stack,
+            allocator,
+        });
+    }
+    b.metadata("tracker", "ldtrack 0.1")
+        .metadata("allocator_modules", "ldtrack.dll")
+        .metadata("max_depth", "62");
+    let bytes = b.build();
+    // 335 bytes; the document's stream has one byte of padding after the metadata.
+    assert_eq!(bytes.len(), 335);
+    for (at, line) in &shown {
+        assert_eq!(&bytes[*at..*at + line.len()], &line[..], "at 0x{at:04x}");
+    }
+
+    let s = AllocationStream::parse(&bytes).unwrap();
+    let h = s.header();
+    assert_eq!(h.snapshot_time - h.tracking_start, 3600 * SECOND);
+    assert_eq!(h.tracking_start, 133_497_936_000_000_000);
+    assert_eq!(s.allocations().map(|a| a.size).sum::<u64>(), 4576);
+    assert_eq!(s.metadata_text().len(), 63);
+    assert_eq!(s.allocator_modules(), ["ldtrack.dll"]);
+    let stack0: Vec<VirtAddr> = s.stack_frames(0).unwrap().collect();
+    assert_eq!(stack0, [VirtAddr(ldtrack), VirtAddr(vendor)]);
+
+    // A stack reaching past the frame table is refused (rule 7).
+    let mut bad = bytes.clone();
+    let stack1 = h.stacks.offset.0 as usize + 16;
+    bad[stack1 + 8..stack1 + 12].copy_from_slice(&2u32.to_le_bytes());
+    assert!(AllocationStream::parse(&bad).is_err());
+}

@@ -1,7 +1,7 @@
 /*
  * ldtrack.h - shared definitions for the ldtrack tracker DLL and launcher.
  *
- * The allocation stream layout follows shared/spec/allocation-stream.md
+ * The allocation stream layout follows docs/allocation-stream.md
  * (version 1.0).  The launcher and the DLL talk through named kernel objects
  * whose names contain the target's process id, so several tracked processes
  * can coexist:

@@ -230,7 +230,7 @@ static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 static uint64_t align8(uint64_t v) { return (v + 7) & ~7ull; }
 
 /*
- * Copies the tables into one buffer laid out per the spec:
+ * Copies the tables into one buffer laid out per docs/allocation-stream.md:
  *   header(96) | frames | stacks | allocations | metadata (padded to 8).
  * The copy is done under the lock so the snapshot is consistent.  The buffer
  * comes from VirtualAlloc (not a watched heap); free it with VirtualFree.
