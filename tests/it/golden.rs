@@ -1,4 +1,5 @@
-//! Golden files: report.json and index.json of the committed demo incident.
+//! Golden files: report.json and index.json of the committed synthetic incident
+//! (tests/fixtures/synthetic-incident, made by `examples/make-synthetic-incident.rs`).
 //! Regenerate after an intended change with `LEAKDIAG_BLESS=1 cargo test golden`
 //! and review the diff.
 

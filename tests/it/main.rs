@@ -8,6 +8,7 @@ mod golden;
 mod helpers;
 mod html;
 mod incident;
+mod layers;
 mod memory_scripts;
 mod modules;
 mod probability;

@@ -19,16 +19,33 @@ fn valid_dump() -> &'static [u8] {
     D.get_or_init(|| demo_dump(1))
 }
 
-/// Parses and, when the stream is accepted, analyses it.
+/// Parses and, when the stream is accepted, analyses it: an accepted stream gives
+/// totals that add up (or the 2^64 refusal exactly when the sizes overflow), a
+/// refused one an error that says what is wrong.
 fn exercise(bytes: &[u8]) {
-    if let Ok(stream) = AllocationStream::parse(bytes) {
-        let _ = analyze(
-            &stream,
-            &ModuleMap::default(),
-            &LeakOptions::default(),
-            &Default::default(),
-        );
-        let _ = stream.metadata().count();
+    match AllocationStream::parse(bytes) {
+        Ok(stream) => {
+            let direct = stream
+                .allocations()
+                .try_fold(0u64, |total, a| total.checked_add(a.size));
+            let analysis = analyze(
+                &stream,
+                &ModuleMap::default(),
+                &LeakOptions::default(),
+                &Default::default(),
+            );
+            match analysis {
+                Ok(a) => {
+                    assert_eq!(Some(a.totals.bytes), direct);
+                    assert_eq!(a.totals.allocations, stream.allocation_count() as u64);
+                    let by_module: u64 = a.modules.iter().map(|m| m.bytes).sum();
+                    assert_eq!(by_module, a.totals.bytes, "modules add up to the total");
+                }
+                Err(e) => assert!(direct.is_none(), "refused a stream that sums: {e}"),
+            }
+            let _ = stream.metadata().count();
+        }
+        Err(e) => assert!(!e.to_string().is_empty()),
     }
 }
 

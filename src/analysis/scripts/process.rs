@@ -9,14 +9,10 @@ use crate::model::{
     VmCounters,
 };
 use crate::text::{approx_bytes, thousands};
-use minidump::MinidumpMiscInfo;
+use minidump::{MinidumpMiscInfo, MinidumpThreadList};
 
 /// Stream type of `MINIDUMP_PROCESS_VM_COUNTERS_1/2`.
 pub const PROCESS_VM_COUNTERS_STREAM: u32 = 22;
-/// Stream type of the thread list.
-const THREAD_LIST_STREAM: u32 = 3;
-/// Size of a `MINIDUMP_THREAD`.
-const THREAD_SIZE: u64 = 48;
 
 /// The process script.
 pub struct ProcessScript;
@@ -88,16 +84,15 @@ pub fn parse_vm_counters(b: &[u8]) -> Option<VmCounters> {
     Some(c)
 }
 
+/// The number of threads in the thread list; the `minidump` crate checks the count
+/// against the stream's size before reading it.
 fn thread_count(ctx: &ScriptContext<'_>) -> Option<u64> {
-    let raw = ctx
+    let list = ctx
         .dump
         .minidump()
-        .get_raw_stream(THREAD_LIST_STREAM)
+        .get_stream::<MinidumpThreadList>()
         .ok()?;
-    let n = u64::from(u32::from_le_bytes(raw.get(0..4)?.try_into().ok()?));
-    // Trust the count only when the list fits the stream.
-    let need = n.checked_mul(THREAD_SIZE)?.checked_add(4)?;
-    (need <= raw.len() as u64).then_some(n)
+    Some(list.threads.len() as u64)
 }
 
 const INFO: ScriptInfo = ScriptInfo {
