@@ -4,6 +4,7 @@
 //!
 //! * [`path`] parses symbol paths (`-s`, `_NT_SYMBOL_PATH`);
 //! * [`store`] knows the symbol-store layout and downloads from HTTP servers;
+//! * [`cab`] expands compressed store files (`.pd_`);
 //! * [`pe`] reads a PE image's CodeView identity (from dump memory or a file);
 //! * [`pdb`] opens and validates PDBs and resolves addresses;
 //! * `search` walks the symbol path for one module, recording every place tried.
@@ -13,6 +14,7 @@
 //! opened once per run even when many dumps (on many threads) use it. See [`pdb`]
 //! for how lookups run concurrently.
 
+pub mod cab;
 pub mod path;
 pub mod pdb;
 pub mod pe;

@@ -16,6 +16,7 @@ mod props;
 mod scripts;
 mod stream;
 mod symbolized;
+mod symbols_cab;
 mod symbols_common;
 mod symbols_concurrency;
 mod symbols_identity;

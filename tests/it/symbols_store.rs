@@ -210,8 +210,14 @@ fn http_404_and_wrong_pdb_are_reported() {
     let path = format!("srv*{}*{}", cache.display(), server.url);
     let s = Symbolizer::new(options(&path)).load(&vendor_module(), None);
     assert_eq!(s.status, SymbolStatus::NotFound, "{s:?}");
-    assert_eq!(s.searched.len(), 2, "{:?}", s.searched);
-    assert_eq!(s.searched[1].outcome, "HTTP 404");
+    // The cache, then the server's `.pdb`, `.pd_` and `file.ptr`.
+    assert_eq!(s.searched.len(), 4, "{:?}", s.searched);
+    let names: Vec<&str> = s.searched[1..]
+        .iter()
+        .map(|a| a.place.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(names, ["odbcvend.pdb", "odbcvend.pd_", "file.ptr"]);
+    assert!(s.searched[1..].iter().all(|a| a.outcome == "HTTP 404"));
     assert!(s.message.as_deref().unwrap().contains("odbcvend.pdb"));
 
     // The server hands out a PDB with another GUID: rejected, not cached.
