@@ -13,6 +13,7 @@ pub mod scripts;
 pub mod series;
 pub mod table;
 pub mod vendor;
+pub mod verdict;
 
 use crate::dump::stream::AllocationStream;
 use crate::dump::{DumpError, DumpFile};
@@ -156,16 +157,26 @@ pub fn analyze_dump(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport,
     // Stable: within a severity, findings keep the scripts' order.
     summary.sort_by_key(|f| f.severity);
 
-    Ok(DumpReport {
+    let mut report = DumpReport {
         schema: REPORT_SCHEMA,
         generator: generator(),
         dump: dump.source(),
         process,
         tracking,
+        verdict: verdict::no_tracker_data(),
         summary,
         sections,
         warnings,
-    })
+    };
+    // Alone, without the other dumps of a series; the batch weighs the series in.
+    verdict::apply(
+        &mut report,
+        &verdict::VerdictContext {
+            min_window_seconds: options.leak.min_window_seconds,
+            ..Default::default()
+        },
+    );
+    Ok(report)
 }
 
 /// What the reader must know about the tracker's data.

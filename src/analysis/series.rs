@@ -8,7 +8,7 @@
 
 use crate::model::{
     sort_ranked, DumpReport, Finding, FindingKind, LeakAnalysis, Series, SeriesDump, Severity,
-    StackId, StackSample, Totals, Trend, Verdict,
+    StackId, StackSample, Totals, Trend, TrendVerdict,
 };
 use crate::text::thousands;
 use std::collections::BTreeMap;
@@ -28,9 +28,9 @@ fn is_flat(change: i128, before: u64) -> bool {
 }
 
 /// The verdict on a sequence of byte counts.
-pub fn verdict(bytes: &[u64]) -> Verdict {
+pub fn trend_verdict(bytes: &[u64]) -> TrendVerdict {
     if bytes.len() < 2 {
-        return Verdict::TooFewDumps;
+        return TrendVerdict::TooFewDumps;
     }
     let steps: Vec<(i128, u64)> = bytes
         .windows(2)
@@ -39,24 +39,24 @@ pub fn verdict(bytes: &[u64]) -> Verdict {
     let grew = |&(c, before): &(i128, u64)| c > 0 && !is_flat(c, before);
     let flat = |&(c, before): &(i128, u64)| is_flat(c, before);
     if steps.iter().all(grew) {
-        Verdict::GrewInEveryInterval
+        TrendVerdict::GrewInEveryInterval
     } else if steps.iter().all(flat) {
-        Verdict::Flat
+        TrendVerdict::Flat
     } else if let Some(first_flat) = steps.iter().position(flat) {
         if first_flat > 0
             && steps[..first_flat].iter().all(grew)
             && steps[first_flat..].iter().all(flat)
         {
-            Verdict::GrewThenFlat
+            TrendVerdict::GrewThenFlat
         } else if bytes.last() < bytes.first() {
-            Verdict::Shrank
+            TrendVerdict::Shrank
         } else {
-            Verdict::Fluctuated
+            TrendVerdict::Fluctuated
         }
     } else if bytes.last() < bytes.first() {
-        Verdict::Shrank
+        TrendVerdict::Shrank
     } else {
-        Verdict::Fluctuated
+        TrendVerdict::Fluctuated
     }
 }
 
@@ -90,7 +90,7 @@ fn trend(
         module,
         id,
         allocations: points.iter().map(|t| t.allocations).collect(),
-        verdict: verdict(&bytes),
+        verdict: trend_verdict(&bytes),
         bytes,
         growth,
         growth_per_hour,
@@ -260,7 +260,7 @@ fn follow(id: usize, identity: String, dumps: &[&Member<'_>]) -> Series {
             bytes: m.report.tracking.as_ref().map_or(0, |t| t.bytes),
         })
         .collect();
-    let findings = findings(id, series_dumps.len(), &modules, &stacks);
+    let findings = findings(id, series_dumps.len(), &modules);
     Series {
         id,
         identity,
@@ -271,52 +271,39 @@ fn follow(id: usize, identity: String, dumps: &[&Member<'_>]) -> Series {
     }
 }
 
-fn findings(id: usize, dumps: usize, modules: &[Trend], stacks: &[Trend]) -> Vec<Finding> {
+/// One finding per module that grew in every interval of a series of at least
+/// [`MIN_DUMPS_FOR_FINDING`] dumps (stacks are details of the series' stack table).
+fn findings(id: usize, dumps: usize, modules: &[Trend]) -> Vec<Finding> {
     if dumps < MIN_DUMPS_FOR_FINDING {
         return Vec::new();
     }
     let pseudo = |n: &str| n.starts_with('(');
-    let mut out = Vec::new();
-    for (what, t) in modules
+    modules
         .iter()
-        .filter(|t| !pseudo(&t.name))
-        .map(|t| ("module", t))
-        .chain(stacks.iter().map(|t| ("stack", t)))
-    {
-        if t.verdict != Verdict::GrewInEveryInterval {
-            continue;
-        }
-        let first = t.bytes.first().copied().unwrap_or(0);
-        let last = t.bytes.last().copied().unwrap_or(0);
-        let rate = t
-            .rate_per_hour
-            .map(|r| format!(", {} bytes per hour", thousands(r.max(0.0).round() as u64)))
-            .unwrap_or_default();
-        out.push(Finding {
-            severity: Severity::Error,
-            kind: if what == "module" {
-                FindingKind::ModuleGrowth
-            } else {
-                FindingKind::StackGrowth
-            },
-            script: "series",
-            module: t.module.clone(),
-            stack: t.id,
-            title: format!("{} grew in every interval of series {id}", t.name),
-            description: format!(
-                "The outstanding bytes of {what} {} grew from {} to {} over the {dumps} dumps of series {id}{rate}: memory that keeps growing from dump to dump is a leak.",
-                t.name,
-                thousands(first),
-                thousands(last)
-            ),
-            recommendation: if what == "module" {
-                format!("Send the vendor report of {} (leakdiag analyze --vendor {}) to its vendor.", t.name, t.name)
-            } else {
-                "Look at this stack in the dump reports: its frames show the code path that keeps allocating.".to_owned()
-            },
-        });
-    }
-    out
+        .filter(|t| !pseudo(&t.name) && t.verdict == TrendVerdict::GrewInEveryInterval)
+        .map(|t| {
+            let first = t.bytes.first().copied().unwrap_or(0);
+            let last = t.bytes.last().copied().unwrap_or(0);
+            let rate = t
+                .rate_per_hour
+                .map(|r| format!(", {} bytes per hour", thousands(r.max(0.0).round() as u64)))
+                .unwrap_or_default();
+            Finding::new(
+                Severity::Error,
+                FindingKind::ModuleGrowth,
+                "series",
+                format!("{} grew in every interval of series {id}", t.name),
+                format!(
+                    "The outstanding bytes of module {} grew from {} to {} over the {dumps} dumps of series {id}{rate}: memory that keeps growing from dump to dump is a leak.",
+                    t.name,
+                    thousands(first),
+                    thousands(last)
+                ),
+                format!("Send the vendor report of {} to its vendor.", t.name),
+            )
+            .about_module(&t.name)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -325,15 +312,30 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        assert_eq!(verdict(&[100]), Verdict::TooFewDumps);
+        assert_eq!(trend_verdict(&[100]), TrendVerdict::TooFewDumps);
         assert_eq!(
-            verdict(&[0, 100_000, 200_000]),
-            Verdict::GrewInEveryInterval
+            trend_verdict(&[0, 100_000, 200_000]),
+            TrendVerdict::GrewInEveryInterval
         );
-        assert_eq!(verdict(&[0, 100_000, 100_100]), Verdict::GrewThenFlat);
-        assert_eq!(verdict(&[500_000, 400_000, 300_000]), Verdict::Shrank);
-        assert_eq!(verdict(&[500_000, 500_000, 501_000]), Verdict::Flat);
-        assert_eq!(verdict(&[0, 100_000, 50_000, 150_000]), Verdict::Fluctuated);
-        assert_eq!(verdict(&[100_000, 100_000, 200_000]), Verdict::Fluctuated);
+        assert_eq!(
+            trend_verdict(&[0, 100_000, 100_100]),
+            TrendVerdict::GrewThenFlat
+        );
+        assert_eq!(
+            trend_verdict(&[500_000, 400_000, 300_000]),
+            TrendVerdict::Shrank
+        );
+        assert_eq!(
+            trend_verdict(&[500_000, 500_000, 501_000]),
+            TrendVerdict::Flat
+        );
+        assert_eq!(
+            trend_verdict(&[0, 100_000, 50_000, 150_000]),
+            TrendVerdict::Fluctuated
+        );
+        assert_eq!(
+            trend_verdict(&[100_000, 100_000, 200_000]),
+            TrendVerdict::Fluctuated
+        );
     }
 }

@@ -4,8 +4,7 @@
 //! asks for `--no-redact`).
 
 use crate::model::{
-    DumpReport, FindingKind, Frame, Series, StackSample, VendorDump, VendorReport, VendorSeries,
-    VENDOR_SCHEMA,
+    DumpReport, Frame, Series, StackSample, VendorDump, VendorReport, VendorSeries, VENDOR_SCHEMA,
 };
 use crate::text::percent;
 
@@ -83,12 +82,10 @@ pub fn build(
             functions: m.functions.clone(),
             stacks,
             timeline: m.timeline.clone(),
-            // What we concluded about the module; its top functions are in the
-            // report's own table.
             findings: r
                 .summary
                 .iter()
-                .filter(|f| f.concerns_module(&m.name) && f.kind != FindingKind::TopFunctions)
+                .filter(|f| f.concerns_module(&m.name))
                 .cloned()
                 .collect(),
         });

@@ -15,7 +15,7 @@ pub mod names;
 pub mod parallel;
 mod write;
 
-use crate::analysis::{generator, series, vendor, AnalyzeOptions};
+use crate::analysis::{generator, series, vendor, verdict, AnalyzeOptions};
 use crate::model::{DumpReport, Index, IndexEntry, VendorEntry, INDEX_SCHEMA};
 use crate::report;
 use discover::{discover_inputs, InputError};
@@ -66,7 +66,7 @@ pub fn run(
     let dirs = report_dirs(&files);
     let mut outcomes = analyze_all(&files, options, run.progress);
 
-    // Series across the dumps; their findings join each member's summary.
+    // Series across the dumps, then each dump's verdict with its series in view.
     let series = {
         let members: Vec<series::Member<'_>> = outcomes
             .iter()
@@ -81,20 +81,25 @@ pub fn run(
             .collect();
         series::build(&members)
     };
-    let input_of: std::collections::HashMap<&str, usize> = dirs
+    let vendor_dirs: Vec<String> = run.vendors.iter().map(|v| vendor_dir(v)).collect();
+    let vendor_reports: Vec<(String, String)> = run
+        .vendors
         .iter()
-        .enumerate()
-        .map(|(i, d)| (d.as_str(), i))
+        .cloned()
+        .zip(vendor_dirs.iter().cloned())
         .collect();
-    for s in series.iter().filter(|s| !s.findings.is_empty()) {
-        for d in &s.dumps {
-            if let Some(Outcome::Ok(r)) = input_of
-                .get(d.report_dir.as_str())
-                .map(|&i| &mut outcomes[i])
-            {
-                r.summary.extend(s.findings.iter().cloned());
-                r.summary.sort_by_key(|f| f.severity);
-            }
+    let series_of: std::collections::HashMap<&str, &crate::model::Series> = series
+        .iter()
+        .flat_map(|s| s.dumps.iter().map(move |d| (d.report_dir.as_str(), s)))
+        .collect();
+    for (outcome, dir) in outcomes.iter_mut().zip(&dirs) {
+        if let Outcome::Ok(r) = outcome {
+            let ctx = verdict::VerdictContext {
+                series: series_of.get(dir.as_str()).copied(),
+                min_window_seconds: options.leak.min_window_seconds,
+                vendor_reports: &vendor_reports,
+            };
+            verdict::apply(r, &ctx);
         }
     }
 
@@ -104,7 +109,6 @@ pub fn run(
     };
     std::fs::create_dir_all(out).map_err(io(out))?;
 
-    let vendor_dirs: Vec<String> = run.vendors.iter().map(|v| vendor_dir(v)).collect();
     // Report folders are written in parallel; each worker writes only its own.
     let written: Vec<Result<IndexEntry, OutputError>> = files
         .par_iter()
@@ -145,18 +149,11 @@ pub fn run(
     for r in &discovered {
         if let Err(e) = r {
             let InputError::Io { path, .. } = e;
-            entries.push(IndexEntry {
-                path: path.display().to_string(),
-                file_name: file_name(path),
-                status: "error",
-                error: Some(e.to_string()),
-                report_dir: None,
-                tracker_data: false,
-                allocations: None,
-                bytes: None,
-                top_module: None,
-                warnings: 0,
-            });
+            entries.push(IndexEntry::failed(
+                path.display().to_string(),
+                file_name(path),
+                e.to_string(),
+            ));
         }
     }
     for w in written {
@@ -166,6 +163,8 @@ pub fn run(
     let index = Index {
         schema: INDEX_SCHEMA,
         generator: generator(),
+        process: process_name(&reports),
+        verdict: verdict::incident_verdict(reports.iter().map(|(_, r)| &r.verdict), &series),
         ok: entries.len() - failed,
         failed,
         inputs: entries,
@@ -180,4 +179,18 @@ pub fn run(
         source,
     })?;
     Ok(index)
+}
+
+/// The file name of the dumps' main module, when every dump names the same one.
+fn process_name(reports: &[(&str, &DumpReport)]) -> Option<String> {
+    let mut names = reports.iter().filter_map(|(_, r)| {
+        r.process
+            .image
+            .as_deref()
+            .map(|i| crate::model::file_name_of(i).to_owned())
+    });
+    let first = names.next()?;
+    names
+        .all(|n| n.eq_ignore_ascii_case(&first))
+        .then_some(first)
 }

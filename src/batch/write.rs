@@ -14,26 +14,19 @@ pub(super) fn write_one(
     out: &Path,
     vendor_dirs: &[String],
 ) -> Result<IndexEntry, OutputError> {
-    let mut entry = IndexEntry {
-        path: path.display().to_string(),
-        file_name: file_name(path),
-        status: "ok",
-        error: None,
-        report_dir: None,
-        tracker_data: false,
-        allocations: None,
-        bytes: None,
-        top_module: None,
-        warnings: 0,
-    };
     let report = match outcome {
         Outcome::Failed(message) => {
-            entry.status = "error";
-            entry.error = Some(message.clone());
-            return Ok(entry);
+            return Ok(IndexEntry::failed(
+                path.display().to_string(),
+                file_name(path),
+                message.clone(),
+            ))
         }
         Outcome::Ok(r) => r,
     };
+    let mut entry = IndexEntry::new(path.display().to_string(), file_name(path));
+    entry.verdict = Some(report.verdict.status);
+    entry.headline = Some(report.verdict.headline.clone());
     let folder = out.join(dir);
     std::fs::create_dir_all(&folder).map_err(|source| OutputError::Io {
         path: folder.clone(),

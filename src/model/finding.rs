@@ -31,12 +31,13 @@ impl Severity {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
-    /// A module whose outstanding allocations look like a leak (`module` set).
-    ProbableLeak,
-    /// The functions that allocated a probable leak's memory (`module` set).
-    TopFunctions,
-    /// The module holding the most memory does not look like a leak (`module` set).
-    LargestNotLeaking,
+    /// The verdict: a module is leaking (`module` set).
+    Leak,
+    /// The verdict: a module probably leaks, not yet confirmed by growth (`module`
+    /// set).
+    PossibleLeak,
+    /// The verdict: leak-like memory spread over many modules.
+    SpreadGrowth,
     /// Some of the top modules have no usable symbols.
     MissingSymbols,
     /// The tracker's tables were full: totals are a lower bound.
@@ -55,8 +56,6 @@ pub enum FindingKind {
     SmallLargestFreeBlock,
     /// A module grew in every interval of a series (`module` set).
     ModuleGrowth,
-    /// A stack grew in every interval of a series (`stack` and `module` set).
-    StackGrowth,
 }
 
 /// A conclusion for the analysis summary.

@@ -1,6 +1,6 @@
 //! A run's index.json: every input, the series of dumps, the vendor reports.
 
-use super::Series;
+use super::{Series, Verdict, VerdictStatus};
 use serde::Serialize;
 
 /// The module that tops an input's ranking, as the index lists it.
@@ -25,7 +25,39 @@ pub struct IndexEntry {
     pub allocations: Option<u64>,
     pub bytes: Option<u64>,
     pub top_module: Option<TopModule>,
+    /// The dump's verdict (docs/verdict.md): its status and sentence.
+    pub verdict: Option<VerdictStatus>,
+    pub headline: Option<String>,
     pub warnings: usize,
+}
+
+impl IndexEntry {
+    /// An input that could not be analysed (or not even read), with its error.
+    pub fn failed(path: String, file_name: String, error: String) -> Self {
+        IndexEntry {
+            status: "error",
+            error: Some(error),
+            ..IndexEntry::new(path, file_name)
+        }
+    }
+
+    /// An input analysed; the caller fills in what its report says.
+    pub fn new(path: String, file_name: String) -> Self {
+        IndexEntry {
+            path,
+            file_name,
+            status: "ok",
+            error: None,
+            report_dir: None,
+            tracker_data: false,
+            allocations: None,
+            bytes: None,
+            top_module: None,
+            verdict: None,
+            headline: None,
+            warnings: 0,
+        }
+    }
 }
 
 /// The run's index.json.
@@ -33,6 +65,10 @@ pub struct IndexEntry {
 pub struct Index {
     pub schema: &'static str,
     pub generator: String,
+    /// The process the dumps are of (file name of the main module), when they agree.
+    pub process: Option<String>,
+    /// The verdict on the whole incident: the strongest of the dumps' verdicts.
+    pub verdict: Verdict,
     pub inputs: Vec<IndexEntry>,
     pub ok: usize,
     pub failed: usize,

@@ -157,6 +157,8 @@ pub struct Omitted {
 pub struct ModuleLeak {
     /// The module's file name, or `(unknown)` / `(no stack)`.
     pub name: String,
+    /// A system, runtime or allocator module (plumbing: never the one to blame).
+    pub system: bool,
     pub path: Option<String>,
     pub base: Option<VirtAddr>,
     pub size: Option<u64>,

@@ -21,6 +21,7 @@ mod symbols;
 mod time;
 mod tracking;
 mod vendor;
+mod verdict;
 mod virtual_memory;
 
 pub use finding::*;
@@ -38,6 +39,7 @@ pub use symbols::*;
 pub use time::*;
 pub use tracking::*;
 pub use vendor::*;
+pub use verdict::*;
 pub use virtual_memory::*;
 
 /// The schema tag of a dump's report.json.

@@ -3,7 +3,7 @@
 
 use super::{
     Finding, Handles, LeakAnalysis, Modules, ProcessSection, Section, SectionData, TrackingInfo,
-    VirtualMemory,
+    Verdict, VirtualMemory,
 };
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -54,6 +54,8 @@ pub struct DumpReport {
     pub process: ProcessInfo,
     /// `None` when the dump carries no allocation stream.
     pub tracking: Option<TrackingInfo>,
+    /// The answer, from all the evidence (docs/verdict.md).
+    pub verdict: Verdict,
     /// The analysis summary: every script's findings, most severe first.
     pub summary: Vec<Finding>,
     /// One entry per script that ran, keyed by the script's name.

@@ -18,7 +18,7 @@ pub struct SeriesDump {
 /// How something changed across a series.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
+pub enum TrendVerdict {
     /// Grew in every interval.
     GrewInEveryInterval,
     /// Grew, then stayed flat.
@@ -52,7 +52,7 @@ pub struct Trend {
     pub growth_per_hour: Vec<Option<f64>>,
     /// (last − first) / hours over the whole series.
     pub rate_per_hour: Option<f64>,
-    pub verdict: Verdict,
+    pub verdict: TrendVerdict,
 }
 
 /// A series of dumps of one process.
@@ -68,15 +68,15 @@ pub struct Series {
     pub findings: Vec<Finding>,
 }
 
-impl Verdict {
+impl TrendVerdict {
     pub fn label(self) -> &'static str {
         match self {
-            Verdict::GrewInEveryInterval => "grew in every interval",
-            Verdict::GrewThenFlat => "grew then flat",
-            Verdict::Shrank => "shrank",
-            Verdict::Flat => "flat",
-            Verdict::Fluctuated => "grew, not steadily",
-            Verdict::TooFewDumps => "too few dumps",
+            TrendVerdict::GrewInEveryInterval => "grew in every interval",
+            TrendVerdict::GrewThenFlat => "grew then flat",
+            TrendVerdict::Shrank => "shrank",
+            TrendVerdict::Flat => "flat",
+            TrendVerdict::Fluctuated => "grew, not steadily",
+            TrendVerdict::TooFewDumps => "too few dumps",
         }
     }
 }

@@ -4,7 +4,7 @@
 use super::charts::line_chart;
 use super::html::{write_page, RenderError};
 use crate::model::Index;
-use crate::model::{Series, Trend, Verdict};
+use crate::model::{Series, Trend, TrendVerdict};
 use crate::text::{approx_bytes, duration, thousands};
 use askama::Template;
 use std::io::Write;
@@ -90,7 +90,7 @@ fn trend_row(t: &Trend) -> TrendRow {
             .map(|r| format!("{} bytes/h", signed(r.round() as i128)))
             .unwrap_or_else(|| "–".into()),
         verdict: t.verdict.label(),
-        alarm: t.verdict == Verdict::GrewInEveryInterval,
+        alarm: t.verdict == TrendVerdict::GrewInEveryInterval,
     }
 }
 

@@ -134,11 +134,14 @@ pub fn build(
     options: &LeakOptions,
     symbols: &Symbols,
 ) -> LeakAnalysis {
+    let mut system = options.system_modules.clone();
+    system.extend(&stream.allocator_modules());
     let pass = Pass {
         stream,
         modules,
         table,
         options,
+        system: &system,
         symbols,
     };
     let mut modules_out: Vec<ModuleLeak> = table
@@ -180,6 +183,8 @@ struct Pass<'a> {
     modules: &'a ModuleMap,
     table: &'a Table,
     options: &'a LeakOptions,
+    /// System and allocator modules: plumbing, never the one to blame.
+    system: &'a ModuleFilter,
     symbols: &'a Symbols,
 }
 
@@ -189,6 +194,7 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
         modules,
         table,
         options,
+        system,
         symbols,
     } = *pass;
     let (responsible, per_stack, stack_times, window) = (
@@ -303,8 +309,10 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
         .collect();
     sort_ranked(&mut heaps, |h| (h.totals(), h.heap.clone()));
     let heaps_omitted = omit(&mut heaps, TOP_HEAPS, |h| (h.allocations, h.bytes));
+    let name = owner_name(owner, modules);
     ModuleLeak {
-        name: owner_name(owner, modules),
+        system: module.is_some() && system.matches(&name),
+        name,
         path: module.map(|m| m.path.clone()),
         base: module.map(|m| m.base),
         size: module.map(|m| m.size),

@@ -1,18 +1,13 @@
-//! The leak analysis's findings for the analysis summary: which module leaks and how
-//! sure we are, what to do about it, and what limits the evidence.
+//! The leak analysis's findings for the analysis summary: what limits the evidence
+//! (missing symbols, dropped allocations, cut stacks, a short tracking window).
+//! Which module leaks is the verdict's to say (`analysis::verdict`).
 
-use crate::analysis::attribution::ModuleFilter;
 use crate::dump::stream::StreamFlags;
 use crate::model::{
     Finding, FindingKind, LeakAnalysis, ModuleLeak, Severity, SymbolStatus, NO_STACK_MODULE,
     UNKNOWN_MODULE,
 };
-use crate::text::{count, percent, thousands};
 
-/// A module scoring at least this is reported as a probable leak.
-pub const PROBABLE_LEAK: u8 = 75;
-/// Other probable leaks are reported when they hold at least this share of bytes (%).
-pub const NOTABLE_SHARE_PERCENT: u64 = 5;
 /// Modules whose symbols are checked.
 pub const TOP_MODULES: usize = 3;
 
@@ -22,104 +17,18 @@ pub struct FindingInputs<'a> {
     pub min_window_seconds: u64,
     pub flags: StreamFlags,
     pub max_depth: Option<&'a str>,
-    pub system: &'a ModuleFilter,
-    /// The company that made a module, from its version resource, when known.
-    pub vendor: &'a dyn Fn(&str) -> Option<String>,
 }
 
 fn is_real(m: &ModuleLeak) -> bool {
     m.name != UNKNOWN_MODULE && m.name != NO_STACK_MODULE
 }
 
-fn top_functions(m: &ModuleLeak, n: usize) -> String {
-    let names: Vec<String> = m
-        .functions
-        .iter()
-        .take(n)
-        .map(|f| format!("{} ({} bytes)", f.name, thousands(f.bytes)))
-        .collect();
-    if names.is_empty() {
-        "none listed".to_owned()
-    } else {
-        names.join(", ")
-    }
-}
-
-fn probability_text(p: Option<u8>) -> String {
-    p.map(|p| format!("{p}%"))
-        .unwrap_or_else(|| "not judged".into())
-}
-
 /// The findings of one analysis.
 pub fn findings(leak: &LeakAnalysis, inputs: &FindingInputs<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
-    let total = leak.totals.bytes;
     let finding = |severity, kind, title: String, description: String, recommendation: String| {
         Finding::new(severity, kind, "leak", title, description, recommendation)
     };
-
-    // Probable leaks, in ranking order; the largest non-system one is the headline.
-    let candidates = leak
-        .modules
-        .iter()
-        .filter(|m| is_real(m) && !inputs.system.matches(&m.name));
-    let mut headline = true;
-    for m in candidates {
-        let probable = m.leak_probability.is_some_and(|p| p >= PROBABLE_LEAK);
-        let notable =
-            total > 0 && m.bytes.saturating_mul(100) >= total.saturating_mul(NOTABLE_SHARE_PERCENT);
-        if probable && (headline || notable) {
-            let vendor = (inputs.vendor)(&m.name)
-                .map(|v| format!("the vendor of {} ({v})", m.name))
-                .unwrap_or_else(|| format!("the vendor of {}", m.name));
-            out.push(finding(
-                if headline { Severity::Error } else { Severity::Warning },
-                FindingKind::ProbableLeak,
-                format!("{} is probably leaking", m.name),
-                format!(
-                    "{} is responsible for {} bytes ({}) of outstanding allocations, in {}; leak probability {}; top functions: {}.",
-                    m.name,
-                    thousands(m.bytes),
-                    percent(m.bytes, total),
-                    count(m.allocations, "allocation"),
-                    probability_text(m.leak_probability),
-                    top_functions(m, 3),
-                ),
-                format!(
-                    "Contact {vendor} with this report: the sample stacks show the code paths that allocate without freeing. If the calls come from your code, check that every object the module returns is released as its documentation says."
-                ),
-            ).about_module(&m.name));
-            out.push(
-                finding(
-                    Severity::Information,
-                    FindingKind::TopFunctions,
-                    format!("Top functions of {}", m.name),
-                    format!(
-                        "Outstanding allocations in {} come from: {}.",
-                        m.name,
-                        top_functions(m, 5)
-                    ),
-                    String::new(),
-                )
-                .about_module(&m.name),
-            );
-        } else if headline && !probable && total > 0 {
-            out.push(finding(
-                Severity::Information,
-                FindingKind::LargestNotLeaking,
-                format!("{} holds the most memory but does not look like a leak", m.name),
-                format!(
-                    "{} holds {} bytes ({}) of outstanding allocations, but their allocation times do not spread over the tracking window (leak probability {}): more likely a cache filled at start-up or work in progress at dump time.",
-                    m.name,
-                    thousands(m.bytes),
-                    percent(m.bytes, total),
-                    probability_text(m.leak_probability),
-                ),
-                "Compare with a later dump of the same process: memory that keeps growing is a leak, memory that stays flat is not.".to_owned(),
-            ).about_module(&m.name));
-        }
-        headline = false;
-    }
 
     // Modules of the top three without symbols: one finding naming them all.
     let missing: Vec<String> = leak

@@ -46,12 +46,6 @@ impl Script for LeakScript {
             stream.flags().return_addresses(),
         );
         let analysis = build(stream, table, ctx.modules, &ctx.options.leak, &symbols);
-        // Images are found (folders indexed) once, and only if a finding needs a vendor.
-        let images = std::cell::OnceCell::new();
-        let make_images =
-            || super::modules::ImageReader::new(ctx.dump.minidump(), &ctx.options.images);
-        let mut system = ctx.options.leak.system_modules.clone();
-        system.extend(&stream.allocator_modules());
         let findings = findings::findings(
             &analysis,
             &findings::FindingInputs {
@@ -59,12 +53,6 @@ impl Script for LeakScript {
                 min_window_seconds: ctx.options.leak.min_window_seconds,
                 flags: stream.flags(),
                 max_depth: stream.metadata_value("max_depth"),
-                system: &system,
-                vendor: &|name| {
-                    let module = ctx.modules.modules().iter().find(|m| m.name == name)?;
-                    let (strings, _, _) = images.get_or_init(make_images).version(module)?;
-                    strings.company_name
-                },
             },
         );
         Ok(ScriptOutput::new(

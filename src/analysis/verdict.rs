@@ -1,0 +1,597 @@
+//! The verdict: one answer per dump and per incident, reconciled from all the
+//! evidence, and the module findings that state it. The rules are documented in
+//! docs/verdict.md; each status has a test.
+//!
+//! Evidence is weighed, not listed side by side: growth in every interval of a
+//! series outranks a single dump's leak probability, a series that shows a module
+//! flat overrules its probability, and a module must hold a dominant share of the
+//! memory (or of its growth) before the verdict names it. The module findings of a
+//! dump's summary are written from the verdict, so no finding can contradict it.
+
+use crate::model::{
+    Confidence, DumpReport, Evidence, EvidenceKind, Finding, FindingKind, LeakAnalysis, ModuleLeak,
+    Series, Severity, TrendVerdict, Verdict, VerdictModule, VerdictStatus, NO_STACK_MODULE,
+    UNKNOWN_MODULE,
+};
+use crate::text::{count, percent, thousands};
+
+/// A leak probability at least this high counts as evidence of a leak.
+pub const PROBABLE_LEAK: u8 = 75;
+/// A module is named by the verdict when it holds at least this share (percent) of
+/// the outstanding bytes, or of the growth across a series.
+pub const DOMINANT_SHARE_PERCENT: f64 = 20.0;
+/// Modules that look like leaks but are each below the dominant share make the
+/// memory "spread" when together they hold at least this share (percent).
+pub const SPREAD_SHARE_PERCENT: f64 = 20.0;
+/// A series needs this many dumps for growth in every interval to be a leak.
+pub const MIN_DUMPS_FOR_LEAK: usize = 3;
+/// Functions named per module in a finding.
+const FINDING_FUNCTIONS: usize = 3;
+
+/// What the verdict on one dump is judged with besides the dump itself.
+#[derive(Clone, Copy, Default)]
+pub struct VerdictContext<'a> {
+    /// The series the dump belongs to, when it has other dumps.
+    pub series: Option<&'a Series>,
+    /// Tracking windows shorter than this (seconds) are too short to judge.
+    pub min_window_seconds: u64,
+    /// `(module, folder)` of the vendor reports written by the run.
+    pub vendor_reports: &'a [(String, String)],
+}
+
+fn is_real(m: &ModuleLeak) -> bool {
+    m.name != UNKNOWN_MODULE && m.name != NO_STACK_MODULE && !m.system
+}
+
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+/// The company of `module`, from the modules section's version resources.
+fn company(report: &DumpReport, module: &str) -> Option<String> {
+    report
+        .modules()?
+        .modules
+        .iter()
+        .find(|e| e.name.eq_ignore_ascii_case(module))?
+        .version_strings
+        .as_ref()?
+        .company_name
+        .clone()
+        .filter(|c| !c.trim().is_empty())
+}
+
+/// A module's growth over a series: (bytes of growth, bytes per hour), when it
+/// grew in every interval.
+fn growth(series: &Series, module: &str) -> Option<(i128, Option<f64>, TrendVerdict)> {
+    let t = series
+        .modules
+        .iter()
+        .find(|t| t.name.eq_ignore_ascii_case(module))?;
+    let first = i128::from(*t.bytes.first()?);
+    let last = i128::from(*t.bytes.last()?);
+    Some((last - first, t.rate_per_hour, t.verdict))
+}
+
+/// The verdict on a dump without tracker data (or whose leak analysis did not run).
+pub fn no_tracker_data() -> Verdict {
+    Verdict {
+        status: VerdictStatus::NoTrackerData,
+        modules: Vec::new(),
+        confidence: Confidence::Low,
+        evidence: vec![Evidence {
+            kind: EvidenceKind::NoTrackerData,
+            module: None,
+            text: "The dump has no allocation stream, or its leak analysis did not run: outstanding allocations cannot be judged.".into(),
+        }],
+        headline: "No tracker data: this dump holds no record of outstanding allocations, so leaks cannot be judged from it.".into(),
+        next_step: "Run the process under the tracker (ldtrack run, or ldtrack attach) and take dumps with it.".into(),
+    }
+}
+
+/// The verdict on one dump.
+pub fn dump_verdict(report: &DumpReport, ctx: &VerdictContext<'_>) -> Verdict {
+    let (Some(leak), Some(tracking)) = (report.leak(), &report.tracking) else {
+        return no_tracker_data();
+    };
+    let short_window = tracking.duration_seconds < ctx.min_window_seconds as f64;
+    let mut evidence = Vec::new();
+    let series = ctx.series.filter(|s| s.dumps.len() >= 2);
+
+    // Series evidence first: growth in every interval outranks everything else.
+    if let Some(s) = series {
+        let first = s.dumps.first().map_or(0, |d| d.bytes);
+        let last = s.dumps.last().map_or(0, |d| d.bytes);
+        let total_growth = i128::from(last) - i128::from(first);
+        let growing: Vec<(&ModuleLeak, i128, Option<f64>)> = leak
+            .modules
+            .iter()
+            .filter(|m| is_real(m))
+            .filter_map(|m| match growth(s, &m.name)? {
+                (g, rate, TrendVerdict::GrewInEveryInterval) => Some((m, g, rate)),
+                _ => None,
+            })
+            .collect();
+        let grown: i128 = growing.iter().map(|g| g.1.max(0)).sum();
+        let denominator = total_growth.max(grown).max(1);
+        let dominant: Vec<&(&ModuleLeak, i128, Option<f64>)> = growing
+            .iter()
+            .filter(|(_, g, _)| *g as f64 * 100.0 / denominator as f64 >= DOMINANT_SHARE_PERCENT)
+            .collect();
+        for (m, g, rate) in &growing {
+            evidence.push(Evidence {
+                kind: EvidenceKind::SeriesGrowth,
+                module: Some(m.name.clone()),
+                text: format!(
+                    "{} grew in every interval of the {} dumps of series {}: +{} bytes ({} of the growth){}.",
+                    m.name,
+                    s.dumps.len(),
+                    s.id,
+                    thousands(u64::try_from(*g).unwrap_or(0)),
+                    format_share(*g as f64 * 100.0 / denominator as f64),
+                    rate.map(|r| format!(", {} bytes per hour", thousands(r.max(0.0).round() as u64)))
+                        .unwrap_or_default()
+                ),
+            });
+        }
+        if !dominant.is_empty() {
+            let confirmed = s.dumps.len() >= MIN_DUMPS_FOR_LEAK;
+            let modules = dominant
+                .iter()
+                .map(|(m, _, rate)| verdict_module(report, leak, m, *rate, ctx))
+                .collect();
+            return finish(
+                if confirmed {
+                    VerdictStatus::Leak
+                } else {
+                    VerdictStatus::PossibleLeak
+                },
+                modules,
+                if confirmed {
+                    Confidence::High
+                } else {
+                    Confidence::Medium
+                },
+                evidence,
+                Some(s),
+            );
+        }
+        if !growing.is_empty() && s.dumps.len() >= MIN_DUMPS_FOR_LEAK {
+            return finish(
+                VerdictStatus::Spread,
+                Vec::new(),
+                Confidence::Medium,
+                evidence,
+                Some(s),
+            );
+        }
+    }
+
+    // One dump's evidence: when the outstanding allocations were made.
+    let total = leak.totals.bytes;
+    let mut probable: Vec<&ModuleLeak> = Vec::new();
+    for m in leak.modules.iter().filter(|m| is_real(m)) {
+        if !m.leak_probability.is_some_and(|p| p >= PROBABLE_LEAK) {
+            continue;
+        }
+        // A series that shows the module not growing overrules its probability.
+        if let Some((g, _, v)) = series.and_then(|s| growth(s, &m.name)) {
+            if v != TrendVerdict::GrewInEveryInterval && v != TrendVerdict::TooFewDumps {
+                evidence.push(Evidence {
+                    kind: EvidenceKind::SeriesNoGrowth,
+                    module: Some(m.name.clone()),
+                    text: format!(
+                        "{} looks like a leak in this dump (leak probability {}%) but did not grow steadily across the series ({}, {} bytes overall).",
+                        m.name,
+                        m.leak_probability.unwrap_or(0),
+                        v.label(),
+                        signed(g)
+                    ),
+                });
+                continue;
+            }
+        }
+        probable.push(m);
+    }
+    let dominant: Vec<&ModuleLeak> = probable
+        .iter()
+        .copied()
+        .filter(|m| share(m.bytes, total) >= DOMINANT_SHARE_PERCENT)
+        .collect();
+    for m in &probable {
+        if share(m.bytes, total) >= DOMINANT_SHARE_PERCENT || probable.len() <= 3 {
+            evidence.push(Evidence {
+                kind: EvidenceKind::LeakProbability,
+                module: Some(m.name.clone()),
+                text: format!(
+                    "{} holds {} bytes ({}) allocated steadily over the tracking window (leak probability {}%).",
+                    m.name,
+                    thousands(m.bytes),
+                    percent(m.bytes, total),
+                    m.leak_probability.unwrap_or(0)
+                ),
+            });
+        }
+    }
+    if short_window {
+        evidence.push(Evidence {
+            kind: EvidenceKind::ShortWindow,
+            module: None,
+            text: format!(
+                "Tracking ran for {:.1} seconds, less than {} minutes: leak probabilities are weak evidence.",
+                tracking.duration_seconds,
+                ctx.min_window_seconds / 60
+            ),
+        });
+    }
+    let confidence = if short_window {
+        Confidence::Low
+    } else {
+        Confidence::Medium
+    };
+    if !dominant.is_empty() {
+        let modules = dominant
+            .iter()
+            .map(|m| {
+                let rate = series.and_then(|s| growth(s, &m.name)).and_then(|g| g.1);
+                verdict_module(report, leak, m, rate, ctx)
+            })
+            .collect();
+        return finish(
+            VerdictStatus::PossibleLeak,
+            modules,
+            confidence,
+            evidence,
+            series,
+        );
+    }
+    let probable_share: f64 = probable.iter().map(|m| share(m.bytes, total)).sum();
+    if probable_share >= SPREAD_SHARE_PERCENT {
+        evidence.push(Evidence {
+            kind: EvidenceKind::Share,
+            module: None,
+            text: format!(
+                "{} modules look like leaks and together hold {} of the outstanding bytes, but none holds {}% or more.",
+                probable.len(),
+                format_share(probable_share),
+                DOMINANT_SHARE_PERCENT
+            ),
+        });
+        return finish(
+            VerdictStatus::Spread,
+            Vec::new(),
+            confidence,
+            evidence,
+            series,
+        );
+    }
+    if let Some(largest) = leak.modules.iter().find(|m| is_real(m)) {
+        evidence.push(Evidence {
+            kind: EvidenceKind::LeakProbability,
+            module: Some(largest.name.clone()),
+            text: format!(
+                "{} holds the most memory, {} bytes ({}), but its allocations were not made steadily over the tracking window (leak probability {}): more likely a cache filled at start-up or work in progress at dump time.",
+                largest.name,
+                thousands(largest.bytes),
+                percent(largest.bytes, total),
+                largest
+                    .leak_probability
+                    .map_or_else(|| "not judged".to_owned(), |p| format!("{p}%"))
+            ),
+        });
+    }
+    finish(
+        VerdictStatus::NoLeakFound,
+        Vec::new(),
+        confidence,
+        evidence,
+        series,
+    )
+}
+
+fn verdict_module(
+    report: &DumpReport,
+    leak: &LeakAnalysis,
+    m: &ModuleLeak,
+    growth_per_hour: Option<f64>,
+    ctx: &VerdictContext<'_>,
+) -> VerdictModule {
+    VerdictModule {
+        name: m.name.clone(),
+        company: company(report, &m.name),
+        allocations: m.allocations,
+        bytes: m.bytes,
+        share_percent: share(m.bytes, leak.totals.bytes),
+        growth_per_hour,
+        leak_probability: m.leak_probability,
+        vendor_report: ctx
+            .vendor_reports
+            .iter()
+            .find(|(module, _)| module.eq_ignore_ascii_case(&m.name))
+            .map(|(_, dir)| dir.clone()),
+    }
+}
+
+fn format_share(p: f64) -> String {
+    format!("{p:.1}%")
+}
+
+fn signed(n: i128) -> String {
+    let magnitude = thousands(n.unsigned_abs().min(u128::from(u64::MAX)) as u64);
+    if n < 0 {
+        format!("−{magnitude}")
+    } else {
+        format!("+{magnitude}")
+    }
+}
+
+/// Names as a sentence: `a`, `a and b`, `a, b and c`.
+fn names(modules: &[VerdictModule]) -> String {
+    let named: Vec<String> = modules
+        .iter()
+        .map(|m| match &m.company {
+            Some(c) => format!("{} ({c})", m.name),
+            None => m.name.clone(),
+        })
+        .collect();
+    match named.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+fn finish(
+    status: VerdictStatus,
+    mut modules: Vec<VerdictModule>,
+    confidence: Confidence,
+    evidence: Vec<Evidence>,
+    series: Option<&Series>,
+) -> Verdict {
+    finish_with(
+        status,
+        std::mem::take(&mut modules),
+        confidence,
+        evidence,
+        series.map_or(0, |s| s.dumps.len()),
+    )
+}
+
+fn finish_with(
+    status: VerdictStatus,
+    mut modules: Vec<VerdictModule>,
+    confidence: Confidence,
+    evidence: Vec<Evidence>,
+    dumps: usize,
+) -> Verdict {
+    modules.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
+    let bytes: u64 = modules.iter().map(|m| m.bytes).sum();
+    let rate: Option<f64> = modules
+        .iter()
+        .map(|m| m.growth_per_hour)
+        .try_fold(0.0, |sum, r| r.map(|r| sum + r));
+    let verb = if modules.len() > 1 { "are" } else { "is" };
+    let (headline, next_step) = match status {
+        VerdictStatus::Leak => (
+            format!(
+                "{} {verb} leaking: {} bytes outstanding, growing{} in every interval of {dumps} dumps.",
+                names(&modules),
+                thousands(bytes),
+                rate.map(|r| format!(" {} bytes per hour", thousands(r.max(0.0).round() as u64)))
+                    .unwrap_or_default(),
+            ),
+            vendor_step(&modules),
+        ),
+        VerdictStatus::PossibleLeak => (
+            format!(
+                "{} probably {}: {} bytes outstanding, allocated steadily over the tracking window.",
+                names(&modules),
+                if modules.len() > 1 { "leak" } else { "leaks" },
+                thousands(bytes)
+            ),
+            "Take another dump of the same process later: memory that keeps growing confirms the leak.".to_owned(),
+        ),
+        VerdictStatus::Spread => (
+            "Memory that looks leaked is spread over many modules, none holding a dominant share: no single module is responsible.".to_owned(),
+            "Look at the largest stacks and functions across modules for a common caller (a shared allocator, a cache, a queue) rather than at one module.".to_owned(),
+        ),
+        VerdictStatus::NoLeakFound => (
+            "No leak found: no module's outstanding allocations look like a leak.".to_owned(),
+            "If the process still grows, take dumps later in its life (a series of three or more) so growth can be measured.".to_owned(),
+        ),
+        VerdictStatus::NoTrackerData => unreachable!("decided before the evidence is weighed"),
+    };
+    Verdict {
+        status,
+        modules,
+        confidence,
+        evidence,
+        headline,
+        next_step,
+    }
+}
+
+fn vendor_step(modules: &[VerdictModule]) -> String {
+    let written: Vec<String> = modules
+        .iter()
+        .filter_map(|m| m.vendor_report.as_ref().map(|d| format!("{d}/report.html")))
+        .collect();
+    if written.is_empty() {
+        format!(
+            "Write a vendor report (leakdiag analyze --vendor {}) and send it to the module's vendor.",
+            modules.first().map_or("MODULE", |m| m.name.as_str())
+        )
+    } else {
+        format!(
+            "Send the vendor report ({}) to the module's vendor.",
+            written.join(", ")
+        )
+    }
+}
+
+/// The module findings of a dump's summary, written from its verdict: one finding
+/// per module the verdict names (with the growth, the share, the probability and
+/// the top functions), or one finding for spread memory.
+pub fn verdict_findings(verdict: &Verdict, leak: Option<&LeakAnalysis>) -> Vec<Finding> {
+    let module_leak = |name: &str| leak.and_then(|l| l.modules.iter().find(|m| m.name == name));
+    let mut out = Vec::new();
+    match verdict.status {
+        VerdictStatus::Leak | VerdictStatus::PossibleLeak => {
+            let leak_status = verdict.status == VerdictStatus::Leak;
+            for m in &verdict.modules {
+                let evidence: Vec<&str> = verdict
+                    .evidence
+                    .iter()
+                    .filter(|e| e.module.as_deref() == Some(m.name.as_str()))
+                    .map(|e| e.text.as_str())
+                    .collect();
+                let functions = module_leak(&m.name)
+                    .map(|l| {
+                        l.functions
+                            .iter()
+                            .take(FINDING_FUNCTIONS)
+                            .map(|f| format!("{} ({} bytes)", f.name, thousands(f.bytes)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .filter(|f| !f.is_empty())
+                    .map(|f| format!(" Top functions: {f}."))
+                    .unwrap_or_default();
+                let vendor = match &m.company {
+                    Some(c) => format!("{} ({c})", m.name),
+                    None => m.name.clone(),
+                };
+                out.push(
+                    Finding::new(
+                        if leak_status {
+                            Severity::Error
+                        } else {
+                            Severity::Warning
+                        },
+                        if leak_status {
+                            FindingKind::Leak
+                        } else {
+                            FindingKind::PossibleLeak
+                        },
+                        "verdict",
+                        if leak_status {
+                            format!("{} is leaking", m.name)
+                        } else {
+                            format!("{} is probably leaking", m.name)
+                        },
+                        format!(
+                            "{} holds {} bytes ({:.1}% of outstanding bytes) in {}. {}{functions}",
+                            m.name,
+                            thousands(m.bytes),
+                            m.share_percent,
+                            count(m.allocations, "allocation"),
+                            evidence.join(" "),
+                        ),
+                        format!(
+                            "{} The sample stacks in the leak analysis show the code paths that allocate without freeing; if the calls come from your code, check that every object {vendor} returns is released as documented.",
+                            verdict.next_step
+                        ),
+                    )
+                    .about_module(&m.name),
+                );
+            }
+        }
+        VerdictStatus::Spread => {
+            let evidence: Vec<&str> = verdict.evidence.iter().map(|e| e.text.as_str()).collect();
+            out.push(Finding::new(
+                Severity::Warning,
+                FindingKind::SpreadGrowth,
+                "verdict",
+                "Leak-like memory is spread over many modules".into(),
+                evidence.join(" "),
+                verdict.next_step.clone(),
+            ));
+        }
+        VerdictStatus::NoLeakFound | VerdictStatus::NoTrackerData => {}
+    }
+    out
+}
+
+/// Sets the dump's verdict and rewrites the module findings of its summary from
+/// it (idempotent: run again with more context, e.g. once the series is known).
+pub fn apply(report: &mut DumpReport, ctx: &VerdictContext<'_>) {
+    let verdict = dump_verdict(report, ctx);
+    let findings = verdict_findings(&verdict, report.leak());
+    report.summary.retain(|f| !is_verdict_finding(f.kind));
+    report.summary.extend(findings);
+    // Stable: within a severity, findings keep their order.
+    report.summary.sort_by_key(|f| f.severity);
+    report.verdict = verdict;
+}
+
+/// Findings that state the verdict; every other finding is left alone.
+fn is_verdict_finding(kind: FindingKind) -> bool {
+    matches!(
+        kind,
+        FindingKind::Leak | FindingKind::PossibleLeak | FindingKind::SpreadGrowth
+    )
+}
+
+/// The verdict on an incident: the strongest of its dumps' verdicts (leak, then
+/// possible leak, spread, no leak found, no tracker data), with every module that
+/// the dumps of that status name (ties and several series included).
+pub fn incident_verdict<'a>(
+    verdicts: impl IntoIterator<Item = &'a Verdict>,
+    series: &[Series],
+) -> Verdict {
+    let verdicts: Vec<&Verdict> = verdicts.into_iter().collect();
+    let Some(strongest) = verdicts.iter().map(|v| v.status).min() else {
+        return Verdict {
+            status: VerdictStatus::NoTrackerData,
+            modules: Vec::new(),
+            confidence: Confidence::Low,
+            evidence: Vec::new(),
+            headline: "No dump could be analysed.".into(),
+            next_step: "Check the errors listed for each input.".into(),
+        };
+    };
+    // The last dump of each status is the best informed (series verdicts are the
+    // same for every dump of a series).
+    let chosen: Vec<&Verdict> = verdicts
+        .iter()
+        .copied()
+        .filter(|v| v.status == strongest)
+        .collect();
+    let mut base = (*chosen.last().expect("one verdict has the strongest status")).clone();
+    for v in &chosen {
+        for m in &v.modules {
+            if !base
+                .modules
+                .iter()
+                .any(|b| b.name.eq_ignore_ascii_case(&m.name))
+            {
+                base.modules.push(m.clone());
+                base.evidence.extend(
+                    v.evidence
+                        .iter()
+                        .filter(|e| e.module.as_deref() == Some(m.name.as_str()))
+                        .cloned(),
+                );
+            }
+        }
+    }
+    if base.modules.len() > 1 && chosen.len() > 1 {
+        base.modules
+            .sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
+        let dumps = series.iter().map(|s| s.dumps.len()).max().unwrap_or(1);
+        let rebuilt = finish_with(
+            base.status,
+            base.modules.clone(),
+            base.confidence,
+            base.evidence.clone(),
+            dumps,
+        );
+        base.headline = rebuilt.headline;
+        base.next_step = rebuilt.next_step;
+    }
+    base
+}
