@@ -7,6 +7,8 @@
 //! 1. [`addr`] (addresses in their spaces) and [`text`] (numbers and text for
 //!    people): used by everything.
 //! 2. [`model`]: every type the analysis produces and the reports read; data only.
+//!    [`pe`]: PE images (headers, CodeView record, version resource) through the
+//!    `object` crate, for the inputs.
 //! 3. Inputs: [`dump`] reads minidumps and the allocation stream into the model;
 //!    [`symbols`] finds PDBs and resolves addresses.
 //! 4. [`analysis`]: one dump's model built and analysed by the memory-pressure
@@ -41,6 +43,7 @@ pub mod analysis;
 pub mod batch;
 pub mod dump;
 pub mod model;
+pub mod pe;
 pub mod report;
 pub mod symbols;
 pub mod text;

@@ -43,30 +43,15 @@ pub enum DumpError {
     },
 }
 
-/// The PDB 7.0 identity of a module's CodeView record: GUID (in its in-memory
-/// layout), age and PDB file name.
+/// The PDB 7.0 identity of a module's CodeView record, from `minidump`'s debug
+/// identifier and debug file (a nil GUID is no identity).
 fn pdb_identity(m: &minidump::MinidumpModule) -> Option<PdbIdentity> {
-    let minidump::CodeView::Pdb70(cv) = m.codeview_info.as_ref()? else {
+    if !matches!(m.codeview_info, Some(minidump::CodeView::Pdb70(_))) {
         return None;
-    };
-    let g = &cv.signature;
-    let mut guid = [0u8; 16];
-    guid[0..4].copy_from_slice(&g.data1.to_le_bytes());
-    guid[4..6].copy_from_slice(&g.data2.to_le_bytes());
-    guid[6..8].copy_from_slice(&g.data3.to_le_bytes());
-    guid[8..16].copy_from_slice(&g.data4);
-    let end = cv
-        .pdb_file_name
-        .iter()
-        .position(|&b| b == 0)
-        .unwrap_or(cv.pdb_file_name.len());
-    let name = String::from_utf8_lossy(&cv.pdb_file_name[..end]);
-    let pdb_name = Module::file_name_of(&name).to_owned();
-    (!pdb_name.is_empty()).then_some(PdbIdentity {
-        pdb_name,
-        guid,
-        age: cv.age,
-    })
+    }
+    let id = m.debug_identifier()?;
+    let pdb_name = Module::file_name_of(&m.debug_file()?).to_owned();
+    (!pdb_name.is_empty()).then(|| PdbIdentity::from_debug_id(pdb_name, id))
 }
 
 /// The most one memory read may ask for: PE headers and resources are small, and

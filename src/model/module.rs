@@ -1,6 +1,7 @@
 //! Modules of a dump, looked up by address, and the PDB identity each names.
 
 use crate::addr::{Rva, VirtAddr};
+use debugid::DebugId;
 use serde::Serialize;
 
 /// The file name part of a Windows or POSIX path.
@@ -11,14 +12,13 @@ pub fn file_name_of(path: &str) -> &str {
 /// A GUID as 32 upper-case hex digits in textual order, from its Windows in-memory
 /// layout (first three fields little-endian), as symbol stores name it.
 pub fn guid_hex(g: &[u8; 16]) -> String {
-    let d1 = u32::from_le_bytes([g[0], g[1], g[2], g[3]]);
-    let d2 = u16::from_le_bytes([g[4], g[5]]);
-    let d3 = u16::from_le_bytes([g[6], g[7]]);
-    let mut s = format!("{d1:08X}{d2:04X}{d3:04X}");
-    for b in &g[8..] {
-        s.push_str(&format!("{b:02X}"));
-    }
-    s
+    format!("{:X}", debug_id(g, 0).uuid().simple())
+}
+
+/// The [`DebugId`] of a GUID in its Windows in-memory layout and an age.
+fn debug_id(guid: &[u8; 16], age: u32) -> DebugId {
+    // `from_guid_age` fails only for a GUID that is not 16 bytes long.
+    DebugId::from_guid_age(guid, age).unwrap_or_default()
 }
 
 /// The identity of a PDB as an image's CodeView (RSDS) record states it.
@@ -33,6 +33,21 @@ pub struct PdbIdentity {
 }
 
 impl PdbIdentity {
+    /// The identity of `pdb_name` with the GUID and age of `id`, as `minidump` and
+    /// the `object` crate's CodeView record hand them out.
+    pub fn from_debug_id(pdb_name: impl Into<String>, id: DebugId) -> Self {
+        Self {
+            pdb_name: pdb_name.into(),
+            guid: id.uuid().to_bytes_le(),
+            age: id.appendix(),
+        }
+    }
+
+    /// GUID and age as a [`DebugId`].
+    pub fn debug_id(&self) -> DebugId {
+        debug_id(&self.guid, self.age)
+    }
+
     /// `GUID` (32 hex digits, textual order) and age, e.g. `F7883FB8…2E/1`.
     pub fn signature_text(&self) -> String {
         format!("{}/{}", guid_hex(&self.guid), self.age)

@@ -10,6 +10,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("addr", 0),
     ("text", 0),
     ("model", 1),
+    ("pe", 1),
     ("dump", 2),
     ("symbols", 2),
     ("analysis", 3),

@@ -61,6 +61,23 @@ fn map_image(file: &[u8]) -> Vec<u8> {
     image
 }
 
+/// The file offset of `rva`, through the section table.
+fn file_offset(file: &[u8], rva: usize) -> usize {
+    let nt = u32_at(file, 0x3c);
+    let table = nt + 24 + u16_at(file, nt + 20);
+    (0..u16_at(file, nt + 6))
+        .map(|i| table + 40 * i)
+        .find_map(|h| {
+            let (va, raw_size, raw) = (
+                u32_at(file, h + 12),
+                u32_at(file, h + 16),
+                u32_at(file, h + 20),
+            );
+            (va..va + raw_size).contains(&rva).then(|| raw + rva - va)
+        })
+        .unwrap()
+}
+
 fn dll_module(name: &'static str, size: u32) -> SynthModule {
     SynthModule::new(name, BASE, size)
 }
@@ -125,6 +142,105 @@ fn truncated_and_garbled_images_give_no_version_and_no_panic() {
                 .map(<[u8]>::to_vec)
         };
         assert_eq!(read_mapped(read), None, "image cut at {cut:#x}");
+    }
+}
+
+fn dll32() -> Vec<u8> {
+    std::fs::read(fixtures().join("odbcvend32.dll")).unwrap()
+}
+
+fn mapped_reader(image: &[u8]) -> impl Fn(u32, usize) -> Option<Vec<u8>> + '_ {
+    |rva: u32, len: usize| {
+        image
+            .get(rva as usize..(rva as usize).checked_add(len)?)
+            .map(<[u8]>::to_vec)
+    }
+}
+
+#[test]
+fn the_version_resource_of_a_pe32_image_from_the_file_and_mapped() {
+    let file = dll32();
+    assert_eq!(&file[0x3c..0x40], &0x80u32.to_le_bytes(), "e_lfanew");
+    assert_eq!(&file[0x98..0x9a], &0x10bu16.to_le_bytes(), "PE32 magic");
+    assert_eq!(read_file(&file), Some(expected()));
+    assert_eq!(
+        read_mapped(mapped_reader(&map_image(&file))),
+        Some(expected())
+    );
+    for n in (0..file.len()).step_by(3) {
+        let _ = read_file(&file[..n]);
+    }
+    let mut garbled = file.clone();
+    for i in 0..file.len() {
+        for damage in [0x00, 0xff] {
+            let old = garbled[i];
+            garbled[i] = damage;
+            let _ = read_file(&garbled);
+            garbled[i] = old;
+        }
+    }
+}
+
+/// Resource directory fields set to hostile values, in a PE32+ and a PE32 image,
+/// as a file and mapped: an answer after bounded reads (never the 4 GiB or the
+/// 131070 entries a field asks for), with the version where the damage can be read
+/// past.
+#[test]
+fn hostile_resource_directories_are_bounded() {
+    // The data directories: after the signature, file header and the standard
+    // optional header fields (112 bytes in PE32+, 96 in PE32).
+    for (file, dirs) in [(dll(), 0x80 + 24 + 112), (dll32(), 0x80 + 24 + 96)] {
+        let resources = dirs + 2 * 8;
+        let image = map_image(&file);
+        let root_rva = u32_at(&file, resources);
+        let root_offset = file_offset(&file, root_rva);
+        // (what, in the headers or else relative to the root table, value, found)
+        type Damage = (&'static str, bool, usize, &'static [u8], bool);
+        let cases: [Damage; 5] = [
+            (
+                "directory 4 GiB long",
+                true,
+                resources + 4,
+                &[0xff; 4],
+                true,
+            ),
+            (
+                "directory at RVA 0xfffffff0",
+                true,
+                resources,
+                &[0xf0, 0xff, 0xff, 0xff],
+                false,
+            ),
+            ("65535 + 65535 root entries", false, 12, &[0xff; 4], false),
+            (
+                "the type entry points at the root",
+                false,
+                20,
+                &[0, 0, 0, 0x80],
+                false,
+            ),
+            (
+                "the type entry points past the end",
+                false,
+                20,
+                &[0xf0, 0xff, 0xff, 0xff],
+                false,
+            ),
+        ];
+        for (what, in_headers, at, value, found) in cases {
+            let want = found.then(expected);
+            let mut f = file.clone();
+            let mut m = image.clone();
+            let (in_file, mapped) = if in_headers {
+                (at, at)
+            } else {
+                (root_offset + at, root_rva + at)
+            };
+            f[in_file..in_file + value.len()].copy_from_slice(value);
+            m[mapped..mapped + value.len()].copy_from_slice(value);
+            assert_eq!(read_file(&f), want, "{what} (file)");
+            assert_eq!(read_mapped(mapped_reader(&m)), want, "{what} (mapped)");
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! CodeView record; the unverified by-name fallback; JSON shape of the results.
 
 use crate::symbols_common::*;
+use leakdiag::symbols::pe;
 use leakdiag::symbols::store::guid_hex;
 use leakdiag::symbols::{ModuleIdentity, SymbolOptions, SymbolPathEntry, SymbolStatus, Symbolizer};
 
@@ -279,4 +280,211 @@ fn frames_serialize_for_the_report() {
     let json = serde_json::to_value(&*s).unwrap();
     assert_eq!(json["status"], "loaded");
     assert_eq!(json["searched"][0]["outcome"], "not found");
+}
+
+/// The fixture images' CodeView identities, as binutils' `objdump -p` prints them
+/// (GUID in textual order, age): one PE32+ (x64) and one PE32 (x86) image.
+const IMAGES: [(&str, &str, &str, u32); 2] = [
+    (
+        "pdb/odbcvend.dll",
+        "odbcvend.pdb",
+        "D6B222FCC3C30C624C4C44205044422E/1",
+        0x1000_0000,
+    ),
+    (
+        "pe/odbcvend32.dll",
+        "odbcvend32.pdb",
+        "21DA0EF352665BBDE2C5E35614F59E08/1",
+        0x8000,
+    ),
+];
+
+fn fixture_image(relative: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join("..").join(relative)).unwrap()
+}
+
+#[test]
+fn pe32_and_pe32_plus_identities_from_file_and_memory() {
+    for (image, pdb, signature, _) in IMAGES {
+        let file = fixture_image(image);
+        let info = pe::identity_from_file(&file).unwrap();
+        assert_eq!(info.pdb.pdb_name, pdb, "{image}");
+        assert_eq!(info.pdb.signature_text(), signature, "{image}");
+        assert_eq!(
+            info.pdb.debug_id().breakpad().to_string(),
+            signature.replace('/', ""),
+            "{image}"
+        );
+        // The same image mapped by the loader, at a 32-bit and a 64-bit base.
+        for base in [0x1000_0000u64, VENDOR_BASE] {
+            let read = memory_reader(map_image(&file), base);
+            assert_eq!(pe::identity_from_memory(base, &read), Ok(info.clone()));
+        }
+    }
+    let info = pe::identity_from_file(&fixture_image(IMAGES[1].0)).unwrap();
+    assert_eq!(info.size_of_image, 0x8000);
+}
+
+/// Every truncation of each fixture image, and every byte of it set to 0x00 and to
+/// 0xff in turn, as a file and as a mapped image: an identity or an error, never a
+/// panic. A truncation before the end of the CodeView record is an error.
+#[test]
+fn damaged_images_give_an_error_never_a_panic() {
+    for (image, ..) in IMAGES {
+        let file = fixture_image(image);
+        let good = pe::identity_from_file(&file).unwrap();
+        let record_end = file
+            .windows(4)
+            .position(|w| w == b"RSDS")
+            .map(|at| at + 24)
+            .unwrap();
+        for n in 0..file.len() {
+            let got = pe::identity_from_file(&file[..n]);
+            if n < record_end {
+                assert!(got.is_err(), "{image} cut at {n:#x}: {got:?}");
+            }
+        }
+        let mapped = map_image(&file);
+        let nt = u32::from_le_bytes(file[0x3c..0x40].try_into().unwrap()) as usize;
+        let mut errors = 0;
+        for (what, mut bytes) in [("file", file.clone()), ("mapped", mapped.clone())] {
+            for i in 0..bytes.len().min(0x4000) {
+                let old = bytes[i];
+                for damage in [0x00, 0xff] {
+                    bytes[i] = damage;
+                    let got = if what == "file" {
+                        pe::identity_from_file(&bytes)
+                    } else {
+                        let read = |rva: u64, len: usize| {
+                            let start = usize::try_from(rva).ok()?;
+                            bytes
+                                .get(start..start.checked_add(len)?)
+                                .map(<[u8]>::to_vec)
+                        };
+                        pe::identity_from_memory(0, &read)
+                    };
+                    // The DOS stub is never read: damage there changes nothing.
+                    if (0x40..nt).contains(&i) {
+                        assert_eq!(got.as_ref(), Ok(&good), "{image} {what} at {i:#x}");
+                    }
+                    errors += usize::from(got.is_err());
+                }
+                bytes[i] = old;
+            }
+        }
+        assert!(errors > 0, "{image}");
+        assert_eq!(pe::identity_from_file(&file), Ok(good));
+    }
+}
+
+/// Header fields set to hostile values, in the file and in the mapped image: an
+/// error, after reads that the caps keep small (never the 4 GiB a field asks for),
+/// or, where the damage can be read past, the right identity.
+#[test]
+fn hostile_header_values_are_errors_with_bounded_reads() {
+    let file = fixture_image(IMAGES[0].0);
+    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+    let nt = u32_at(&file, 0x3c) as usize;
+    let optional = nt + 24;
+    // PE32+: the data directories start at 112; the debug directory is entry 6.
+    let debug_dir = optional + 112 + 6 * 8;
+    // The CodeView entry of the debug directory: type 2, size 0x40.
+    let codeview_entry = |b: &[u8]| {
+        b.windows(8)
+            .position(|w| w == [2, 0, 0, 0, 0x40, 0, 0, 0])
+            .unwrap()
+            - 12
+    };
+    type Case = (
+        &'static str,
+        fn(usize, usize, usize) -> usize,
+        &'static [u8],
+    );
+    let cases: [Case; 8] = [
+        (
+            "e_lfanew past the end",
+            |_, _, _| 0x3c,
+            &[0xf0, 0xff, 0xff, 0xff],
+        ),
+        ("65535 sections", |nt, _, _| nt + 6, &[0xff, 0xff]),
+        (
+            "optional header size 65535",
+            |nt, _, _| nt + 20,
+            &[0xff, 0xff],
+        ),
+        (
+            "2^32-1 data directories",
+            |nt, _, _| nt + 24 + 108,
+            &[0xff; 4],
+        ),
+        ("debug directory 4 GiB long", |_, d, _| d + 4, &[0xff; 4]),
+        (
+            "debug directory at RVA 0xfffffff0",
+            |_, d, _| d,
+            &[0xf0, 0xff, 0xff, 0xff],
+        ),
+        ("CodeView record 4 GiB long", |_, _, e| e + 16, &[0xff; 4]),
+        (
+            "CodeView record nowhere",
+            |_, _, e| e + 20,
+            &[0xf0, 0xff, 0xff, 0xff, 0xf0, 0xff, 0xff, 0xff],
+        ),
+    ];
+    for (what, at, value) in cases {
+        for mapped in [false, true] {
+            let mut bytes = if mapped {
+                map_image(&file)
+            } else {
+                file.clone()
+            };
+            let at = at(nt, debug_dir, codeview_entry(&bytes));
+            bytes[at..at + value.len()].copy_from_slice(value);
+            let got = if mapped {
+                pe::identity_from_memory(VENDOR_BASE, &memory_reader(bytes, VENDOR_BASE))
+            } else {
+                pe::identity_from_file(&bytes)
+            };
+            match got {
+                Err(pe::PeError::Truncated { len, .. }) => {
+                    assert!(len <= 4 << 20, "{what} (mapped: {mapped}): read {len}")
+                }
+                Err(_) => {}
+                // A mapped image's RVAs need no section table, so it is not read;
+                // the debug directory and CodeView record are read up to a cap.
+                Ok(info)
+                    if (mapped && what == "65535 sections") || what.ends_with("4 GiB long") =>
+                {
+                    assert_eq!(Ok(info), pe::identity_from_file(&file))
+                }
+                Ok(info) => panic!("{what} (mapped: {mapped}): {info:?}"),
+            }
+        }
+    }
+}
+
+/// A reader that hands back fewer bytes than asked, or more: never trusted blindly.
+#[test]
+fn short_and_long_reads_from_memory() {
+    let file = fixture_image(IMAGES[0].0);
+    let image = map_image(&file);
+    let short = |addr: u64, len: usize| {
+        let start = usize::try_from(addr.checked_sub(VENDOR_BASE)?).ok()?;
+        image
+            .get(start..(start + len).min(image.len()))
+            .map(|b| b[..b.len().saturating_sub(1)].to_vec())
+    };
+    assert!(matches!(
+        pe::identity_from_memory(VENDOR_BASE, &short),
+        Err(pe::PeError::Truncated { offset: 0, len: 64 })
+    ));
+    let long = |addr: u64, len: usize| {
+        let start = usize::try_from(addr.checked_sub(VENDOR_BASE)?).ok()?;
+        image
+            .get(start..(start + len + 16).min(image.len()))
+            .map(<[u8]>::to_vec)
+    };
+    assert_eq!(
+        pe::identity_from_memory(VENDOR_BASE, &long),
+        pe::identity_from_file(&file)
+    );
 }
