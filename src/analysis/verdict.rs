@@ -140,6 +140,26 @@ pub fn dump_verdict(report: &DumpReport, ctx: &VerdictContext<'_>) -> Verdict {
         }
         if !dominant.is_empty() {
             let confirmed = s.dumps.len() >= MIN_DUMPS_FOR_LEAK;
+            // The dump's own timing evidence, reconciled with the growth: it
+            // supports the verdict or is outranked by it, never read against it.
+            for (m, _, _) in &dominant {
+                let text = match m.leak_probability {
+                    Some(p) if p >= PROBABLE_LEAK => format!(
+                        "In this dump, {}'s outstanding allocations were made steadily over the tracking window (leak probability {p}%).",
+                        m.name
+                    ),
+                    Some(p) => format!(
+                        "In this dump alone, {}'s allocation times look less like a leak (leak probability {p}%); growth across dumps is the stronger evidence and outranks it.",
+                        m.name
+                    ),
+                    None => continue,
+                };
+                evidence.push(Evidence {
+                    kind: EvidenceKind::LeakProbability,
+                    module: Some(m.name.clone()),
+                    text,
+                });
+            }
             let modules = dominant
                 .iter()
                 .map(|(m, _, rate)| verdict_module(report, leak, m, *rate, ctx))
@@ -175,7 +195,7 @@ pub fn dump_verdict(report: &DumpReport, ctx: &VerdictContext<'_>) -> Verdict {
     let total = leak.totals.bytes;
     let mut probable: Vec<&ModuleLeak> = Vec::new();
     for m in leak.modules.iter().filter(|m| is_real(m)) {
-        if !m.leak_probability.is_some_and(|p| p >= PROBABLE_LEAK) {
+        if m.leak_probability.is_none_or(|p| p < PROBABLE_LEAK) {
             continue;
         }
         // A series that shows the module not growing overrules its probability.
@@ -511,7 +531,28 @@ pub fn verdict_findings(verdict: &Verdict, leak: Option<&LeakAnalysis>) -> Vec<F
                 verdict.next_step.clone(),
             ));
         }
-        VerdictStatus::NoLeakFound | VerdictStatus::NoTrackerData => {}
+        VerdictStatus::NoLeakFound => {
+            // The largest module explained, so that nobody reads it as a leak.
+            if let Some(e) = verdict
+                .evidence
+                .iter()
+                .find(|e| e.kind == EvidenceKind::LeakProbability && e.module.is_some())
+            {
+                let module = e.module.clone().unwrap_or_default();
+                out.push(
+                    Finding::new(
+                        Severity::Information,
+                        FindingKind::LargestNotLeaking,
+                        "verdict",
+                        format!("{module} holds the most memory but does not look like a leak"),
+                        e.text.clone(),
+                        "Compare with a later dump of the same process: memory that keeps growing is a leak, memory that stays flat is not.".to_owned(),
+                    )
+                    .about_module(module),
+                );
+            }
+        }
+        VerdictStatus::NoTrackerData => {}
     }
     out
 }
@@ -520,11 +561,16 @@ pub fn verdict_findings(verdict: &Verdict, leak: Option<&LeakAnalysis>) -> Vec<F
 /// it (idempotent: run again with more context, e.g. once the series is known).
 pub fn apply(report: &mut DumpReport, ctx: &VerdictContext<'_>) {
     let verdict = dump_verdict(report, ctx);
-    let findings = verdict_findings(&verdict, report.leak());
-    report.summary.retain(|f| !is_verdict_finding(f.kind));
-    report.summary.extend(findings);
-    // Stable: within a severity, findings keep their order.
-    report.summary.sort_by_key(|f| f.severity);
+    let mut summary = verdict_findings(&verdict, report.leak());
+    summary.extend(
+        std::mem::take(&mut report.summary)
+            .into_iter()
+            .filter(|f| !is_verdict_finding(f.kind)),
+    );
+    // Stable: within a severity, the verdict's findings come first, then the
+    // scripts' in their order.
+    summary.sort_by_key(|f| f.severity);
+    report.summary = summary;
     report.verdict = verdict;
 }
 
@@ -532,7 +578,10 @@ pub fn apply(report: &mut DumpReport, ctx: &VerdictContext<'_>) {
 fn is_verdict_finding(kind: FindingKind) -> bool {
     matches!(
         kind,
-        FindingKind::Leak | FindingKind::PossibleLeak | FindingKind::SpreadGrowth
+        FindingKind::Leak
+            | FindingKind::PossibleLeak
+            | FindingKind::SpreadGrowth
+            | FindingKind::LargestNotLeaking
     )
 }
 

@@ -38,6 +38,9 @@ pub enum FindingKind {
     PossibleLeak,
     /// The verdict: leak-like memory spread over many modules.
     SpreadGrowth,
+    /// The verdict found no leak; the module holding the most memory is explained
+    /// (`module` set).
+    LargestNotLeaking,
     /// Some of the top modules have no usable symbols.
     MissingSymbols,
     /// The tracker's tables were full: totals are a lower bound.

@@ -8,15 +8,16 @@ use super::{Handles, LeakAnalysis, Modules, ProcessSection, VirtualMemory};
 use serde::Serialize;
 use thiserror::Error;
 
-/// One script's output.
+/// One script's output. Variants are boxed: sections differ much in size and a
+/// report holds only a few.
 #[derive(Clone, Debug, Serialize)]
 #[serde(untagged)]
 pub enum SectionData {
     Leak(Box<LeakAnalysis>),
-    Process(ProcessSection),
-    VirtualMemory(VirtualMemory),
-    Handles(Handles),
-    Modules(Modules),
+    Process(Box<ProcessSection>),
+    VirtualMemory(Box<VirtualMemory>),
+    Handles(Box<Handles>),
+    Modules(Box<Modules>),
 }
 
 /// Why a script produced no section.

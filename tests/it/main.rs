@@ -24,3 +24,4 @@ mod symbols_llvm;
 mod symbols_store;
 mod synth;
 mod tracker;
+mod verdict;

@@ -433,11 +433,22 @@ fn the_leak_finding_names_the_vendor_from_the_version_resource() {
         ..Default::default()
     };
     let r = analyze_synth(bytes, &options);
+    assert_eq!(
+        r.verdict.modules[0].company.as_deref(),
+        Some("Contoso Data Access Ltd.")
+    );
+    assert!(
+        r.verdict
+            .headline
+            .contains("odbcvend.dll (Contoso Data Access Ltd.)"),
+        "{}",
+        r.verdict.headline
+    );
     let leak = &r.summary[0];
     assert_eq!(leak.title, "odbcvend.dll is probably leaking");
     assert!(
         leak.recommendation
-            .contains("the vendor of odbcvend.dll (Contoso Data Access Ltd.)"),
+            .contains("every object odbcvend.dll (Contoso Data Access Ltd.) returns"),
         "{}",
         leak.recommendation
     );

@@ -8,7 +8,7 @@ use leakdiag::dump::stream::{AllocatorKind, StreamFlags};
 use leakdiag::dump::writer::AllocationStreamBuilder;
 use leakdiag::model::DumpReport;
 use leakdiag::model::ModuleLeak;
-use leakdiag::model::Severity;
+use leakdiag::model::{FindingKind, Severity, VerdictStatus};
 
 const HOUR: u64 = 3600 * SECOND;
 
@@ -126,20 +126,25 @@ fn the_incident_flags_the_leak_and_not_the_cache_or_the_work_in_flight() {
     assert!(p("orders.dll") <= 25, "start-up cache");
     assert!(p("httpmod.dll") <= 25, "work in flight");
 
-    let errors: Vec<_> = r
+    // One dump alone: a possible leak, named once, until a series confirms growth.
+    assert_eq!(r.verdict.status, VerdictStatus::PossibleLeak);
+    let named: Vec<&str> = r.verdict.modules.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(named, ["odbcvend.dll"]);
+    let flagged: Vec<_> = r
         .summary
         .iter()
-        .filter(|f| f.severity == Severity::Error)
+        .filter(|f| f.severity <= Severity::Warning && f.module.is_some())
         .collect();
-    assert_eq!(errors.len(), 1, "{:#?}", r.summary);
-    assert_eq!(errors[0].title, "odbcvend.dll is probably leaking");
+    assert_eq!(flagged.len(), 1, "{:#?}", r.summary);
+    assert_eq!(flagged[0].title, "odbcvend.dll is probably leaking");
+    assert_eq!(flagged[0].kind, FindingKind::PossibleLeak);
     assert!(
-        errors[0].description.contains("3,900,000 bytes"),
+        flagged[0].description.contains("3,900,000 bytes"),
         "{}",
-        errors[0].description
+        flagged[0].description
     );
-    assert!(errors[0].description.contains("leak probability 100%"));
-    assert!(errors[0].recommendation.contains("vendor of odbcvend.dll"));
+    assert!(flagged[0].description.contains("leak probability 100%"));
+    assert!(flagged[0].recommendation.contains("Take another dump"));
     for quiet in ["orders.dll", "httpmod.dll"] {
         assert!(
             !r.summary
@@ -148,8 +153,8 @@ fn the_incident_flags_the_leak_and_not_the_cache_or_the_work_in_flight() {
             "{quiet} must not be flagged"
         );
     }
-    // Summary order: most severe first.
-    assert_eq!(r.summary[0].severity, Severity::Error);
+    // Summary order: most severe first, the verdict's finding before the others.
+    assert_eq!(r.summary[0].kind, FindingKind::PossibleLeak);
     assert!(r.summary.windows(2).all(|w| w[0].severity <= w[1].severity));
     // The demo has no symbol path: the top three modules lack symbols.
     assert!(r
@@ -184,6 +189,8 @@ fn tracker_limits_and_short_windows_are_findings() {
 fn a_big_module_that_is_not_leaking_is_explained() {
     // Everything in the first minutes: the top module is a cache.
     let r = pattern(&evenly(300, 0, 60 * SECOND), 2 * HOUR, 1);
+    assert_eq!(r.verdict.status, VerdictStatus::NoLeakFound);
+    assert!(r.verdict.modules.is_empty());
     assert!(!r.summary.iter().any(|f| f.severity == Severity::Error));
     assert!(r
         .summary

@@ -113,5 +113,5 @@ pub fn findings(section: &Handles) -> Vec<Finding> {
 /// The section with its findings.
 fn output(section: Handles) -> ScriptOutput {
     let findings = findings(&section);
-    ScriptOutput::new(SectionData::Handles(section), findings)
+    ScriptOutput::new(SectionData::Handles(Box::new(section)), findings)
 }

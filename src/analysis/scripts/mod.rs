@@ -1,8 +1,7 @@
 //! Memory-pressure scripts: independent analyses of one dump, each producing one
 //! section of the report and the findings it supports.
 //!
-//! A script implements [`Script`] and produces one variant of
-//! [`SectionData`](crate::model::SectionData). [`registry`] lists every script:
+//! A script implements [`Script`] and produces one variant of [`SectionData`]. [`registry`] lists every script:
 //! adding a script is one file here, its variant in the model, its view in
 //! `report::sections`, and one line in [`registry`]. [`run_scripts`] runs the
 //! selected scripts in parallel; a script that fails (or panics) becomes an error

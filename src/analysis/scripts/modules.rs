@@ -189,5 +189,5 @@ impl Script for ModulesScript {
 /// The section with its findings.
 fn output(section: Modules) -> ScriptOutput {
     let findings = Vec::new();
-    ScriptOutput::new(SectionData::Modules(section), findings)
+    ScriptOutput::new(SectionData::Modules(Box::new(section)), findings)
 }

@@ -188,5 +188,5 @@ pub fn findings(section: &ProcessSection) -> Vec<Finding> {
 /// The section with its findings.
 fn output(section: ProcessSection) -> ScriptOutput {
     let findings = findings(&section);
-    ScriptOutput::new(SectionData::Process(section), findings)
+    ScriptOutput::new(SectionData::Process(Box::new(section)), findings)
 }

@@ -259,5 +259,5 @@ pub fn findings(section: &VirtualMemory) -> Vec<Finding> {
 /// The section with its findings.
 fn output(section: VirtualMemory) -> ScriptOutput {
     let findings = findings(&section);
-    ScriptOutput::new(SectionData::VirtualMemory(section), findings)
+    ScriptOutput::new(SectionData::VirtualMemory(Box::new(section)), findings)
 }
