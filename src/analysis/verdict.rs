@@ -51,18 +51,27 @@ fn share(part: u64, whole: u64) -> f64 {
     }
 }
 
-/// The company of `module`, from the modules section's version resources.
-fn company(report: &DumpReport, module: &str) -> Option<String> {
-    report
-        .modules()?
+/// The company of `module` from the modules section's version resources, or why it
+/// is unknown.
+fn company(report: &DumpReport, module: &str) -> Result<String, String> {
+    let Some(modules) = report.modules() else {
+        return Err("vendor unknown: the modules script did not run".into());
+    };
+    let Some(entry) = modules
         .modules
         .iter()
-        .find(|e| e.name.eq_ignore_ascii_case(module))?
-        .version_strings
-        .as_ref()?
+        .find(|e| e.name.eq_ignore_ascii_case(module))
+    else {
+        return Err("vendor unknown: the module is not in the dump's module list".into());
+    };
+    let Some(strings) = &entry.version_strings else {
+        return Err("vendor unknown: no image to read its version resource from (the dump does not hold it and no --images folder has it)".into());
+    };
+    strings
         .company_name
         .clone()
         .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| "vendor unknown: its version resource names no company".into())
 }
 
 /// A module's growth over a series: (bytes of growth, bytes per hour), when it
@@ -320,9 +329,11 @@ fn verdict_module(
     growth_per_hour: Option<f64>,
     ctx: &VerdictContext<'_>,
 ) -> VerdictModule {
+    let company = company(report, &m.name);
     VerdictModule {
         name: m.name.clone(),
-        company: company(report, &m.name),
+        company_unknown: company.clone().err(),
+        company: company.ok(),
         allocations: m.allocations,
         bytes: m.bytes,
         share_percent: share(m.bytes, leak.totals.bytes),
@@ -436,21 +447,25 @@ fn finish_with(
 }
 
 fn vendor_step(modules: &[VerdictModule]) -> String {
-    let written: Vec<String> = modules
-        .iter()
-        .filter_map(|m| m.vendor_report.as_ref().map(|d| format!("{d}/report.html")))
-        .collect();
-    if written.is_empty() {
-        format!(
-            "Write a vendor report (leakdiag analyze --vendor {}) and send it to the module's vendor.",
-            modules.first().map_or("MODULE", |m| m.name.as_str())
-        )
-    } else {
-        format!(
-            "Send the vendor report ({}) to the module's vendor.",
-            written.join(", ")
-        )
+    let mut steps: Vec<String> = Vec::new();
+    for m in modules {
+        let who = m
+            .company
+            .as_deref()
+            .map_or_else(|| format!("{}'s vendor", m.name), str::to_owned);
+        steps.push(match &m.vendor_report {
+            Some(dir) => format!("send the vendor report ({dir}/report.html) to {who}"),
+            None => format!(
+                "write a vendor report for {} (leakdiag analyze … --vendor {}) and send it to {who}",
+                m.name, m.name
+            ),
+        });
     }
+    let mut text = steps.join("; ");
+    if let Some(first) = text.get(..1) {
+        text = format!("{}{}.", first.to_uppercase(), &text[1..]);
+    }
+    text
 }
 
 /// The module findings of a dump's summary, written from its verdict: one finding

@@ -18,6 +18,7 @@ mod write;
 use crate::analysis::{generator, series, vendor, verdict, AnalyzeOptions};
 use crate::model::{DumpReport, Index, IndexEntry, VendorEntry, INDEX_SCHEMA};
 use crate::report;
+use crate::report::view::PageLinks;
 use discover::{discover_inputs, InputError};
 use names::{file_name, report_dirs, vendor_dir};
 use parallel::{analyze_all, Outcome};
@@ -114,7 +115,10 @@ pub fn run(
         .par_iter()
         .zip(dirs.par_iter())
         .zip(outcomes.par_iter())
-        .map(|((path, dir), outcome)| write::write_one(path, dir, outcome, out, &vendor_dirs))
+        .map(|((path, dir), outcome)| {
+            let links = page_links(dir, series_of.get(dir.as_str()).copied(), &vendor_reports);
+            write::write_one(path, dir, outcome, out, &vendor_dirs, &links)
+        })
         .collect();
 
     let reports: Vec<(&str, &DumpReport)> = outcomes
@@ -193,4 +197,35 @@ fn process_name(reports: &[(&str, &DumpReport)]) -> Option<String> {
     names
         .all(|n| n.eq_ignore_ascii_case(&first))
         .then_some(first)
+}
+
+/// The links of a dump report to the index, the other dumps of its series and the
+/// vendor reports.
+fn page_links(
+    dir: &str,
+    series: Option<&crate::model::Series>,
+    vendor_reports: &[(String, String)],
+) -> PageLinks {
+    PageLinks {
+        index: Some("../index.html".to_owned()),
+        siblings: series
+            .filter(|s| s.dumps.len() > 1)
+            .map(|s| {
+                s.dumps
+                    .iter()
+                    .map(|d| {
+                        (
+                            d.file_name.clone(),
+                            format!("../{}/report.html", d.report_dir),
+                            d.report_dir == dir,
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        vendors: vendor_reports
+            .iter()
+            .map(|(module, folder)| (module.clone(), format!("../{folder}/report.html")))
+            .collect(),
+    }
 }

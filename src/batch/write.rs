@@ -5,6 +5,7 @@ use super::parallel::Outcome;
 use super::OutputError;
 use crate::model::{IndexEntry, TopModule};
 use crate::report;
+use crate::report::view::PageLinks;
 use std::path::Path;
 
 pub(super) fn write_one(
@@ -13,6 +14,7 @@ pub(super) fn write_one(
     outcome: &Outcome,
     out: &Path,
     vendor_dirs: &[String],
+    links: &PageLinks,
 ) -> Result<IndexEntry, OutputError> {
     let report = match outcome {
         Outcome::Failed(message) => {
@@ -38,9 +40,11 @@ pub(super) fn write_one(
         source,
     })?;
     let html_path = folder.join("report.html");
-    report::html::write_report(&html_path, report).map_err(|source| OutputError::Render {
-        path: html_path.clone(),
-        source,
+    report::html::write_report(&html_path, report, links).map_err(|source| {
+        OutputError::Render {
+            path: html_path.clone(),
+            source,
+        }
     })?;
     let md_path = folder.join("summary.md");
     report::markdown::write_summary(&md_path, report, dir, vendor_dirs).map_err(|source| {

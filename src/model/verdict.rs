@@ -76,6 +76,8 @@ pub struct VerdictModule {
     pub name: String,
     /// The company that makes it, from its version resource; null when unknown.
     pub company: Option<String>,
+    /// Why the company is unknown; null when it is known.
+    pub company_unknown: Option<String>,
     /// Outstanding in the (last) dump.
     pub allocations: u64,
     pub bytes: u64,

@@ -5,7 +5,7 @@
 //! inline SVG, and nothing refers to anything outside the file.
 
 use super::charts::ChartError;
-use super::view::{kv, opt, KeyValue};
+use super::view::{kv, module_anchor, opt, verdict_view, KeyValue, PageLinks, VerdictView};
 use crate::model::{DumpReport, SectionError};
 use crate::text::{duration, thousands};
 use askama::Template;
@@ -44,6 +44,8 @@ struct SectionView {
 struct ReportPage {
     title: String,
     generator: String,
+    links: PageLinks,
+    verdict: VerdictView,
     dump: Vec<KeyValue>,
     process: Vec<KeyValue>,
     tracking: Option<Vec<KeyValue>>,
@@ -53,7 +55,7 @@ struct ReportPage {
     metadata: Vec<KeyValue>,
 }
 
-fn report_page(r: &DumpReport) -> Result<ReportPage, RenderError> {
+fn report_page(r: &DumpReport, links: &PageLinks) -> Result<ReportPage, RenderError> {
     let p = &r.process;
     let dump = vec![
         kv("File", r.dump.file_name.clone()),
@@ -148,9 +150,16 @@ fn report_page(r: &DumpReport) -> Result<ReportPage, RenderError> {
             },
         })
         .collect();
+    let leak = r.leak();
+    let details = |name: &str| {
+        leak.filter(|l| l.modules.iter().any(|m| m.name == name))
+            .map(|_| format!("#{}", module_anchor(name)))
+    };
     Ok(ReportPage {
         title: format!("leakdiag — {}", r.dump.file_name),
         generator: r.generator.clone(),
+        links: links.clone(),
+        verdict: verdict_view(&r.verdict, "../", &details),
         dump,
         process,
         tracking,
@@ -161,17 +170,25 @@ fn report_page(r: &DumpReport) -> Result<ReportPage, RenderError> {
     })
 }
 
-/// Renders a dump's report.html into `w`.
-pub fn render_report<W: Write>(mut w: W, report: &DumpReport) -> Result<(), RenderError> {
-    let page = report_page(report)?;
+/// Renders a dump's report.html into `w`; `links` lead to the rest of the run.
+pub fn render_report<W: Write>(
+    mut w: W,
+    report: &DumpReport,
+    links: &PageLinks,
+) -> Result<(), RenderError> {
+    let page = report_page(report, links)?;
     page.write_into(&mut w)?;
     Ok(())
 }
 
 /// Writes a dump's report.html.
-pub fn write_report(path: &Path, report: &DumpReport) -> Result<(), RenderError> {
+pub fn write_report(
+    path: &Path,
+    report: &DumpReport,
+    links: &PageLinks,
+) -> Result<(), RenderError> {
     let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
-    render_report(&mut w, report)?;
+    render_report(&mut w, report, links)?;
     w.flush()?;
     Ok(())
 }

@@ -22,7 +22,47 @@ pub fn render_summary<W: Write>(
     vendor_dirs: &[String],
 ) -> io::Result<()> {
     let p = &report.process;
-    writeln!(w, "# Memory leak analysis: {}", report.dump.file_name)?;
+    writeln!(
+        w,
+        "# Memory leak analysis: {}",
+        cell(&report.dump.file_name)
+    )?;
+    writeln!(w)?;
+    let v = &report.verdict;
+    let confidence = match v.confidence {
+        crate::model::Confidence::High => "high",
+        crate::model::Confidence::Medium => "medium",
+        crate::model::Confidence::Low => "low",
+    };
+    writeln!(
+        w,
+        "**Verdict: {} ({confidence} confidence).** {}",
+        v.status.label(),
+        cell(&v.headline)
+    )?;
+    writeln!(w)?;
+    if !v.modules.is_empty() {
+        writeln!(
+            w,
+            "| Module | Vendor | Outstanding bytes | Share | Growth per hour | Leak probability |"
+        )?;
+        writeln!(w, "|---|---|---:|---:|---:|---:|")?;
+        for m in &v.modules {
+            writeln!(
+                w,
+                "| {} | {} | {} | {:.1}% | {} | {} |",
+                cell(&m.name),
+                cell(m.company.as_deref().unwrap_or("unknown")),
+                thousands(m.bytes),
+                m.share_percent,
+                m.growth_per_hour
+                    .map_or_else(|| "–".to_owned(), |g| thousands(g.max(0.0).round() as u64)),
+                probability(m.leak_probability)
+            )?;
+        }
+        writeln!(w)?;
+    }
+    writeln!(w, "Next step: {}", cell(&v.next_step))?;
     writeln!(w)?;
     let image = p
         .image

@@ -96,14 +96,35 @@ fn report_html_has_every_section_and_nothing_external() {
         .text()
         .collect();
     assert_eq!(first, "odbcvend.dll");
-    assert_eq!(count(&doc, "#module-0 .stack"), 0);
-    assert_eq!(count(&doc, "#module-1 .stack"), 2, "--stacks 2");
+    // Module cards are anchored by name, stacks by their id.
     assert_eq!(
-        count(&doc, "#module-1 .stack ol li"),
+        count(&doc, "#module-odbcvend\\.dll .stack"),
+        2,
+        "--stacks 2"
+    );
+    assert_eq!(
+        count(&doc, "#module-odbcvend\\.dll .stack ol li"),
         16,
         "both stacks, every frame"
     );
-    assert_eq!(count(&doc, "#module-1 li.responsible"), 2);
+    assert_eq!(count(&doc, "#module-odbcvend\\.dll li.responsible"), 2);
+    for stack in doc.select(&sel("#module-odbcvend\\.dll .stack")) {
+        let id = stack.value().attr("id").unwrap();
+        assert!(id.starts_with("stack-") && id.len() == 22, "{id}");
+        let link = stack.select(&sel("a.stack-id")).next().unwrap();
+        assert_eq!(link.value().attr("href").unwrap(), format!("#{id}"));
+    }
+    // The verdict comes first, with the module linked to its card.
+    let verdict = doc.select(&sel("#verdict")).next().expect("a verdict");
+    assert!(verdict
+        .text()
+        .collect::<String>()
+        .contains("odbcvend.dll probably leaks"));
+    assert_eq!(
+        count(&doc, "#verdict a[href='#module-odbcvend.dll']"),
+        1,
+        "the named module links to its card"
+    );
     assert!(
         text.contains("1,950,000"),
         "exact byte counts with separators"

@@ -266,9 +266,12 @@ fn each_dump_gets_a_ticket_summary() {
         "{md}"
     );
     assert!(md.contains("**error: odbcvend.dll is leaking**"), "{md}");
-    assert!(md.contains(
-        "Recommendation: Send the vendor report (vendor-odbcvend.dll/report.html) to the module's vendor."
-    ));
+    assert!(
+        md.contains(
+            "Recommendation: Send the vendor report (vendor-odbcvend.dll/report.html) to odbcvend.dll's vendor."
+        ),
+        "{md}"
+    );
     assert!(md.contains("`w3wp_4711_2h/report.html`"));
     assert!(md.contains("`vendor-odbcvend.dll/report.html`"));
 }

@@ -3,17 +3,13 @@
 
 use crate::model::{Frame, LeakAnalysis, ModuleLeak, Omitted};
 use crate::report::charts::{bar_chart, timeline_chart, Unit};
-use crate::report::view::{kv, row, KeyValue, Row};
+use crate::report::view::{kv, module_anchor, row, stack_anchor, KeyValue, Row};
 use crate::report::RenderError;
 use crate::text::{approx_bytes, count, percent, probability, thousands};
 use askama::Template;
 
 /// Modules drawn in the overview charts.
 const CHART_MODULES: usize = 10;
-
-fn anchor(rank: usize) -> String {
-    format!("module-{rank}")
-}
 
 fn omitted_text(o: &Omitted, what: &str) -> Option<String> {
     (o.count > 0).then(|| {
@@ -81,6 +77,9 @@ pub(crate) fn frame_view(f: &Frame) -> FrameView {
 }
 
 struct StackView {
+    /// `stack-<id>`: every page names and links a stack by its id.
+    anchor: String,
+    id: String,
     title: String,
     frames: Vec<FrameView>,
 }
@@ -152,12 +151,11 @@ fn module_section(rank: usize, m: &ModuleLeak) -> Result<ModuleSection, RenderEr
     let stacks = m
         .stacks
         .iter()
-        .enumerate()
-        .map(|(i, s)| StackView {
+        .map(|s| StackView {
+            anchor: stack_anchor(s.id),
+            id: s.id.to_string(),
             title: format!(
-                "Sample {} — stack #{}: {}, {} bytes, leak probability {}",
-                i + 1,
-                s.stack,
+                "{}, {} bytes, leak probability {}",
                 count(s.allocations, "allocation"),
                 thousands(s.bytes),
                 probability(s.leak_probability)
@@ -166,7 +164,7 @@ fn module_section(rank: usize, m: &ModuleLeak) -> Result<ModuleSection, RenderEr
         })
         .collect();
     Ok(ModuleSection {
-        anchor: anchor(rank),
+        anchor: module_anchor(&m.name),
         name: m.name.clone(),
         facts,
         timeline,
@@ -239,7 +237,7 @@ fn leak_views(
         .map(|(i, m)| ModuleRow {
             rank: i + 1,
             probability: probability(m.leak_probability),
-            anchor: anchor(i + 1),
+            anchor: module_anchor(&m.name),
             name: m.name.clone(),
             allocations: thousands(m.allocations),
             bytes: thousands(m.bytes),
