@@ -65,7 +65,7 @@ fn company(report: &DumpReport, module: &str) -> Result<String, String> {
         return Err("vendor unknown: the module is not in the dump's module list".into());
     };
     let Some(strings) = &entry.version_strings else {
-        return Err("vendor unknown: no image to read its version resource from (the dump does not hold it and no --images folder has it)".into());
+        return Err("vendor unknown: no version resource could be read (the image is not in the dump's memory or an --images folder, or has none)".into());
     };
     strings
         .company_name

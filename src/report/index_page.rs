@@ -3,6 +3,7 @@
 
 use super::charts::line_chart;
 use super::html::{write_page, RenderError};
+use super::view::{module_anchor, stack_anchor, verdict_view, VerdictView};
 use crate::model::Index;
 use crate::model::{Series, Trend, TrendVerdict};
 use crate::text::{approx_bytes, duration, thousands};
@@ -22,11 +23,15 @@ struct IndexRow {
     allocations: String,
     bytes: String,
     top_module: String,
+    /// The dump's verdict: a CSS class, its label and its sentence.
+    verdict: (&'static str, &'static str, String),
     note: String,
 }
 
 struct TrendRow {
     name: String,
+    /// For a stack: its place in the last dump's report.
+    link: Option<String>,
     /// Bytes in each dump.
     values: Vec<String>,
     /// Growth over each interval, with its rate per hour.
@@ -56,6 +61,8 @@ struct SeriesView {
 #[template(path = "index.html")]
 struct IndexPage {
     generator: String,
+    title: String,
+    verdict: VerdictView,
     ok: usize,
     failed: usize,
     rows: Vec<IndexRow>,
@@ -72,9 +79,13 @@ fn signed(n: i128) -> String {
     }
 }
 
-fn trend_row(t: &Trend) -> TrendRow {
+fn trend_row(t: &Trend, last_dir: Option<&str>) -> TrendRow {
     TrendRow {
         name: t.name.clone(),
+        link: t
+            .id
+            .zip(last_dir)
+            .map(|(id, dir)| format!("{dir}/report.html#{}", stack_anchor(id))),
         values: t.bytes.iter().map(|&b| thousands(b)).collect(),
         growth: t
             .growth
@@ -131,8 +142,12 @@ fn series_view(s: &Series) -> Result<SeriesView, RenderError> {
             })
             .collect(),
         chart,
-        modules: s.modules.iter().map(trend_row).collect(),
-        stacks: s.stacks.iter().map(trend_row).collect(),
+        modules: s.modules.iter().map(|t| trend_row(t, None)).collect(),
+        stacks: s
+            .stacks
+            .iter()
+            .map(|t| trend_row(t, s.dumps.last().map(|d| d.report_dir.as_str())))
+            .collect(),
         findings: s
             .findings
             .iter()
@@ -163,6 +178,10 @@ pub fn render_index(w: &mut dyn Write, index: &Index) -> Result<(), RenderError>
                 .as_ref()
                 .map(|t| format!("{} ({} bytes)", t.name, thousands(t.bytes)))
                 .unwrap_or_else(|| "–".into()),
+            verdict: match (e.verdict, &e.headline) {
+                (Some(v), Some(h)) => (status_class(v), v.label(), h.clone()),
+                _ => ("none", "–", String::new()),
+            },
             note: if e.status == "ok" && !e.tracker_data {
                 "no tracker data".to_owned()
             } else if e.warnings > 0 {
@@ -177,8 +196,20 @@ pub fn render_index(w: &mut dyn Write, index: &Index) -> Result<(), RenderError>
         .iter()
         .map(series_view)
         .collect::<Result<_, _>>()?;
+    // A named module links to its card in the last dump that was analysed.
+    let last_report = index.inputs.iter().rev().find_map(|e| e.report_dir.clone());
+    let details = |name: &str| {
+        last_report
+            .as_ref()
+            .map(|dir| format!("{dir}/report.html#{}", module_anchor(name)))
+    };
     IndexPage {
         generator: index.generator.clone(),
+        title: match &index.process {
+            Some(p) => format!("Memory leak incident: {p}"),
+            None => "Memory leak incident".to_owned(),
+        },
+        verdict: verdict_view(&index.verdict, "", &details),
         ok: index.ok,
         failed: index.failed,
         rows,
@@ -202,4 +233,16 @@ pub fn render_index(w: &mut dyn Write, index: &Index) -> Result<(), RenderError>
 /// Writes the run's index.html.
 pub fn write_index(path: &Path, index: &Index) -> Result<(), RenderError> {
     write_page(path, |w| render_index(w, index))
+}
+
+/// The CSS class of a verdict status.
+fn status_class(s: crate::model::VerdictStatus) -> &'static str {
+    use crate::model::VerdictStatus;
+    match s {
+        VerdictStatus::Leak => "leak",
+        VerdictStatus::PossibleLeak => "possible_leak",
+        VerdictStatus::Spread => "spread",
+        VerdictStatus::NoLeakFound => "no_leak_found",
+        VerdictStatus::NoTrackerData => "no_tracker_data",
+    }
 }
