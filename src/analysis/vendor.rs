@@ -4,9 +4,10 @@
 //! asks for `--no-redact`).
 
 use crate::model::{
-    DumpReport, Frame, Series, StackSample, VendorDump, VendorReport, VendorSeries, VENDOR_SCHEMA,
+    DumpReport, Frame, ModuleLeak, Series, StackSample, SymbolStatus, VendorDump, VendorReport,
+    VendorSeries, Verdict, VENDOR_SCHEMA,
 };
-use crate::text::percent;
+use crate::text::{count, duration, percent, thousands};
 
 /// Frames as a vendor may see them: frames in `module` as they are; frames in other
 /// modules with their module and offset only (their inlined frames, which would
@@ -39,11 +40,13 @@ pub fn build(
     reports: &[(&str, &DumpReport)],
     series: &[Series],
     redacted: bool,
+    verdict: &Verdict,
 ) -> VendorReport {
     let matches = |name: &str| name.eq_ignore_ascii_case(module);
     let mut dumps = Vec::new();
     let mut module_info = None;
     let mut name = module.to_owned();
+    let mut last = None;
     for (dir, r) in reports {
         if let Some(entry) = r
             .modules()
@@ -82,15 +85,10 @@ pub fn build(
             functions: m.functions.clone(),
             stacks,
             timeline: m.timeline.clone(),
-            findings: r
-                .summary
-                .iter()
-                .filter(|f| f.concerns_module(&m.name))
-                .cloned()
-                .collect(),
         });
+        last = Some((*r, m));
     }
-    let series = series
+    let series: Vec<VendorSeries> = series
         .iter()
         .filter_map(|s| {
             let trend = s.modules.iter().find(|t| matches(&t.name))?.clone();
@@ -102,13 +100,93 @@ pub fn build(
             })
         })
         .collect();
+    let company = module_info
+        .as_ref()
+        .and_then(|m: &crate::model::ModuleEntry| m.version_strings.as_ref())
+        .and_then(|v| v.company_name.clone());
+    let observed = observed(&name, company.as_deref(), last, &series);
+    let pdb = last.and_then(|(r, _)| {
+        let row = r.leak()?.symbols.iter().find(|s| matches(&s.module))?;
+        let file = row.pdb.as_deref().map(crate::model::file_name_of)?;
+        Some(match row.status {
+            SymbolStatus::Loaded => format!("{file} (loaded: its GUID and age match the module)"),
+            SymbolStatus::LoadedUnverified => format!(
+                "{file} (loaded by name: the module's identity was unknown, so the match is not verified)"
+            ),
+            other => format!("{file} ({other})"),
+        })
+    });
     VendorReport {
         schema: VENDOR_SCHEMA,
         generator: super::generator(),
         module: name,
         redacted,
+        observed,
+        status: verdict
+            .modules
+            .iter()
+            .any(|m| matches(&m.name))
+            .then_some(verdict.status),
         module_info,
+        pdb,
+        tracker_modules: last
+            .and_then(|(r, _)| r.tracking.as_ref())
+            .map(|t| t.allocator_modules.clone())
+            .unwrap_or_default(),
         dumps,
         series,
     }
+}
+
+/// What we observed of the module, in plain words for its vendor.
+fn observed(
+    name: &str,
+    company: Option<&str>,
+    last: Option<(&DumpReport, &ModuleLeak)>,
+    series: &[VendorSeries],
+) -> String {
+    let Some((r, m)) = last else {
+        return format!("{name} held no outstanding allocations in the dumps analysed.");
+    };
+    let who = match company {
+        Some(c) => format!("{name} ({c})"),
+        None => name.to_owned(),
+    };
+    let total = r.leak().map_or(0, |l| l.totals.bytes);
+    let mut text = format!(
+        "When {} was written, after {} of allocation tracking, {who} held {} that it had allocated and not freed: {} bytes, {} of all outstanding bytes of the process.",
+        r.dump.file_name,
+        duration(r.tracking.as_ref().map_or(0.0, |t| t.duration_seconds)),
+        count(m.allocations, "allocation"),
+        thousands(m.bytes),
+        percent(m.bytes, total)
+    );
+    for s in series.iter().filter(|s| s.trend.bytes.len() >= 2) {
+        let t = &s.trend;
+        let first = t.bytes.first().copied().unwrap_or(0);
+        let last = t.bytes.last().copied().unwrap_or(0);
+        text.push_str(&format!(
+            " Across {} dumps of the same process its outstanding memory went from {} to {} bytes ({}{}).",
+            t.bytes.len(),
+            thousands(first),
+            thousands(last),
+            t.verdict.label(),
+            t.rate_per_hour
+                .map(|r| format!(", {} bytes per hour", thousands(r.max(0.0).round() as u64)))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(f) = m.functions.first() {
+        text.push_str(&format!(
+            " The largest part was allocated in {} ({} bytes).",
+            f.name,
+            thousands(f.bytes)
+        ));
+    }
+    if let Some(p) = m.leak_probability {
+        text.push_str(&format!(
+            " The times at which these blocks were allocated give a leak probability of {p}% (see below)."
+        ));
+    }
+    text
 }

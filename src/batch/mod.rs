@@ -129,9 +129,10 @@ pub fn run(
             Outcome::Failed(_) => None,
         })
         .collect();
+    let incident = verdict::incident_verdict(reports.iter().map(|(_, r)| &r.verdict), &series);
     let mut vendor_reports = Vec::new();
     for (module, dir) in run.vendors.iter().zip(&vendor_dirs) {
-        let report = vendor::build(module, &reports, &series, !run.no_redact);
+        let report = vendor::build(module, &reports, &series, !run.no_redact, &incident);
         let folder = out.join(dir);
         std::fs::create_dir_all(&folder).map_err(io(&folder))?;
         let json_path = folder.join("report.json");
@@ -168,7 +169,7 @@ pub fn run(
         schema: INDEX_SCHEMA,
         generator: generator(),
         process: process_name(&reports),
-        verdict: verdict::incident_verdict(reports.iter().map(|(_, r)| &r.verdict), &series),
+        verdict: incident,
         ok: entries.len() - failed,
         failed,
         inputs: entries,

@@ -1,6 +1,6 @@
 //! A vendor report: what concerns one module, fit to send to the company making it.
 
-use super::{Finding, FunctionLeak, ModuleEntry, StackSample, TimelineBin, Trend};
+use super::{FunctionLeak, ModuleEntry, StackSample, TimelineBin, Trend, VerdictStatus};
 use serde::Serialize;
 
 /// The module in one dump.
@@ -19,8 +19,6 @@ pub struct VendorDump {
     pub functions: Vec<FunctionLeak>,
     pub stacks: Vec<StackSample>,
     pub timeline: Vec<TimelineBin>,
-    /// The dump's findings about this module.
-    pub findings: Vec<Finding>,
 }
 
 /// The module's trend in one series.
@@ -40,8 +38,20 @@ pub struct VendorReport {
     pub module: String,
     /// Whether other modules' function names and source paths were removed.
     pub redacted: bool,
+    /// What we observed, in plain words, for the vendor: the numbers, the growth,
+    /// the functions. No instructions meant for the customer.
+    pub observed: String,
+    /// What the incident's verdict says of the module: `leak` or `possible_leak`
+    /// when it names it, else null.
+    pub status: Option<VerdictStatus>,
     /// The module as the latest dump holding it describes it (path, versions, vendor).
     pub module_info: Option<ModuleEntry>,
+    /// The PDB the frames were resolved with, and how it was matched, e.g.
+    /// `odbcvend.pdb (loaded: GUID and age match the module)`; null without one.
+    pub pdb: Option<String>,
+    /// Modules whose frames are the tracker's own (they recorded the allocation and
+    /// are not part of the module's code path).
+    pub tracker_modules: Vec<String>,
     pub dumps: Vec<VendorDump>,
     pub series: Vec<VendorSeries>,
 }

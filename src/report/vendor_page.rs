@@ -4,25 +4,27 @@
 use super::charts::{line_chart, timeline_chart};
 use super::html::{write_page, RenderError};
 use super::sections::leak::{frame_view, FrameView};
-use super::view::{kv, opt, KeyValue};
-use crate::model::VendorReport;
+use super::view::{kv, opt, stack_anchor, KeyValue};
+use crate::model::{VendorReport, VerdictStatus};
 use crate::text::{approx_bytes, count, duration, percent, probability, thousands};
 use askama::Template;
 use std::io::Write;
 use std::path::Path;
 
 struct StackView {
+    anchor: String,
+    id: String,
     title: String,
     frames: Vec<FrameView>,
 }
 
-struct DumpView {
+/// The latest dump holding the module, in detail.
+struct LatestView {
     file_name: String,
     facts: Vec<KeyValue>,
     timeline: String,
     functions: Vec<(String, String, String, String)>,
     stacks: Vec<StackView>,
-    findings: Vec<(String, String, String, String)>,
 }
 
 struct SeriesView {
@@ -38,9 +40,15 @@ struct VendorPage {
     generator: String,
     module: String,
     redacted: bool,
+    /// `leak`, `possible_leak` or `observed`: a CSS class, and its label.
+    status: (&'static str, &'static str),
+    observed: String,
     info: Vec<KeyValue>,
     series: Vec<SeriesView>,
-    dumps: Vec<DumpView>,
+    /// One row per dump: file, snapshot, allocations, bytes, share, leak probability.
+    dumps: Vec<[String; 6]>,
+    latest: Option<LatestView>,
+    tracker_modules: String,
 }
 
 /// Renders a vendor report into `w`.
@@ -57,14 +65,20 @@ pub fn render_vendor(w: &mut dyn Write, r: &VendorReport) -> Result<(), RenderEr
         }
         info.push(kv("Timestamp", opt(&m.timestamp_rfc3339)));
         info.push(kv(
-            "PDB",
-            format!(
-                "{} {}",
-                opt(&m.debug_file),
-                m.debug_id.clone().unwrap_or_default()
-            ),
+            "PDB identity",
+            match (&m.debug_file, &m.debug_id) {
+                (Some(f), Some(id)) => format!("{f} {id}"),
+                (Some(f), None) => f.clone(),
+                _ => "not recorded in the dump".to_owned(),
+            },
         ));
     }
+    info.push(kv(
+        "Symbols used",
+        r.pdb
+            .clone()
+            .unwrap_or_else(|| "none: frames are shown as module offsets".to_owned()),
+    ));
     let series = r
         .series
         .iter()
@@ -103,12 +117,30 @@ pub fn render_vendor(w: &mut dyn Write, r: &VendorReport) -> Result<(), RenderEr
         .dumps
         .iter()
         .map(|d| {
+            [
+                d.file_name.clone(),
+                format!(
+                    "{} (tracking {})",
+                    opt(&d.snapshot),
+                    duration(d.tracking_seconds)
+                ),
+                thousands(d.allocations),
+                format!("{} ({})", thousands(d.bytes), approx_bytes(d.bytes)),
+                d.share_of_bytes.clone(),
+                probability(d.leak_probability),
+            ]
+        })
+        .collect();
+    let latest = r
+        .dumps
+        .last()
+        .map(|d| -> Result<LatestView, RenderError> {
             let bins: Vec<(f64, f64, u64)> = d
                 .timeline
                 .iter()
                 .map(|b| (b.start_seconds, b.end_seconds, b.bytes))
                 .collect();
-            Ok(DumpView {
+            Ok(LatestView {
                 file_name: d.file_name.clone(),
                 facts: vec![
                     kv(
@@ -144,40 +176,46 @@ pub fn render_vendor(w: &mut dyn Write, r: &VendorReport) -> Result<(), RenderEr
                 stacks: d
                     .stacks
                     .iter()
-                    .enumerate()
-                    .map(|(i, s)| StackView {
+                    .map(|s| StackView {
+                        anchor: stack_anchor(s.id),
+                        id: s.id.to_string(),
                         title: format!(
-                            "Sample {}: {}, {} bytes, leak probability {}",
-                            i + 1,
+                            "{}, {} bytes, leak probability {}",
                             count(s.allocations, "allocation"),
                             thousands(s.bytes),
                             probability(s.leak_probability)
                         ),
-                        frames: s.frames.iter().map(frame_view).collect(),
-                    })
-                    .collect(),
-                findings: d
-                    .findings
-                    .iter()
-                    .map(|f| {
-                        (
-                            f.severity.label().to_owned(),
-                            f.title.clone(),
-                            f.description.clone(),
-                            f.recommendation.clone(),
-                        )
+                        frames: s
+                            .frames
+                            .iter()
+                            .map(|f| {
+                                let mut v = frame_view(f);
+                                v.tracker = f.module.as_deref().is_some_and(|m| {
+                                    r.tracker_modules.iter().any(|t| t.eq_ignore_ascii_case(m))
+                                });
+                                v
+                            })
+                            .collect(),
                     })
                     .collect(),
             })
         })
-        .collect::<Result<_, RenderError>>()?;
+        .transpose()?;
     VendorPage {
         generator: r.generator.clone(),
         module: r.module.clone(),
         redacted: r.redacted,
+        status: match r.status {
+            Some(VerdictStatus::Leak) => ("leak", "leak"),
+            Some(VerdictStatus::PossibleLeak) => ("possible_leak", "possible leak"),
+            _ => ("observed", "observed"),
+        },
+        observed: r.observed.clone(),
         info,
         series,
         dumps,
+        latest,
+        tracker_modules: r.tracker_modules.join(", "),
     }
     .write_into(w)?;
     Ok(())

@@ -164,7 +164,7 @@ fn no_leak_found_when_the_big_module_is_a_cache() {
 fn spread_when_many_small_modules_each_look_leaked() {
     // 200 modules, each about 0.5% of the bytes, every one allocating steadily.
     let counts: Vec<u64> = (0..200).map(|i| 20 + (i % 3)).collect();
-    let r = one(&counts, &vec![When::Steadily; 200]);
+    let r = one(&counts, &[When::Steadily; 200]);
     assert_eq!(r.verdict.status, VerdictStatus::Spread, "{:#?}", r.verdict);
     assert!(named(&r).is_empty());
     // Nobody is told that one 0.5% module is "probably leaking".

@@ -42,6 +42,8 @@ pub(crate) struct FrameView {
     pub address: String,
     pub responsible: bool,
     pub inlined: bool,
+    /// A frame of the tracker itself (marked where the page knows the tracker).
+    pub tracker: bool,
 }
 
 struct SymbolsView {
@@ -73,6 +75,7 @@ pub(crate) fn frame_view(f: &Frame) -> FrameView {
         address: f.address.to_string(),
         responsible: f.responsible,
         inlined: f.inlined,
+        tracker: false,
     }
 }
 
