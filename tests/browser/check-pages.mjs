@@ -12,6 +12,13 @@
 // attribute on <html> or <body> when there is one, else from the file name
 // (index.html is an index page, anything else a report page).
 //
+// Each page is also checked for what its readers need (issue: one verdict, a report
+// written for each reader): no horizontal page overflow at 1400, 1280 and 420 px wide
+// (wide tables scroll inside their own box); the verdict (`#verdict .headline`, or
+// `#observed` on a vendor page) starts within the first screen at 1280x800 and
+// 420x800; every link inside the report folder resolves (the file exists and, for a
+// `#fragment`, an element with that id is in it); and the page prints to PDF (A4).
+//
 // Prints one JSON line per page, then `N passed, M failed`; exits 1 listing every
 // problem when a page fails, 2 on a usage or browser start error. A full-page PNG per
 // page and JavaScript mode goes into the screenshot folder.
@@ -20,7 +27,7 @@
 // playwright-core never downloads a browser.
 
 import { chromium } from 'playwright-core';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -36,6 +43,11 @@ const ARGS = [
   '--disable-sync',
 ];
 const TIMEOUT_MS = 30_000;
+const LAYOUT_WIDTHS = [1400, 1280, 420];
+const FIRST_SCREENS = [
+  { width: 1280, height: 800 },
+  { width: 420, height: 800 },
+];
 const VIEWPORT = { width: 1280, height: 900 };
 
 function usage(message) {
@@ -201,6 +213,78 @@ async function checkMode(browser, page, kindHint, js, shot) {
   return result;
 }
 
+/// The checks for readers, once per page (JavaScript on): layout at each width, the
+/// verdict in the first screen, internal links, printing.
+async function checkReaders(browser, page) {
+  const problems = [];
+  const url = pathToFileURL(page).href;
+  const info = {};
+  for (const width of LAYOUT_WIDTHS) {
+    const context = await browser.newContext({ viewport: { width, height: 900 } });
+    try {
+      const tab = await context.newPage();
+      await tab.goto(url, { waitUntil: 'load' });
+      const sw = await tab.evaluate(() => document.documentElement.scrollWidth);
+      const iw = await tab.evaluate(() => window.innerWidth);
+      if (sw > iw) problems.push(`page overflows horizontally at ${width} px: scrollWidth ${sw} > ${iw}`);
+    } finally {
+      await context.close().catch(() => {});
+    }
+  }
+  for (const viewport of FIRST_SCREENS) {
+    const context = await browser.newContext({ viewport });
+    try {
+      const tab = await context.newPage();
+      await tab.goto(url, { waitUntil: 'load' });
+      const top = await tab.evaluate(() => {
+        const v = document.querySelector('#verdict .headline, #observed .observed-text');
+        return v ? v.getBoundingClientRect().top : null;
+      });
+      if (top === null) problems.push('no verdict on the page');
+      else if (top >= viewport.height) {
+        problems.push(`the verdict starts at ${Math.round(top)} px, below the first screen at ${viewport.width}x${viewport.height}`);
+      }
+    } finally {
+      await context.close().catch(() => {});
+    }
+  }
+  const context = await browser.newContext({ viewport: VIEWPORT });
+  try {
+    const tab = await context.newPage();
+    await tab.goto(url, { waitUntil: 'load' });
+    const hrefs = await tab.evaluate(() => [...document.querySelectorAll('a[href]')].map((a) => a.getAttribute('href')));
+    const root = reportRoot(page);
+    let checked = 0;
+    for (const href of new Set(hrefs)) {
+      if (/^[a-z]+:/i.test(href)) {
+        problems.push(`link leaves the report folder: ${href}`);
+        continue;
+      }
+      const [file, fragment] = href.split('#');
+      const target = file ? path.resolve(path.dirname(page), decodeURIComponent(file)) : page;
+      if (!inside(root, target) || !existsSync(target)) {
+        problems.push(`broken link: ${href} (no file ${target})`);
+        continue;
+      }
+      if (fragment) {
+        const html = readFileSync(target, 'utf8');
+        if (!html.includes(`id="${fragment}"`)) problems.push(`broken link: ${href} (no element #${fragment})`);
+      }
+      checked++;
+    }
+    info.links = checked;
+    await tab.emulateMedia({ media: 'print' });
+    const pdf = await tab.pdf({ format: 'A4', printBackground: true });
+    info.pdfPages = (pdf.toString('latin1').match(/\/Type\s*\/Page[^s]/g) || []).length;
+    if (info.pdfPages === 0) problems.push('printing to PDF gave no page');
+  } catch (err) {
+    problems.push(`reader checks: ${String(err?.message || err).split('\n')[0]}`);
+  } finally {
+    await context.close().catch(() => {});
+  }
+  return { problems, info };
+}
+
 // launch() starts Chromium on a fresh, temporary user-data dir; each page and mode
 // gets its own context (no shared cookies, cache or storage).
 let browser;
@@ -232,7 +316,10 @@ try {
       mode.ms = Date.now() - started;
       modes.push(mode);
     }
-    const problems = modes.flatMap((m) => m.problems.map((p) => `[${m.js ? 'js' : 'no-js'}] ${p}`));
+    const readers = await checkReaders(browser, page);
+    const problems = modes
+      .flatMap((m) => m.problems.map((p) => `[${m.js ? 'js' : 'no-js'}] ${p}`))
+      .concat(readers.problems.map((p) => `[readers] ${p}`));
     const ok = problems.length === 0;
     console.log(
       JSON.stringify({
@@ -241,6 +328,7 @@ try {
         ok,
         js: modes[0],
         nojs: modes[1],
+        readers: readers.info,
         problems,
       }),
     );
