@@ -7,6 +7,7 @@ pub mod index_page;
 pub mod json;
 pub mod markdown;
 pub mod sections;
+mod stacks;
 pub mod vendor_page;
 pub mod view;
 

@@ -3,20 +3,13 @@
 
 use super::charts::{line_chart, timeline_chart};
 use super::html::{write_page, RenderError};
-use super::sections::leak::{frame_view, FrameView};
-use super::view::{kv, opt, stack_anchor, KeyValue};
+use super::stacks::{stack_view, StackView};
+use super::view::{kv, opt, KeyValue};
 use crate::model::{VendorReport, VerdictStatus};
 use crate::text::{approx_bytes, count, duration, percent, probability, thousands};
 use askama::Template;
 use std::io::Write;
 use std::path::Path;
-
-struct StackView {
-    anchor: String,
-    id: String,
-    title: String,
-    frames: Vec<FrameView>,
-}
 
 /// The latest dump holding the module, in detail.
 struct LatestView {
@@ -176,27 +169,7 @@ pub fn render_vendor(w: &mut dyn Write, r: &VendorReport) -> Result<(), RenderEr
                 stacks: d
                     .stacks
                     .iter()
-                    .map(|s| StackView {
-                        anchor: stack_anchor(s.id),
-                        id: s.id.to_string(),
-                        title: format!(
-                            "{}, {} bytes, leak probability {}",
-                            count(s.allocations, "allocation"),
-                            thousands(s.bytes),
-                            probability(s.leak_probability)
-                        ),
-                        frames: s
-                            .frames
-                            .iter()
-                            .map(|f| {
-                                let mut v = frame_view(f);
-                                v.tracker = f.module.as_deref().is_some_and(|m| {
-                                    r.tracker_modules.iter().any(|t| t.eq_ignore_ascii_case(m))
-                                });
-                                v
-                            })
-                            .collect(),
-                    })
+                    .map(|s| stack_view(s, &r.tracker_modules))
                     .collect(),
             })
         })

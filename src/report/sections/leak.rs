@@ -1,9 +1,10 @@
 //! The leak-analysis section: charts of the top modules, the module table, and a
 //! card per module with its functions, sizes, allocators and sample stacks.
 
-use crate::model::{Frame, LeakAnalysis, ModuleLeak, Omitted};
+use crate::model::{LeakAnalysis, ModuleLeak, Omitted};
 use crate::report::charts::{bar_chart, timeline_chart, Unit};
-use crate::report::view::{kv, module_anchor, row, stack_anchor, KeyValue, Row};
+use crate::report::stacks::{stack_view, StackView};
+use crate::report::view::{kv, module_anchor, row, KeyValue, Row};
 use crate::report::RenderError;
 use crate::text::{approx_bytes, count, percent, probability, thousands};
 use askama::Template;
@@ -34,18 +35,6 @@ struct ModuleRow {
     top_function: String,
 }
 
-pub(crate) struct FrameView {
-    /// `module!function + 0xoffset`, or `module+0xRVA` without symbols.
-    pub text: String,
-    /// `file:line`, when the PDB gives it.
-    pub source: String,
-    pub address: String,
-    pub responsible: bool,
-    pub inlined: bool,
-    /// A frame of the tracker itself (marked where the page knows the tracker).
-    pub tracker: bool,
-}
-
 struct SymbolsView {
     module: String,
     status: String,
@@ -54,37 +43,6 @@ struct SymbolsView {
     pdb: String,
     message: String,
     searched: Vec<(String, String)>,
-}
-
-pub(crate) fn frame_view(f: &Frame) -> FrameView {
-    let module = f.module.as_deref().unwrap_or("(unknown)");
-    let text = match (&f.function, f.function_offset, f.offset) {
-        (Some(func), Some(off), _) => format!("{module}!{func} + 0x{off:x}"),
-        (Some(func), None, _) => format!("{module}!{func}"),
-        (None, _, Some(rva)) => format!("{module}+{rva}"),
-        (None, _, None) => module.to_owned(),
-    };
-    let source = match (&f.file, f.line) {
-        (Some(file), Some(line)) => format!("{file}:{line}"),
-        (Some(file), None) => file.clone(),
-        _ => String::new(),
-    };
-    FrameView {
-        text,
-        source,
-        address: f.address.to_string(),
-        responsible: f.responsible,
-        inlined: f.inlined,
-        tracker: false,
-    }
-}
-
-struct StackView {
-    /// `stack-<id>`: every page names and links a stack by its id.
-    anchor: String,
-    id: String,
-    title: String,
-    frames: Vec<FrameView>,
 }
 
 struct FunctionRow {
@@ -151,21 +109,7 @@ fn module_section(rank: usize, m: &ModuleLeak) -> Result<ModuleSection, RenderEr
         facts.push(kv("Base", base.to_string()));
         facts.push(kv("Size", format!("{} bytes", thousands(size))));
     }
-    let stacks = m
-        .stacks
-        .iter()
-        .map(|s| StackView {
-            anchor: stack_anchor(s.id),
-            id: s.id.to_string(),
-            title: format!(
-                "{}, {} bytes, leak probability {}",
-                count(s.allocations, "allocation"),
-                thousands(s.bytes),
-                probability(s.leak_probability)
-            ),
-            frames: s.frames.iter().map(frame_view).collect(),
-        })
-        .collect();
+    let stacks = m.stacks.iter().map(|s| stack_view(s, &[])).collect();
     Ok(ModuleSection {
         anchor: module_anchor(&m.name),
         name: m.name.clone(),
