@@ -127,6 +127,11 @@ pub fn analyze_dump(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport,
     let tracking = match (&stream, &table) {
         (Some(stream), Some(table)) => {
             stream_warnings(stream, table, modules.is_empty(), &mut warnings);
+            clock_warning(
+                dump.minidump().header.time_date_stamp,
+                stream.header().snapshot_time,
+                &mut warnings,
+            );
             Some(tracking_info(stream, table))
         }
         _ => {
@@ -177,6 +182,24 @@ pub fn analyze_dump(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport,
         },
     );
     Ok(report)
+}
+
+/// Seconds between 1601-01-01 (FILETIME's epoch) and 1970-01-01.
+const FILETIME_UNIX_OFFSET: u64 = 11_644_473_600;
+
+/// A dump written before the tracker's own snapshot means one of the two clocks is
+/// wrong: every time in the report is then suspect, and the reader must know.
+fn clock_warning(dump_unix: u32, snapshot_filetime: u64, warnings: &mut Vec<String>) {
+    let snapshot_unix = (snapshot_filetime / 10_000_000).saturating_sub(FILETIME_UNIX_OFFSET);
+    // The header has whole seconds; a second of slack for the rounding.
+    if dump_unix != 0 && snapshot_unix > u64::from(dump_unix) + 1 {
+        warnings.push(format!(
+            "the dump's header says it was written at {}, {} before the tracker's snapshot at {}: one of the clocks is wrong, so times in this report may be off",
+            crate::model::unix_to_rfc3339(u64::from(dump_unix)).unwrap_or_else(|| dump_unix.to_string()),
+            crate::text::duration((snapshot_unix - u64::from(dump_unix)) as f64),
+            crate::model::filetime_to_rfc3339(snapshot_filetime).unwrap_or_else(|| snapshot_filetime.to_string()),
+        ));
+    }
 }
 
 /// What the reader must know about the tracker's data.

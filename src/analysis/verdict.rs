@@ -251,8 +251,8 @@ pub fn dump_verdict(report: &DumpReport, ctx: &VerdictContext<'_>) -> Verdict {
             kind: EvidenceKind::ShortWindow,
             module: None,
             text: format!(
-                "Tracking ran for {:.1} seconds, less than {} minutes: leak probabilities are weak evidence.",
-                tracking.duration_seconds,
+                "Tracking ran for {}, less than {} minutes: leak probabilities are weak evidence.",
+                crate::text::duration(tracking.duration_seconds),
                 ctx.min_window_seconds / 60
             ),
         });

@@ -60,6 +60,12 @@ pub(super) fn identity_without_codeview(
                 attempts.push(SearchAttempt::new(place, identity_outcome(&info.pdb)));
                 return Some(info.pdb);
             }
+            // A dump without the module's memory (most minidumps) is not an error
+            // of the image: say so plainly.
+            Err(pe::PeError::Truncated { offset: 0, .. }) => attempts.push(SearchAttempt::new(
+                place,
+                "the dump does not hold the module's image",
+            )),
             Err(e) => attempts.push(SearchAttempt::new(place, format!("no identity: {e}"))),
         }
     }

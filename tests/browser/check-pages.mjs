@@ -30,6 +30,7 @@ import { chromium } from 'playwright-core';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { inflateSync } from 'node:zlib';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const ARGS = [
@@ -213,6 +214,45 @@ async function checkMode(browser, page, kindHint, js, shot) {
   return result;
 }
 
+/// The pages of a PDF and, for each, whether it draws anything: the content streams of
+/// every page object, inflated, must hold a text (Tj/TJ), image (Do) or path fill
+/// operator. Chromium's PDFs are plain enough for this reading.
+function pdfPages(pdf) {
+  const text = pdf.toString('latin1');
+  const objects = new Map();
+  const objRe = /(\d+) 0 obj\b([\s\S]*?)endobj/g;
+  for (let m; (m = objRe.exec(text)); ) objects.set(m[1], m[2]);
+  const content = (ref) => {
+    const body = objects.get(ref);
+    if (!body) return '';
+    const start = body.indexOf('stream');
+    const end = body.lastIndexOf('endstream');
+    if (start < 0 || end < 0) return '';
+    let data = Buffer.from(body.slice(start + 6, end).replace(/^\r?\n/, ''), 'latin1');
+    if (/\/FlateDecode/.test(body.slice(0, start))) {
+      try {
+        data = inflateSync(data);
+      } catch {
+        return '';
+      }
+    }
+    return data.toString('latin1');
+  };
+  const pages = [];
+  for (const body of objects.values()) {
+    if (!/\/Type\s*\/Page\b(?!s)/.test(body)) continue;
+    const refs = [];
+    const c = /\/Contents\s*(?:\[([^\]]*)\]|(\d+) 0 R)/.exec(body);
+    if (c) {
+      if (c[2]) refs.push(c[2]);
+      else for (const r of c[1].matchAll(/(\d+) 0 R/g)) refs.push(r[1]);
+    }
+    const ops = refs.map(content).join('\n');
+    pages.push(/\bT[jJ]\b|\bDo\b|\bf\*?\b/.test(ops));
+  }
+  return pages;
+}
+
 /// The checks for readers, once per page (JavaScript on): layout at each width, the
 /// verdict in the first screen, internal links, printing.
 async function checkReaders(browser, page) {
@@ -275,8 +315,12 @@ async function checkReaders(browser, page) {
     info.links = checked;
     await tab.emulateMedia({ media: 'print' });
     const pdf = await tab.pdf({ format: 'A4', printBackground: true });
-    info.pdfPages = (pdf.toString('latin1').match(/\/Type\s*\/Page[^s]/g) || []).length;
-    if (info.pdfPages === 0) problems.push('printing to PDF gave no page');
+    const printed = pdfPages(pdf);
+    info.pdfPages = printed.length;
+    if (printed.length === 0) problems.push('printing to PDF gave no page');
+    printed.forEach((drawn, i) => {
+      if (!drawn) problems.push(`printed page ${i + 1} of ${printed.length} is blank`);
+    });
   } catch (err) {
     problems.push(`reader checks: ${String(err?.message || err).split('\n')[0]}`);
   } finally {

@@ -273,3 +273,26 @@ fn growth_spread_over_many_modules_in_a_series_is_spread() {
     }
     assert_eq!(index["verdict"]["status"], "spread");
 }
+
+#[test]
+fn a_dump_written_before_its_own_snapshot_is_a_warning() {
+    // The stream's snapshot is 2 hours after START; the header says START + 1 h.
+    let mut bytes = dump(2, &[10], &[When::Steadily]);
+    let ok = analyze_synth(bytes.clone(), &AnalyzeOptions::default());
+    assert!(
+        !ok.warnings.iter().any(|w| w.contains("clocks")),
+        "{:?}",
+        ok.warnings
+    );
+    // MINIDUMP_HEADER.TimeDateStamp is at offset 20.
+    bytes[20..24].copy_from_slice(&((START + 3600) as u32).to_le_bytes());
+    let r = analyze_synth(bytes, &AnalyzeOptions::default());
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("1h 00m 00s before the tracker's snapshot")
+                && w.contains("clocks is wrong")),
+        "{:?}",
+        r.warnings
+    );
+}

@@ -7,6 +7,7 @@ use crate::model::{
     Finding, FindingKind, LeakAnalysis, ModuleLeak, Severity, SymbolStatus, NO_STACK_MODULE,
     UNKNOWN_MODULE,
 };
+use crate::text::duration;
 
 /// Modules whose symbols are checked.
 pub const TOP_MODULES: usize = 3;
@@ -93,8 +94,8 @@ pub fn findings(leak: &LeakAnalysis, inputs: &FindingInputs<'_>) -> Vec<Finding>
             FindingKind::ShortWindow,
             "The tracking window is too short to judge".into(),
             format!(
-                "Tracking ran for {:.0} seconds, less than {} minutes: a slow leak cannot yet be told from a cache or from work in progress, so leak probabilities are weak evidence.",
-                inputs.window_seconds,
+                "Tracking ran for {}, less than {} minutes: a slow leak cannot yet be told from a cache or from work in progress, so leak probabilities are weak evidence.",
+                duration(inputs.window_seconds),
                 inputs.min_window_seconds / 60
             ),
             "Let the tracker run longer (an hour or more for a leak of a few MB an hour) and take another dump.".into(),
