@@ -10,7 +10,8 @@
 //!    [`pe`]: PE images (headers, CodeView record, version resource) through the
 //!    `object` crate, for the inputs.
 //! 3. Inputs: [`dump`] reads minidumps and the allocation stream into the model;
-//!    [`symbols`] finds PDBs and resolves addresses.
+//!    [`umdh`] reads UMDH snapshot and comparison logs; [`symbols`] finds PDBs and
+//!    resolves addresses.
 //! 4. [`analysis`]: one dump's model built and analysed by the memory-pressure
 //!    scripts (one file each, one registry), then the views across dumps: series and
 //!    vendor reports.
@@ -47,3 +48,4 @@ pub mod pe;
 pub mod report;
 pub mod symbols;
 pub mod text;
+pub mod umdh;

@@ -12,6 +12,7 @@ pub mod probability;
 pub mod scripts;
 pub mod series;
 pub mod table;
+pub mod umdh;
 pub mod vendor;
 pub mod verdict;
 
@@ -59,6 +60,8 @@ impl Default for AnalyzeOptions {
 pub enum AnalyzeError {
     #[error(transparent)]
     Dump(#[from] DumpError),
+    #[error(transparent)]
+    Umdh(#[from] crate::umdh::UmdhError),
     #[error("{path}: {source}")]
     TotalOverflow {
         path: PathBuf,
@@ -102,6 +105,17 @@ fn tracking_info(stream: &AllocationStream<'_>, table: &Table) -> TrackingInfo {
             .into_iter()
             .map(str::to_owned)
             .collect(),
+        source: crate::model::TrackingSource::Tracker,
+    }
+}
+
+/// Analyses the input at `path`: a UMDH log when its first lines say so
+/// ([`crate::umdh::detect`]), else a dump.
+pub fn analyze_input(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, AnalyzeError> {
+    // A file that cannot be read is left to the dump reader, which names the error.
+    match crate::umdh::detect(path) {
+        Ok(Some(kind)) => umdh::analyze_umdh(path, kind, options),
+        _ => analyze_dump(path, options),
     }
 }
 

@@ -3,12 +3,13 @@
 //! A leak rule takes a dump at 300 MB, another at 400 MB, another at 500 MB; what grew
 //! from one dump to the next is the strongest evidence of a leak. Dumps belong to the
 //! same series when they share the process id and creation time (misc-info stream) or,
-//! failing that, the allocation stream's tracking start. A series is ordered by
-//! snapshot time.
+//! failing that, the allocation stream's tracking start; UMDH snapshot logs when
+//! they share the PID and the machine. A series is ordered by snapshot time (a
+//! UMDH log's Logtime).
 
 use crate::model::{
     sort_ranked, DumpReport, Finding, FindingKind, LeakAnalysis, Series, SeriesDump, Severity,
-    StackId, StackSample, Totals, Trend, TrendVerdict,
+    StackId, StackSample, Totals, TrackingSource, Trend, TrendVerdict,
 };
 use crate::text::thousands;
 use std::collections::BTreeMap;
@@ -106,6 +107,25 @@ pub struct Member<'a> {
 
 fn series_key(r: &DumpReport) -> Option<(String, String)> {
     let p = &r.process;
+    // UMDH snapshots have no process start time: one PID on one machine.
+    if let Some(t) = r
+        .tracking
+        .as_ref()
+        .filter(|t| t.source == TrackingSource::UmdhSnapshot)
+    {
+        let machine = t
+            .metadata
+            .iter()
+            .find(|m| m.key == "machine")
+            .and_then(|m| m.value.clone())
+            .unwrap_or_else(|| "an unknown machine".into());
+        return p.pid.map(|pid| {
+            (
+                format!("umdh pid {pid} on {}", machine.to_lowercase()),
+                format!("UMDH snapshots of process {pid} on {machine}"),
+            )
+        });
+    }
     match (p.pid, &p.process_create_time) {
         (Some(pid), Some(created)) => Some((
             format!("pid {pid} started {created}"),

@@ -10,8 +10,8 @@
 
 use crate::model::{
     Confidence, DumpReport, Evidence, EvidenceKind, Finding, FindingKind, LeakAnalysis, ModuleLeak,
-    Series, Severity, TrendVerdict, Verdict, VerdictModule, VerdictStatus, NO_STACK_MODULE,
-    UNKNOWN_MODULE,
+    Series, Severity, TrackingSource, TrendVerdict, UmdhGrowth, Verdict, VerdictModule,
+    VerdictStatus, NO_STACK_MODULE, UNKNOWN_MODULE,
 };
 use crate::text::{count, percent, thousands};
 
@@ -104,10 +104,15 @@ pub fn no_tracker_data() -> Verdict {
 
 /// The verdict on one dump.
 pub fn dump_verdict(report: &DumpReport, ctx: &VerdictContext<'_>) -> Verdict {
+    if let Some(g) = report.umdh_growth() {
+        return growth_verdict(g, ctx);
+    }
     let (Some(leak), Some(tracking)) = (report.leak(), &report.tracking) else {
         return no_tracker_data();
     };
-    let short_window = tracking.duration_seconds < ctx.min_window_seconds as f64;
+    // A UMDH snapshot has no window: its evidence is growth across snapshots.
+    let umdh = tracking.source == TrackingSource::UmdhSnapshot;
+    let short_window = !umdh && tracking.duration_seconds < ctx.min_window_seconds as f64;
     let mut evidence = Vec::new();
     let series = ctx.series.filter(|s| s.dumps.len() >= 2);
 
@@ -298,7 +303,19 @@ pub fn dump_verdict(report: &DumpReport, ctx: &VerdictContext<'_>) -> Verdict {
             series,
         );
     }
-    if let Some(largest) = leak.modules.iter().find(|m| is_real(m)) {
+    if let Some(largest) = leak.modules.iter().find(|m| is_real(m)).filter(|_| umdh) {
+        evidence.push(Evidence {
+            kind: EvidenceKind::LeakProbability,
+            module: Some(largest.name.clone()),
+            text: format!(
+                "{} holds the most memory, {} bytes ({}); a UMDH snapshot has no allocation times, so its leak probability is not judged: only growth across snapshots of the process can show a leak{}.",
+                largest.name,
+                thousands(largest.bytes),
+                percent(largest.bytes, total),
+                if series.is_some() { ", and it did not grow in every interval" } else { "" }
+            ),
+        });
+    } else if let Some(largest) = leak.modules.iter().find(|m| is_real(m)) {
         evidence.push(Evidence {
             kind: EvidenceKind::LeakProbability,
             module: Some(largest.name.clone()),
@@ -320,6 +337,74 @@ pub fn dump_verdict(report: &DumpReport, ctx: &VerdictContext<'_>) -> Verdict {
         evidence,
         series,
     )
+}
+
+/// The verdict on a UMDH comparison: like a series of two dumps, a module holding a
+/// dominant share of the growth is a possible leak; a third snapshot confirms it.
+fn growth_verdict(g: &UmdhGrowth, ctx: &VerdictContext<'_>) -> Verdict {
+    let real = |name: &str| name != UNKNOWN_MODULE && name != NO_STACK_MODULE;
+    let positive: i64 = g.modules.iter().map(|m| m.totals.growth_bytes.max(0)).sum();
+    let mut evidence = Vec::new();
+    let mut modules = Vec::new();
+    for m in g.modules.iter().filter(|m| !m.system && real(&m.name)) {
+        if m.totals.growth_bytes <= 0 || m.share_percent < DOMINANT_SHARE_PERCENT {
+            continue;
+        }
+        evidence.push(Evidence {
+            kind: EvidenceKind::SeriesGrowth,
+            module: Some(m.name.clone()),
+            text: format!(
+                "{} grew by {} bytes between the two snapshots of this UMDH comparison ({} of the growth).",
+                m.name,
+                thousands(m.totals.growth_bytes.unsigned_abs()),
+                format_share(m.share_percent)
+            ),
+        });
+        modules.push(VerdictModule {
+            name: m.name.clone(),
+            company: None,
+            company_unknown: Some("vendor unknown: a UMDH log holds no version resources".into()),
+            allocations: m.totals.new_count.unwrap_or(0),
+            bytes: m.totals.growth_bytes.unsigned_abs(),
+            share_percent: m.share_percent,
+            growth_per_hour: None,
+            leak_probability: None,
+            vendor_report: ctx
+                .vendor_reports
+                .iter()
+                .find(|(module, _)| module.eq_ignore_ascii_case(&m.name))
+                .map(|(_, dir)| dir.clone()),
+        });
+    }
+    if modules.is_empty() {
+        return Verdict {
+            status: VerdictStatus::NoLeakFound,
+            modules,
+            confidence: Confidence::Low,
+            evidence,
+            headline: if positive > 0 {
+                format!("No leak found: {} bytes grew between the two snapshots, but no module outside the system modules holds {DOMINANT_SHARE_PERCENT}% of that growth.", thousands(positive.unsigned_abs()))
+            } else {
+                "No leak found: nothing grew between the two snapshots of this UMDH comparison.".into()
+            },
+            next_step: "Take snapshots later in the process's life (three or more) and analyse the snapshot logs together, so growth can be measured in every interval.".into(),
+        };
+    }
+    modules.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
+    let bytes: u64 = modules.iter().map(|m| m.bytes).sum();
+    Verdict {
+        status: VerdictStatus::PossibleLeak,
+        headline: format!(
+            "{} probably {}: +{} bytes between the two snapshots of this UMDH comparison.",
+            names(&modules),
+            if modules.len() > 1 { "leak" } else { "leaks" },
+            thousands(bytes)
+        ),
+        next_step: "Take a third snapshot later and analyse the snapshot logs together: memory that grows in every interval confirms the leak.".into(),
+        modules,
+        confidence: Confidence::Medium,
+        evidence,
+    }
 }
 
 fn verdict_module(
@@ -518,14 +603,20 @@ pub fn verdict_findings(verdict: &Verdict, leak: Option<&LeakAnalysis>) -> Vec<F
                         } else {
                             format!("{} is probably leaking", m.name)
                         },
-                        format!(
-                            "{} holds {} bytes ({:.1}% of outstanding bytes) in {}. {}{functions}",
-                            m.name,
-                            thousands(m.bytes),
-                            m.share_percent,
-                            count(m.allocations, "allocation"),
-                            evidence.join(" "),
-                        ),
+                        if leak.is_some() {
+                            format!(
+                                "{} holds {} bytes ({:.1}% of outstanding bytes) in {}. {}{functions}",
+                                m.name,
+                                thousands(m.bytes),
+                                m.share_percent,
+                                count(m.allocations, "allocation"),
+                                evidence.join(" "),
+                            )
+                        } else {
+                            // Growth without a table of outstanding allocations (a
+                            // UMDH comparison): the evidence says it all.
+                            evidence.join(" ")
+                        },
                         format!(
                             "{} The sample stacks in the leak analysis show the code paths that allocate without freeing; if the calls come from your code, check that every object {vendor} returns is released as documented.",
                             verdict.next_step

@@ -1,5 +1,5 @@
 //! Which files a run reads: files named on the command line as they are, folders
-//! searched recursively for dumps.
+//! searched recursively for dumps and UMDH logs.
 
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -15,7 +15,8 @@ pub enum InputError {
 }
 
 /// Expands the command line's inputs: files are taken as they are, folders are
-/// searched recursively for `*.dmp` (any case), sorted by path. A path that cannot be
+/// searched recursively for `*.dmp` (any case) and for `*.txt` and `*.log` files
+/// whose first lines are a UMDH log's ([`crate::umdh::detect`]), sorted by path. A path that cannot be
 /// read is returned as an error entry so it is listed in the index.
 pub fn discover_inputs(inputs: &[PathBuf]) -> Vec<Result<PathBuf, InputError>> {
     let mut out = Vec::new();
@@ -54,10 +55,11 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>, errors: &mut Vec<Result<PathBuf, I
         match entry.file_type() {
             Ok(t) if t.is_dir() => walk(&path, found, errors),
             Ok(_) => {
-                let is_dump = path
-                    .extension()
-                    .is_some_and(|e| e.eq_ignore_ascii_case("dmp"));
-                if is_dump && path.is_file() {
+                let ext = |x: &str| path.extension().is_some_and(|e| e.eq_ignore_ascii_case(x));
+                let wanted = ext("dmp")
+                    || ((ext("txt") || ext("log"))
+                        && matches!(crate::umdh::detect(&path), Ok(Some(_))));
+                if wanted && path.is_file() {
                     found.push(path);
                 }
             }

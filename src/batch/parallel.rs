@@ -2,7 +2,7 @@
 //! results are collected in input order, so the output is the same at any `-j`.
 
 use super::names::file_name;
-use crate::analysis::{analyze_dump, AnalyzeOptions};
+use crate::analysis::{analyze_input, AnalyzeOptions};
 use crate::model::DumpReport;
 use rayon::prelude::*;
 use std::path::PathBuf;
@@ -32,7 +32,7 @@ pub fn analyze_all(inputs: &[PathBuf], options: &AnalyzeOptions, progress: bool)
             }
             // A bug must cost one input, not the batch: a panic becomes that input's
             // error (scripts already contain their own; this covers the rest).
-            let run = std::panic::AssertUnwindSafe(|| analyze_dump(p, options));
+            let run = std::panic::AssertUnwindSafe(|| analyze_input(p, options));
             let outcome = match std::panic::catch_unwind(run) {
                 Ok(Ok(r)) => Outcome::Ok(Box::new(r)),
                 Ok(Err(e)) => Outcome::Failed(e.to_string()),

@@ -100,6 +100,14 @@ impl AllocationStreamBuilder {
         })
     }
 
+    /// Rewrites the stack index of every allocation added so far, for a reader that
+    /// learns its stacks after the allocations that use them (UMDH logs).
+    pub fn remap_stacks(&mut self, map: impl Fn(u32) -> u32) {
+        for a in &mut self.allocations {
+            a.stack = map(a.stack);
+        }
+    }
+
     pub fn metadata(&mut self, key: &str, value: &str) -> &mut Self {
         self.metadata.push((key.to_owned(), value.to_owned()));
         self

@@ -59,6 +59,8 @@ pub enum FindingKind {
     SmallLargestFreeBlock,
     /// A module grew in every interval of a series (`module` set).
     ModuleGrowth,
+    /// A UMDH snapshot has no allocation times: leak probability is not judged.
+    NoAllocationTimes,
 }
 
 /// A conclusion for the analysis summary.

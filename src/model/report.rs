@@ -3,7 +3,7 @@
 
 use super::{
     Finding, Handles, LeakAnalysis, Modules, ProcessSection, Section, SectionData, TrackingInfo,
-    Verdict, VirtualMemory,
+    UmdhGrowth, Verdict, VirtualMemory,
 };
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -98,6 +98,8 @@ impl DumpReport {
         handles: Handles -> Handles,
         /// The modules section, if that script ran and succeeded.
         modules: Modules -> Modules,
+        /// The growth section of a UMDH comparison log.
+        umdh_growth: UmdhGrowth -> UmdhGrowth,
     }
 }
 

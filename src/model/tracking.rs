@@ -38,6 +38,28 @@ pub struct TrackingInfo {
     pub flags: TrackingFlags,
     pub metadata: Vec<MetadataItem>,
     pub allocator_modules: Vec<String>,
+    /// Where the data came from; omitted in JSON for the tracker's allocation
+    /// stream, `"umdh_snapshot"` for a UMDH snapshot log (docs/umdh.md).
+    #[serde(skip_serializing_if = "TrackingSource::is_tracker")]
+    pub source: TrackingSource,
+}
+
+/// Where a report's allocation data came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackingSource {
+    /// leakdiag's allocation stream in a dump: every allocation has its time.
+    #[default]
+    Tracker,
+    /// A UMDH snapshot log: outstanding allocations and stacks, no allocation
+    /// times, so no leak probability; start and snapshot are both its Logtime.
+    UmdhSnapshot,
+}
+
+impl TrackingSource {
+    pub fn is_tracker(&self) -> bool {
+        *self == TrackingSource::Tracker
+    }
 }
 
 /// Which allocator made a block (the stream's encoding is in `dump::stream`).

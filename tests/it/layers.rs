@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("pe", 1),
     ("dump", 2),
     ("symbols", 2),
+    ("umdh", 2),
     ("analysis", 3),
     ("report", 3),
     ("batch", 4),

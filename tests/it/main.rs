@@ -24,4 +24,6 @@ mod symbols_llvm;
 mod symbols_store;
 mod synth;
 mod tracker;
+mod umdh;
+mod umdh_gen;
 mod verdict;

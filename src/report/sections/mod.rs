@@ -4,6 +4,7 @@ pub mod handles;
 pub mod leak;
 pub mod modules;
 pub mod process;
+pub mod umdh_growth;
 pub mod virtual_memory;
 
 use super::RenderError;
@@ -17,5 +18,6 @@ pub fn render(section: &SectionData, out: &mut String) -> Result<(), RenderError
         SectionData::VirtualMemory(s) => virtual_memory::render(s, out),
         SectionData::Handles(s) => handles::render(s, out),
         SectionData::Modules(s) => modules::render(s, out),
+        SectionData::UmdhGrowth(s) => umdh_growth::render(s, out),
     }
 }

@@ -1,0 +1,574 @@
+//! UMDH logs analysed into the same reports as dumps (docs/umdh.md).
+//!
+//! * A snapshot log becomes the model of a dump: its module list a [`ModuleMap`],
+//!   its allocation lines an allocation stream built in memory with the library's
+//!   own writer, so the one table read ([`Table::read`]) and the leak script's
+//!   [`build`](super::scripts::leak::build) give the same leak section as for a
+//!   dump. A snapshot has no allocation times: leak probability is not judged;
+//!   growth across the snapshots of one process (a series by PID and machine,
+//!   ordered by Logtime) is the evidence.
+//! * A comparison log becomes a growth section ([`UmdhGrowth`]): what grew between
+//!   two snapshots per module, function and stack.
+
+use super::attribution::ModuleFilter;
+use super::scripts::leak::{self, findings, symbols::Symbols};
+use super::table::Table;
+use super::{generator, verdict, AnalyzeError, AnalyzeOptions};
+use crate::dump::stream::{AllocationStream, AllocatorKind, StreamFlags, NO_STACK};
+use crate::dump::writer::{AllocationStreamBuilder, NewAllocation};
+use crate::model::{
+    file_name_of, filetime_to_rfc3339, DumpReport, DumpSource, Finding, FindingKind,
+    FunctionGrowth, GrowthFrame, GrowthTotalLine, GrowthTotals, MetadataItem, Module, ModuleGrowth,
+    ModuleMap, PdbIdentity, ProcessInfo, Section, SectionData, SectionError, Severity, StackGrowth,
+    TrackingFlags, TrackingInfo, TrackingSource, UmdhGrowth, NO_STACK_MODULE, REPORT_SCHEMA,
+    UNKNOWN_MODULE,
+};
+use crate::text::thousands;
+use crate::umdh::compare::{self, frame_function, frame_module, frame_source, Comparison};
+use crate::umdh::snapshot::{self, Frame, LogModule, Snapshot};
+use crate::umdh::{LogKind, UmdhError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Stacks listed in a growth section.
+pub const GROWTH_STACKS: usize = 25;
+
+/// The report of a UMDH log of `kind`.
+pub fn analyze_umdh(
+    path: &Path,
+    kind: LogKind,
+    options: &AnalyzeOptions,
+) -> Result<DumpReport, AnalyzeError> {
+    let size = std::fs::metadata(path)
+        .map_err(|source| UmdhError::Io {
+            path: path.to_owned(),
+            source,
+        })?
+        .len();
+    let mut report = match kind {
+        LogKind::Snapshot => snapshot_report(path, options)?,
+        LogKind::Comparison => comparison_report(path, options)?,
+    };
+    report.dump = DumpSource::new(path, size);
+    verdict::apply(
+        &mut report,
+        &verdict::VerdictContext {
+            min_window_seconds: options.leak.min_window_seconds,
+            ..Default::default()
+        },
+    );
+    Ok(report)
+}
+
+/// One section per selected script: `data` under the script `primary`, the others
+/// not applicable to a UMDH log (`what`).
+fn sections(
+    options: &AnalyzeOptions,
+    primary: &str,
+    data: SectionData,
+    what: &str,
+) -> Vec<Section> {
+    let mut data = Some(data);
+    let mut out: Vec<Section> = options
+        .scripts
+        .iter()
+        .map(|s| {
+            let info = s.info();
+            let result = match data.take_if(|_| info.name == primary) {
+                Some(d) => Ok(d),
+                None if info.name == "leak" => Err(SectionError::NotApplicable(format!(
+                    "{what} holds growth between two snapshots, not outstanding allocations: see the growth section"
+                ))),
+                None => Err(SectionError::NotApplicable(format!(
+                    "{what} holds no {}: this section needs a dump",
+                    info.title.to_lowercase()
+                ))),
+            };
+            Section {
+                script: info.name,
+                title: info.title,
+                result,
+            }
+        })
+        .collect();
+    // The growth section is no registry script: it comes first.
+    if let Some(d) = data.filter(|_| primary == GROWTH_SECTION) {
+        out.insert(
+            0,
+            Section {
+                script: GROWTH_SECTION,
+                title: "Growth between two UMDH snapshots",
+                result: Ok(d),
+            },
+        );
+    }
+    out
+}
+
+/// The key of the growth section in report.json.
+pub const GROWTH_SECTION: &str = "umdh_growth";
+
+fn empty_report(path: &Path) -> DumpReport {
+    DumpReport {
+        schema: REPORT_SCHEMA,
+        generator: generator(),
+        dump: DumpSource::new(path, 0),
+        process: ProcessInfo::default(),
+        tracking: None,
+        verdict: verdict::no_tracker_data(),
+        summary: Vec::new(),
+        sections: Vec::new(),
+        warnings: Vec::new(),
+    }
+}
+
+/// `--images` files by lower-case name; the first folder holding a name wins.
+fn image_files(images: &[PathBuf]) -> HashMap<String, PathBuf> {
+    let mut files = HashMap::new();
+    for path in images {
+        if path.is_file() {
+            if let Some(name) = path.file_name() {
+                let name = name.to_string_lossy().to_ascii_lowercase();
+                files.entry(name).or_insert_with(|| path.clone());
+            }
+            continue;
+        }
+        for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().to_ascii_lowercase();
+            files.entry(name).or_insert_with(|| e.path());
+        }
+    }
+    files
+}
+
+/// The PDB identity of `m` from its image in `--images`, when the image's size
+/// matches the module's; a log has none of its own.
+fn image_identity(
+    m: &LogModule,
+    name: &str,
+    files: &HashMap<String, PathBuf>,
+    warnings: &mut Vec<String>,
+) -> Option<(PdbIdentity, u32)> {
+    let file = files.get(&name.to_ascii_lowercase())?;
+    let bytes = std::fs::read(file).ok()?;
+    let image = crate::pe::ImageBytes::file(&bytes);
+    let parsed = image.parse().ok()?;
+    if u64::from(parsed.size_of_image()) != m.size {
+        warnings.push(format!(
+            "{}: its SizeOfImage 0x{:X} differs from the module's size 0x{:X} in the log: not the same build, its PDB identity is not used",
+            file.display(),
+            parsed.size_of_image(),
+            m.size
+        ));
+        return None;
+    }
+    let cv = parsed.codeview().ok()?;
+    let pdb_name = file_name_of(&cv.pdb_path).to_owned();
+    Some((
+        PdbIdentity::from_debug_id(pdb_name, cv.debug_id),
+        parsed.timestamp(),
+    ))
+}
+
+fn module_map(snap: &Snapshot, images: &[PathBuf], warnings: &mut Vec<String>) -> ModuleMap {
+    let files = image_files(images);
+    ModuleMap::new(
+        snap.modules
+            .iter()
+            .map(|m| {
+                let name = file_name_of(&m.path).to_owned();
+                let identity = image_identity(m, &name, &files, warnings);
+                Module {
+                    name,
+                    path: m.path.clone(),
+                    base: crate::addr::VirtAddr(m.base),
+                    size: m.size,
+                    unloaded: false,
+                    timestamp: identity.as_ref().map_or(0, |(_, t)| *t),
+                    debug_id: identity
+                        .as_ref()
+                        .map(|(p, _)| p.debug_id().breakpad().to_string()),
+                    debug_file: identity.as_ref().map(|(p, _)| p.pdb_name.clone()),
+                    version: None,
+                    pdb: identity.map(|(p, _)| p),
+                }
+            })
+            .collect(),
+    )
+}
+
+/// The address a printed frame stands for: itself, or for a symbolic frame the
+/// module's base (plus the offset of `module+offset`), so that it is charged to
+/// its module; 0 (no module) when the log does not list the module.
+fn frame_address(frame: &Frame, by_stem: &HashMap<String, u64>) -> u64 {
+    match frame {
+        Frame::Address(a) => *a,
+        Frame::Symbolic(text) => {
+            let Some(module) = frame_module(text) else {
+                return 0;
+            };
+            let key = module.to_ascii_lowercase();
+            let Some(&base) = by_stem.get(&key).or_else(|| {
+                let stem = key.rsplit_once('.').map_or(key.as_str(), |(s, _)| s);
+                by_stem.get(stem)
+            }) else {
+                return 0;
+            };
+            let offset = if text.contains('!') {
+                0
+            } else {
+                text.split_once('+')
+                    .and_then(|(_, o)| crate::umdh::hex(o.split_whitespace().next()?))
+                    .and_then(Result::ok)
+                    .unwrap_or(0)
+            };
+            base.saturating_add(offset)
+        }
+    }
+}
+
+fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, AnalyzeError> {
+    let mut builder = AllocationStreamBuilder::new(0, 0);
+    builder.flags = StreamFlags::RETURN_ADDRESSES;
+    let snap = snapshot::parse(path, |a| {
+        builder.add_allocation(NewAllocation {
+            address: a.address,
+            size: a.size,
+            time: 0,
+            heap: a.heap,
+            // The trace index for now; remapped once every stack is known.
+            stack: a.trace,
+            allocator: AllocatorKind::Heap,
+        });
+    })?;
+    let mut warnings = snap.warnings.clone();
+    let modules = module_map(&snap, &options.images, &mut warnings);
+
+    // Stacks by trace index, symbolic frames charged to their module.
+    let mut by_stem: HashMap<String, u64> = HashMap::new();
+    for m in modules.modules() {
+        let lower = m.name.to_ascii_lowercase();
+        let stem = lower.rsplit_once('.').map_or(lower.as_str(), |(s, _)| s);
+        by_stem.entry(stem.to_owned()).or_insert(m.base.0);
+        by_stem.entry(lower.clone()).or_insert(m.base.0);
+    }
+    let mut symbolic = 0u64;
+    let stack_of: Vec<u32> = snap
+        .traces
+        .iter()
+        .map(|t| match &t.frames {
+            Some(frames) => {
+                let addresses: Vec<u64> = frames
+                    .iter()
+                    .map(|f| {
+                        if matches!(f, Frame::Symbolic(_)) {
+                            symbolic += 1;
+                        }
+                        frame_address(f, &by_stem)
+                    })
+                    .collect();
+                builder.add_stack(&addresses)
+            }
+            None => NO_STACK,
+        })
+        .collect();
+    builder.remap_stacks(|t| stack_of.get(t as usize).copied().unwrap_or(NO_STACK));
+    if symbolic > 0 {
+        warnings.push(format!(
+            "{}: {} stack frames were printed already resolved (module!symbol): they are charged to their module as given, but their functions and lines are not in the function table",
+            path.display(),
+            thousands(symbolic)
+        ));
+    }
+    let filetime = snap.header.logtime_filetime.unwrap_or(0);
+    builder.tracking_start = filetime;
+    builder.snapshot_time = filetime;
+    let bytes = builder.build();
+    drop(builder);
+    let stream = AllocationStream::parse(&bytes).map_err(|e| UmdhError::NotUmdh {
+        path: path.to_owned(),
+        reason: format!("the allocations could not be laid out: {e}"),
+    })?;
+
+    let table = Table::read(&stream, &modules, &options.leak.system_modules).map_err(|source| {
+        AnalyzeError::TotalOverflow {
+            path: path.to_owned(),
+            source,
+        }
+    })?;
+    let wanted = leak::modules_in_stacks(&stream, &modules);
+    let no_memory = |_: u64, _: usize| None;
+    let symbols = Symbols::load(&options.symbolizer, &modules, &wanted, &no_memory, true);
+    let analysis = leak::build(&stream, &table, &modules, &options.leak, &symbols);
+    let mut summary = findings::findings(
+        &analysis,
+        &findings::FindingInputs {
+            // No window to be short: UMDH has no allocation times at all.
+            window_seconds: 0.0,
+            min_window_seconds: 0,
+            flags: stream.flags(),
+            max_depth: None,
+        },
+    );
+    summary.push(Finding::new(
+        Severity::Information,
+        FindingKind::NoAllocationTimes,
+        "leak",
+        "A UMDH snapshot has no allocation times: leak probability is not judged".into(),
+        "UMDH records each outstanding allocation and its stack but not when it was made, so leak probability by age is not available; growth across snapshots of the same process is.".into(),
+        "Take snapshots of the same process over time (umdh -p:PID -f:FILE, three or more) and analyse them together: what grows in every interval is a leak.".into(),
+    ));
+    summary.sort_by_key(|f| f.severity);
+
+    let mut metadata = vec![
+        ("source", Some("UMDH snapshot log".to_owned())),
+        ("umdh_version", snap.header.version.clone()),
+        ("logtime", snap.header.logtime.clone()),
+        ("machine", snap.header.machine.clone()),
+        (
+            "overhead_bytes",
+            Some(format!(
+                "{} (UMDH's overhead column: heap headers and padding, not in the totals)",
+                thousands(snap.overhead)
+            )),
+        ),
+        ("heaps", Some(snap.heaps.len().to_string())),
+        ("encoding", Some(snap.encoding.to_owned())),
+        ("lines", Some(thousands(snap.lines))),
+    ];
+    for h in &snap.heaps {
+        metadata.push((
+            "heap",
+            Some(format!(
+                "{:X}: {} allocations, {} bytes + {} overhead{}",
+                h.heap,
+                thousands(h.allocations),
+                thousands(h.bytes),
+                thousands(h.overhead),
+                if h.complete { "" } else { " (incomplete)" }
+            )),
+        ));
+    }
+    let tracking = TrackingInfo {
+        version: "UMDH".into(),
+        start: filetime_to_rfc3339(filetime),
+        snapshot: filetime_to_rfc3339(filetime),
+        start_filetime: filetime,
+        snapshot_filetime: filetime,
+        duration_seconds: 0.0,
+        allocations: table.totals.allocations,
+        bytes: table.totals.bytes,
+        frames: stream.frame_count() as u64,
+        stacks: stream.stack_count() as u64,
+        flags: TrackingFlags {
+            raw: stream.flags().0,
+            return_addresses: true,
+            dropped: false,
+            truncated_stacks: false,
+        },
+        metadata: metadata
+            .into_iter()
+            .filter_map(|(k, v)| {
+                v.map(|v| MetadataItem {
+                    key: k.to_owned(),
+                    value: Some(v),
+                })
+            })
+            .collect(),
+        allocator_modules: Vec::new(),
+        source: TrackingSource::UmdhSnapshot,
+    };
+    if modules.is_empty() && table.totals.allocations > 0 {
+        warnings.push(
+            "the log lists no modules: every allocation is charged to \"(unknown)\"".to_owned(),
+        );
+    }
+    let image = snap
+        .modules
+        .iter()
+        .find(|m| m.path.to_ascii_lowercase().ends_with(".exe"))
+        .or(snap.modules.first())
+        .map(|m| m.path.clone());
+    let process = ProcessInfo {
+        image,
+        pid: snap.header.pid,
+        arch: Some(if snap.max_address > u64::from(u32::MAX) {
+            "64-bit".into()
+        } else {
+            "32-bit".into()
+        }),
+        os: None,
+        os_version: None,
+        dump_time: filetime_to_rfc3339(filetime).filter(|_| filetime != 0),
+        process_create_time: None,
+    };
+    let what = "a UMDH snapshot log";
+    let mut report = empty_report(path);
+    report.process = process;
+    report.tracking = Some(tracking);
+    report.summary = summary;
+    report.sections = sections(options, "leak", SectionData::Leak(Box::new(analysis)), what);
+    report.warnings = warnings;
+    Ok(report)
+}
+
+fn to_i64(v: i128) -> i64 {
+    i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX })
+}
+
+fn frame_of(text: &str, responsible: bool) -> GrowthFrame {
+    GrowthFrame {
+        text: text.to_owned(),
+        module: frame_module(text).map(str::to_owned),
+        function: frame_function(text).map(str::to_owned),
+        file: frame_source(text).map(|(f, _)| f.to_owned()),
+        line: frame_source(text).map(|(_, l)| l),
+        responsible,
+    }
+}
+
+/// The growth section of a comparison log.
+pub fn growth(cmp: &Comparison, system: &ModuleFilter, top_functions: usize) -> UmdhGrowth {
+    let mut totals = GrowthTotals::default();
+    let mut modules: HashMap<String, (GrowthTotals, u64, bool)> = HashMap::new();
+    let mut functions: HashMap<(String, String), GrowthTotals> = HashMap::new();
+    let mut stacks = Vec::new();
+    for e in &cmp.entries {
+        let t = GrowthTotals {
+            old_bytes: e.old_bytes,
+            new_bytes: e.new_bytes,
+            growth_bytes: to_i64(e.bytes_delta()),
+            old_count: e.old_count,
+            new_count: e.new_count,
+        };
+        totals.add(&t);
+        // The first frame, innermost first, outside the system modules.
+        let responsible = e
+            .frames
+            .iter()
+            .position(|f| frame_module(f).is_some_and(|m| !system.matches(m)));
+        let module = match responsible {
+            Some(i) => frame_module(&e.frames[i])
+                .unwrap_or(UNKNOWN_MODULE)
+                .to_owned(),
+            None if e.frames.is_empty() => NO_STACK_MODULE.to_owned(),
+            None => UNKNOWN_MODULE.to_owned(),
+        };
+        let function = responsible.map(|i| {
+            frame_function(&e.frames[i]).map_or_else(
+                || {
+                    let f = e.frames[i].split_whitespace().next().unwrap_or("");
+                    f.to_owned()
+                },
+                str::to_owned,
+            )
+        });
+        let slot = modules
+            .entry(module.clone())
+            .or_insert_with(|| (GrowthTotals::default(), 0, false));
+        slot.0.add(&t);
+        slot.1 += 1;
+        if let Some(f) = &function {
+            functions
+                .entry((module.clone(), f.clone()))
+                .or_default()
+                .add(&t);
+        }
+        stacks.push(StackGrowth {
+            trace: e.trace.clone(),
+            module,
+            function,
+            totals: t,
+            frames: e
+                .frames
+                .iter()
+                .enumerate()
+                .map(|(i, f)| frame_of(f, Some(i) == responsible))
+                .collect(),
+        });
+    }
+    let positive: i64 = modules.values().map(|m| m.0.growth_bytes.max(0)).sum();
+    let mut module_rows: Vec<ModuleGrowth> = modules
+        .into_iter()
+        .map(|(name, (t, n, _))| ModuleGrowth {
+            system: system.matches(&name),
+            share_percent: if positive > 0 {
+                t.growth_bytes.max(0) as f64 * 100.0 / positive as f64
+            } else {
+                0.0
+            },
+            name,
+            totals: t,
+            stacks: n,
+        })
+        .collect();
+    // Most growth first; shrinking groups last, the most shrinking at the end.
+    let order = |a: &GrowthTotals, b: &GrowthTotals| b.growth_bytes.cmp(&a.growth_bytes);
+    module_rows.sort_by(|a, b| order(&a.totals, &b.totals).then_with(|| a.name.cmp(&b.name)));
+    let mut function_rows: Vec<FunctionGrowth> = functions
+        .into_iter()
+        .map(|((module, name), t)| FunctionGrowth {
+            name,
+            module,
+            totals: t,
+        })
+        .collect();
+    function_rows.sort_by(|a, b| order(&a.totals, &b.totals).then_with(|| a.name.cmp(&b.name)));
+    let function_limit = top_functions.saturating_mul(module_rows.len().max(1));
+    let functions_omitted = function_rows.len().saturating_sub(function_limit) as u64;
+    function_rows.truncate(function_limit);
+    stacks.sort_by(|a, b| order(&a.totals, &b.totals).then_with(|| a.trace.cmp(&b.trace)));
+    let stacks_omitted = stacks.len().saturating_sub(GROWTH_STACKS) as u64;
+    stacks.truncate(GROWTH_STACKS);
+    UmdhGrowth {
+        decimal: cmp.decimal,
+        totals,
+        total_line: cmp.total.map(|t| GrowthTotalLine {
+            requested: to_i64(t.requested),
+            overhead: t.overhead.map(to_i64),
+            total: t.total.map(to_i64),
+        }),
+        modules: module_rows,
+        functions: function_rows,
+        functions_omitted,
+        stacks,
+        stacks_omitted,
+    }
+}
+
+fn comparison_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, AnalyzeError> {
+    let cmp = compare::parse(path)?;
+    let mut warnings = cmp.warnings.clone();
+    let g = growth(
+        &cmp,
+        &options.leak.system_modules,
+        options.leak.top_functions,
+    );
+    if let Some(t) = &g.total_line {
+        if t.requested != g.totals.growth_bytes {
+            warnings.push(format!(
+                "{}: UMDH's total line says {} bytes requested, the stacks listed add up to {}: the log may be cut or filtered",
+                path.display(),
+                t.requested,
+                g.totals.growth_bytes
+            ));
+        }
+    }
+    let mut report = empty_report(path);
+    report.summary = vec![Finding::new(
+        Severity::Information,
+        FindingKind::NoAllocationTimes,
+        GROWTH_SECTION,
+        "A UMDH comparison shows growth between two snapshots, not outstanding memory".into(),
+        "The log lists, per stack, how much more (or less) memory was outstanding in the second snapshot than in the first; it holds no allocation times and no full table of outstanding allocations.".into(),
+        "Analyse the snapshot logs themselves (three or more of one process) for outstanding memory, ranked modules and growth in every interval.".into(),
+    )];
+    report.sections = sections(
+        options,
+        GROWTH_SECTION,
+        SectionData::UmdhGrowth(Box::new(g)),
+        "a UMDH comparison log",
+    );
+    report.warnings = warnings;
+    Ok(report)
+}

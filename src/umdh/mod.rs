@@ -1,0 +1,161 @@
+//! Reading UMDH logs (User-Mode Dump Heap, Debugging Tools for Windows): snapshot
+//! logs (`umdh -p:PID -f:FILE`) and comparison logs (`umdh OLD NEW`, `-d` for
+//! decimal). The formats as read here are described in docs/umdh.md.
+//!
+//! The kind of a log is recognised from its first lines, never from its name
+//! ([`detect`]). Logs are read line by line over the memory-mapped file
+//! ([`lines::Lines`]), in UTF-8, the ANSI code page or UTF-16; a snapshot's
+//! allocations are handed to the caller one at a time ([`snapshot::parse`]), so
+//! the text is never held. Every error and warning names the file and the line.
+
+pub mod compare;
+pub mod lines;
+pub mod snapshot;
+
+use lines::{Lines, Source};
+use memmap2::Mmap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// What a file is, from its content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogKind {
+    /// `umdh -p:PID -f:FILE`: every outstanding allocation with its stack.
+    Snapshot,
+    /// `umdh OLD NEW`: growth per stack between two snapshots.
+    Comparison,
+}
+
+/// Why a log could not be read. Every variant names the file, and the line where
+/// there is one.
+#[derive(Debug, Error)]
+pub enum UmdhError {
+    #[error("{path}: cannot read the file: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a UMDH log: {reason}")]
+    NotUmdh { path: PathBuf, reason: String },
+    #[error("{path}:{line}: {message}")]
+    Line {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+}
+
+/// How much of a file [`detect`] reads.
+pub const DETECT_BYTES: usize = 16 * 1024;
+/// How many lines [`detect`] looks at.
+pub const DETECT_LINES: usize = 64;
+
+/// The kind of a log from its first lines (at most [`DETECT_LINES`] lines in the
+/// first [`DETECT_BYTES`] bytes), or `None` when they do not look like UMDH.
+pub fn detect_bytes(prefix: &[u8]) -> Option<LogKind> {
+    let mut lines = Lines::new(Source::Bytes(prefix.to_vec()));
+    let mut n = 0;
+    while let Some((_, line)) = lines.next_line() {
+        n += 1;
+        if n > DETECT_LINES {
+            break;
+        }
+        let t = line.trim();
+        if t.starts_with("// UMDH:")
+            || t.contains("Start of data for heap @")
+            || snapshot::parse_allocation(t).is_some()
+        {
+            return Some(LogKind::Snapshot);
+        }
+        if t.contains("BYTES_DELTA")
+            || t.starts_with("Total increase ==")
+            || t.starts_with("Total decrease ==")
+            || compare::looks_like_entry(t)
+        {
+            return Some(LogKind::Comparison);
+        }
+    }
+    None
+}
+
+/// The kind of the log at `path` from its first lines; `Ok(None)` for a file that
+/// does not look like UMDH.
+pub fn detect(path: &Path) -> std::io::Result<Option<LogKind>> {
+    use std::io::Read;
+    let mut prefix = Vec::with_capacity(DETECT_BYTES);
+    File::open(path)?
+        .take(DETECT_BYTES as u64)
+        .read_to_end(&mut prefix)?;
+    Ok(detect_bytes(&prefix))
+}
+
+/// Maps `path` for reading line by line.
+pub fn open(path: &Path) -> Result<Lines, UmdhError> {
+    let io = |source| UmdhError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size == 0 {
+        return Err(UmdhError::NotUmdh {
+            path: path.to_owned(),
+            reason: "the file is empty".into(),
+        });
+    }
+    // SAFETY: the mapping is read-only; as with dumps, a log truncated by another
+    // process while we read it would fault, and logs are not written in place.
+    let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+    Ok(Lines::new(Source::Map(map)))
+}
+
+/// The warnings about the text's encoding, once per file.
+pub fn encoding_warnings(path: &Path, lines: &Lines, warnings: &mut Vec<String>) {
+    if let Some(l) = lines.first_ansi_line {
+        warnings.push(format!(
+            "{}:{l}: the text is not UTF-8 from this line on: read as the Windows ANSI code page (Windows-1252)",
+            path.display()
+        ));
+    }
+    if let Some(l) = lines.first_bad_utf16_line {
+        warnings.push(format!(
+            "{}:{l}: the UTF-16 text has an unpaired surrogate or a dangling byte: replaced by U+FFFD",
+            path.display()
+        ));
+    }
+}
+
+/// Parses a hexadecimal number of UMDH (no `0x`, any case); `Err` for a number with
+/// more than 64 bits, `None` for something that is not hexadecimal.
+pub fn hex(s: &str) -> Option<Result<u64, ()>> {
+    let s = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let digits = s.trim_start_matches('0');
+    if digits.len() > 16 {
+        return Some(Err(()));
+    }
+    Some(Ok(u64::from_str_radix(
+        if digits.is_empty() { "0" } else { digits },
+        16,
+    )
+    .unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_numbers() {
+        assert_eq!(hex("7FF6A0001000"), Some(Ok(0x7FF6_A000_1000)));
+        assert_eq!(hex("0000000000000000000001"), Some(Ok(1)));
+        assert_eq!(hex("10000000000000000"), Some(Err(())));
+        assert_eq!(hex("xyz"), None);
+    }
+}
