@@ -23,9 +23,11 @@ pub fn count(n: u64, noun: &str) -> String {
     }
 }
 
-/// A leak probability as a percentage, or a dash when it could not be judged.
+/// A leak probability as a percentage, or "not judged" when it could not be
+/// (no allocations, a window of zero length, a UMDH snapshot without times).
 pub fn probability(p: Option<u8>) -> String {
-    p.map(|p| format!("{p}%")).unwrap_or_else(|| "–".to_owned())
+    p.map(|p| format!("{p}%"))
+        .unwrap_or_else(|| "not judged".to_owned())
 }
 
 /// An approximate size for chart axes and headlines: `1536` → `"1.5 KiB"`.

@@ -299,7 +299,11 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
     let wanted = leak::modules_in_stacks(&stream, &modules);
     let no_memory = |_: u64, _: usize| None;
     let symbols = Symbols::load(&options.symbolizer, &modules, &wanted, &no_memory, true);
-    let analysis = leak::build(&stream, &table, &modules, &options.leak, &symbols);
+    let mut analysis = leak::build(&stream, &table, &modules, &options.leak, &symbols);
+    // No allocation times: a timeline would put everything in one bin.
+    for m in &mut analysis.modules {
+        m.timeline.clear();
+    }
     let mut summary = findings::findings(
         &analysis,
         &findings::FindingInputs {

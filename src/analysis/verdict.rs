@@ -55,6 +55,13 @@ fn share(part: u64, whole: u64) -> f64 {
 /// is unknown.
 fn company(report: &DumpReport, module: &str) -> Result<String, String> {
     let Some(modules) = report.modules() else {
+        if report
+            .tracking
+            .as_ref()
+            .is_some_and(|t| t.source == TrackingSource::UmdhSnapshot)
+        {
+            return Err("vendor unknown: a UMDH log holds no version resources".into());
+        }
         return Err("vendor unknown: the modules script did not run".into());
     };
     let Some(entry) = modules
@@ -364,8 +371,10 @@ fn growth_verdict(g: &UmdhGrowth, ctx: &VerdictContext<'_>) -> Verdict {
             name: m.name.clone(),
             company: None,
             company_unknown: Some("vendor unknown: a UMDH log holds no version resources".into()),
+            // Outstanding in the newer snapshot on the stacks the log lists; the
+            // share is of the growth.
             allocations: m.totals.new_count.unwrap_or(0),
-            bytes: m.totals.growth_bytes.unsigned_abs(),
+            bytes: m.totals.new_bytes,
             share_percent: m.share_percent,
             growth_per_hour: None,
             leak_probability: None,
@@ -390,8 +399,17 @@ fn growth_verdict(g: &UmdhGrowth, ctx: &VerdictContext<'_>) -> Verdict {
             next_step: "Take snapshots later in the process's life (three or more) and analyse the snapshot logs together, so growth can be measured in every interval.".into(),
         };
     }
-    modules.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
-    let bytes: u64 = modules.iter().map(|m| m.bytes).sum();
+    modules.sort_by(|a, b| {
+        b.share_percent
+            .total_cmp(&a.share_percent)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    let bytes: u64 = g
+        .modules
+        .iter()
+        .filter(|m| modules.iter().any(|v| v.name == m.name))
+        .map(|m| m.totals.growth_bytes.unsigned_abs())
+        .sum();
     Verdict {
         status: VerdictStatus::PossibleLeak,
         headline: format!(

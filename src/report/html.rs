@@ -6,7 +6,7 @@
 
 use super::charts::ChartError;
 use super::view::{kv, module_anchor, opt, verdict_view, KeyValue, PageLinks, VerdictView};
-use crate::model::{DumpReport, SectionError};
+use crate::model::{DumpReport, SectionError, TrackingSource};
 use crate::text::{duration, thousands};
 use askama::Template;
 use std::io::Write;
@@ -91,11 +91,24 @@ fn report_page(r: &DumpReport, links: &PageLinks) -> Result<ReportPage, RenderEr
         if t.flags.truncated_stacks {
             flags.push("some stacks cut at the depth limit");
         }
-        vec![
-            kv("Tracking started", opt(&t.start)),
-            kv("Snapshot taken", opt(&t.snapshot)),
-            kv("Tracking window", duration(t.duration_seconds)),
-            kv("Stream version", t.version.clone()),
+        let mut rows = if t.source == TrackingSource::UmdhSnapshot {
+            vec![
+                kv("Source", "UMDH snapshot log".to_owned()),
+                kv("Logtime", opt(&t.snapshot)),
+                kv(
+                    "Allocation times",
+                    "none in a UMDH log: leak probability is not judged; growth across snapshots is the evidence".to_owned(),
+                ),
+            ]
+        } else {
+            vec![
+                kv("Tracking started", opt(&t.start)),
+                kv("Snapshot taken", opt(&t.snapshot)),
+                kv("Tracking window", duration(t.duration_seconds)),
+                kv("Stream version", t.version.clone()),
+            ]
+        };
+        rows.extend([
             kv(
                 "Flags",
                 if flags.is_empty() {
@@ -108,7 +121,8 @@ fn report_page(r: &DumpReport, links: &PageLinks) -> Result<ReportPage, RenderEr
                 "Distinct stacks / frames",
                 format!("{} / {}", thousands(t.stacks), thousands(t.frames)),
             ),
-        ]
+        ]);
+        rows
     });
     let findings = r
         .summary

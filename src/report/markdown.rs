@@ -75,6 +75,13 @@ pub fn render_summary<W: Write>(
         writeln!(w, "- Dump written: {t}")?;
     }
     match &report.tracking {
+        Some(t) if t.source == crate::model::TrackingSource::UmdhSnapshot => writeln!(
+            w,
+            "- Source: UMDH snapshot log, Logtime {} ({} outstanding allocations, {} bytes; no allocation times, so leak probability is not judged)",
+            t.snapshot.as_deref().unwrap_or("unknown"),
+            thousands(t.allocations),
+            thousands(t.bytes)
+        )?,
         Some(t) => writeln!(
             w,
             "- Tracking: {} from {} ({} outstanding allocations, {} bytes)",
@@ -83,9 +90,37 @@ pub fn render_summary<W: Write>(
             thousands(t.allocations),
             thousands(t.bytes)
         )?,
+        None if report.umdh_growth().is_some() => writeln!(
+            w,
+            "- Source: UMDH comparison log: growth between two snapshots, not outstanding memory"
+        )?,
         None => writeln!(w, "- Tracking: no tracker data in this dump")?,
     }
     writeln!(w)?;
+
+    if let Some(g) = report.umdh_growth() {
+        writeln!(w, "## Growth between the two snapshots, by module")?;
+        writeln!(w)?;
+        writeln!(
+            w,
+            "| Module | Old bytes | New bytes | Growth | Share of growth |"
+        )?;
+        writeln!(w, "|---|---:|---:|---:|---:|")?;
+        for m in g.modules.iter().take(TOP) {
+            let growth = m.totals.growth_bytes;
+            writeln!(
+                w,
+                "| {} | {} | {} | {}{} | {:.1}% |",
+                cell(&m.name),
+                thousands(m.totals.old_bytes),
+                thousands(m.totals.new_bytes),
+                if growth < 0 { "−" } else { "+" },
+                thousands(growth.unsigned_abs()),
+                m.share_percent
+            )?;
+        }
+        writeln!(w)?;
+    }
 
     if let Some(leak) = report.leak() {
         writeln!(w, "## Top modules by outstanding bytes")?;

@@ -77,7 +77,8 @@ pub const DETAIL_MODULES: usize = 25;
 const TIMELINE_MODULES: usize = 10;
 
 fn module_section(rank: usize, m: &ModuleLeak) -> Result<ModuleSection, RenderError> {
-    let timeline = if rank <= TIMELINE_MODULES {
+    // No timeline without allocation times (a UMDH snapshot).
+    let timeline = if rank <= TIMELINE_MODULES && !m.timeline.is_empty() {
         let bins: Vec<(f64, f64, u64)> = m
             .timeline
             .iter()
