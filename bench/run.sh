@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 SCRATCH=${SCRATCH:-bench/scratch}
 RUNS=${RUNS:-5}
-CASES=${CASES:-"large symbols batch full"}
+CASES=${CASES:-"large symbols batch full umdh"}
+UMDH_ALLOCATIONS=${UMDH_ALLOCATIONS:-5000000}
 SYMBOLIZER=${SYMBOLIZER:-llvm-symbolizer-19}
 LLVM_RUNS=${LLVM_RUNS:-1}
 FUNCTIONS=${FUNCTIONS:-20000}
@@ -27,7 +28,7 @@ SCRATCH=$(cd "$SCRATCH" && pwd)
 
 echo "building (release)..." >&2
 cargo build --release --quiet --bin leakdiag --example bench-gen \
-    --example bench-aggregate --example bench-symbolize
+    --example bench-aggregate --example bench-symbolize --example make-umdh-logs
 BIN=$ROOT/target/release/leakdiag
 EX=$ROOT/target/release/examples
 
@@ -162,6 +163,23 @@ if [[ " $CASES " == *" full "* ]]; then
     read -r VM ANON FILE < <(peak_status "$BIN" analyze -q -o "$SCRATCH/full-report-status" "$F")
     row "4 full dump: analyze (all scripts)" "$(size_of "$F") (2 GiB Memory64List, 500k allocations)" "$E2E" "$E2E_RSS" "cat dump >/dev/null (warm)" "$CAT" "$(ratio "$E2E" "$CAT")× of cat"
     NOTES+=("full dump, /proc/PID/status sampled every 5 ms: peak VmRSS $((VM / 1024)) MiB = RssAnon (heap, stacks) up to $((ANON / 1024)) MiB + RssFile (mapped dump and binary pages) up to $((FILE / 1024)) MiB")
+fi
+
+# --- case 5: UMDH snapshot log ----------------------------------------------------------
+if [[ " $CASES " == *" umdh "* ]]; then
+    echo "case 5: UMDH snapshot log" >&2
+    U=$SCRATCH/umdh-$UMDH_ALLOCATIONS.txt
+    [ -f "$U" ] && [ -z "${FORCE:-}" ] || "$EX/make-umdh-logs" large "$U" "$UMDH_ALLOCATIONS"
+    cat "$U" >/dev/null
+    MEASURE_OUT=/dev/null measure umdh-cat cat "$U"
+    CAT=$MED
+    MEASURE_OUT=/dev/null measure umdh-wc wc -l "$U"
+    WC=$MED
+    measure umdh-e2e "$BIN" analyze -q -o "$SCRATCH/umdh-report" "$U"
+    E2E=$MED E2E_RSS=$RSS
+    IN="$(size_of "$U") ($UMDH_ALLOCATIONS allocations, 20k stacks × 16, 200 modules, 8 heaps)"
+    row "5 UMDH snapshot: analyze (all scripts, HTML+JSON)" "$IN" "$E2E" "$E2E_RSS" "cat log >/dev/null (warm)" "$CAT" "$(ratio "$E2E" "$CAT")× of cat"
+    row "5 UMDH snapshot: analyze" "$IN" "$E2E" "$E2E_RSS" "wc -l log (warm)" "$WC" "$(ratio "$E2E" "$WC")× of wc -l"
 fi
 
 echo

@@ -52,6 +52,25 @@ fn ansi_char(b: u8) -> char {
     }
 }
 
+/// The position of the first `\n` in `bytes`, eight bytes at a time.
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const NL: u64 = ONES * b'\n' as u64;
+    let mut i = 0;
+    while i + 8 <= bytes.len() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[i..i + 8]);
+        let x = u64::from_le_bytes(word) ^ NL;
+        // A zero byte in x is a newline (the classic has-zero-byte test).
+        if (x.wrapping_sub(ONES) & !x & HIGHS) != 0 {
+            break;
+        }
+        i += 8;
+    }
+    bytes[i..].iter().position(|&b| b == b'\n').map(|p| i + p)
+}
+
 /// The bytes of a log: the whole mapped file, or a prefix of it for detection.
 pub enum Source {
     Map(Mmap),
@@ -107,7 +126,7 @@ impl Lines {
         match self.encoding {
             Encoding::Utf8OrAnsi => {
                 let rest = &bytes[self.pos..];
-                let end = rest.iter().position(|&b| b == b'\n');
+                let end = find_newline(rest);
                 let mut raw = &rest[..end.unwrap_or(rest.len())];
                 self.pos += end.map_or(rest.len(), |e| e + 1);
                 if let [head @ .., b'\r'] = raw {
@@ -182,6 +201,18 @@ mod tests {
         let (lines, l) = all(b"a\r\nb\xe9\nc".to_vec());
         assert_eq!(lines, ["a", "b\u{e9}", "c"]);
         assert_eq!(l.first_ansi_line, Some(2));
+    }
+
+    #[test]
+    fn newlines_at_every_position() {
+        for len in 0..40 {
+            for at in 0..len {
+                let mut v = vec![b'a'; len];
+                v[at] = b'\n';
+                assert_eq!(find_newline(&v), Some(at));
+            }
+            assert_eq!(find_newline(&vec![0xFFu8; len]), None);
+        }
     }
 
     #[test]

@@ -126,25 +126,29 @@ pub fn encoding_warnings(path: &Path, lines: &Lines, warnings: &mut Vec<String>)
     }
 }
 
-/// Parses a hexadecimal number of UMDH (no `0x`, any case); `Err` for a number with
-/// more than 64 bits, `None` for something that is not hexadecimal.
+/// Parses a hexadecimal number of UMDH (no `0x` needed, any case); `Err` for a
+/// number with more than 64 bits, `None` for something that is not hexadecimal.
 pub fn hex(s: &str) -> Option<Result<u64, ()>> {
     let s = s
         .strip_prefix("0x")
         .or_else(|| s.strip_prefix("0X"))
         .unwrap_or(s);
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if s.is_empty() {
         return None;
     }
-    let digits = s.trim_start_matches('0');
-    if digits.len() > 16 {
-        return Some(Err(()));
+    let mut v: u64 = 0;
+    let mut overflow = false;
+    for b in s.bytes() {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        overflow |= v >> 60 != 0;
+        v = (v << 4) | u64::from(d);
     }
-    Some(Ok(u64::from_str_radix(
-        if digits.is_empty() { "0" } else { digits },
-        16,
-    )
-    .unwrap_or(0)))
+    Some(if overflow { Err(()) } else { Ok(v) })
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ pub struct Snapshot {
 /// the line is not an allocation line, `Some(Err)` when it starts like one but is
 /// cut or holds a number that does not fit 64 bits.
 pub fn parse_allocation(line: &str) -> Option<Result<(u64, u64, u64, &str), String>> {
-    let mut t = line.split_whitespace();
+    let mut t = line.split_ascii_whitespace();
     let size = t.next()?;
     if t.next()? != "bytes" {
         return None;
@@ -227,7 +227,7 @@ fn parse_module(line: &str) -> Option<Result<LogModule, String>> {
 
 /// A stack frame line (already trimmed).
 fn parse_frame(t: &str) -> Option<Result<Frame, ()>> {
-    let first = t.split_whitespace().next()?;
+    let first = t.split_ascii_whitespace().next()?;
     match hex(first) {
         Some(Ok(a)) => Some(Ok(Frame::Address(a))),
         Some(Err(())) => Some(Err(())),
@@ -244,10 +244,38 @@ fn heap_of(line: &str) -> Option<Result<u64, ()>> {
     hex(after.split_whitespace().next()?)
 }
 
+/// A cheap hasher for BackTrace IDs read as numbers (SipHash is most of the cost
+/// of a map lookup per allocation line).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+type IdMap<K> = HashMap<K, u32, std::hash::BuildHasherDefault<IdHasher>>;
+
 struct Parser<'p> {
     path: &'p Path,
     snap: Snapshot,
-    ids: HashMap<String, u32>,
+    /// Trace index by ID: hexadecimal IDs by value, any other by text.
+    ids: IdMap<u64>,
+    text_ids: HashMap<String, u32>,
+    /// Whether each trace's stack was printed: compact, for the check per
+    /// allocation line.
+    defined: Vec<bool>,
     /// First line an ID was referenced on without its stack, by trace index.
     unresolved: HashMap<u32, (u64, u64)>,
     heap: Option<usize>,
@@ -271,15 +299,18 @@ impl Parser<'_> {
     }
 
     fn trace(&mut self, id: &str) -> u32 {
-        if let Some(&i) = self.ids.get(id) {
-            return i;
+        let next = self.snap.traces.len() as u32;
+        let i = match hex(id) {
+            Some(Ok(n)) => *self.ids.entry(n).or_insert(next),
+            _ => *self.text_ids.entry(id.to_owned()).or_insert(next),
+        };
+        if i == next {
+            self.defined.push(false);
+            self.snap.traces.push(Trace {
+                id: id.to_owned(),
+                frames: None,
+            });
         }
-        let i = self.snap.traces.len() as u32;
-        self.snap.traces.push(Trace {
-            id: id.to_owned(),
-            frames: None,
-        });
-        self.ids.insert(id.to_owned(), i);
         i
     }
 
@@ -290,7 +321,7 @@ impl Parser<'_> {
         };
         let t = trace as usize;
         if frames.is_empty() {
-            if self.snap.traces[t].frames.is_none() {
+            if !self.defined[t] {
                 self.unresolved.entry(trace).or_insert((line, 0)).1 += 1;
             }
             return;
@@ -312,6 +343,7 @@ impl Parser<'_> {
                 format_args!("BackTrace{id} is referenced here ({count} allocation lines) before its stack is printed on line {line}"),
             );
         }
+        self.defined[t] = true;
         self.snap.traces[t].frames = Some(frames);
     }
 }
@@ -329,7 +361,9 @@ pub fn parse(
             encoding: lines.encoding.label(),
             ..Default::default()
         },
-        ids: HashMap::new(),
+        ids: IdMap::default(),
+        text_ids: HashMap::new(),
+        defined: Vec::new(),
         unresolved: HashMap::new(),
         heap: None,
         stack: None,
@@ -405,7 +439,9 @@ pub fn parse(
             }
             continue;
         }
-        if t.contains("Start of data for heap") {
+        // Allocation lines start with a hex digit; heap lines with `*-`.
+        let heap_line = !t.as_bytes()[0].is_ascii_hexdigit();
+        if heap_line && t.contains("Start of data for heap") {
             match heap_of(t) {
                 Some(Ok(heap)) => {
                     if let Some(open) = p.heap {
@@ -428,7 +464,7 @@ pub fn parse(
             }
             continue;
         }
-        if t.contains("End of data for heap") {
+        if heap_line && t.contains("End of data for heap") {
             if let Some(open) = p.heap.take() {
                 p.snap.heaps[open].complete = true;
             }
