@@ -25,9 +25,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Analyse dumps and write a report folder (one report per dump, and an index).
+    /// Analyse dumps and UMDH logs and write a report folder (one report per input,
+    /// and an index).
     Analyze {
-        /// Dump files, or folders searched recursively for *.dmp.
+        /// Dumps, UMDH logs, or folders searched recursively for *.dmp and for
+        /// *.txt/*.log files that are UMDH logs.
         #[arg(required = true, value_name = "INPUT")]
         inputs: Vec<PathBuf>,
         /// Output folder.
@@ -159,7 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let index = pool.install(|| leakdiag::batch::run(&inputs, &out, &options, &run))?;
             if index.inputs.is_empty() {
                 eprintln!(
-                    "leakdiag: no dumps found in the inputs (folders are searched for *.dmp)"
+                    "leakdiag: no dumps found in the inputs (folders are searched for *.dmp, and for *.txt/*.log files that are UMDH logs)"
                 );
                 return Ok(ExitCode::from(2));
             }

@@ -84,7 +84,7 @@ mod tests {
         assert_eq!(approx_bytes(3 * 1024 * 1024), "3.0 MiB");
         assert_eq!(percent(1, 3), "33.3%");
         assert_eq!(probability(Some(93)), "93%");
-        assert_eq!(probability(None), "–");
+        assert_eq!(probability(None), "not judged");
         assert_eq!(percent(1, 0), "–");
         assert_eq!(duration(3723.0), "1h 02m 03s");
         assert_eq!(duration(61.0), "1m 01s");

@@ -353,10 +353,12 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
             )),
         ));
     }
+    // Without a Logtime the snapshot has no time (not 1601-01-01).
+    let when = filetime_to_rfc3339(filetime).filter(|_| filetime != 0);
     let tracking = TrackingInfo {
         version: "UMDH".into(),
-        start: filetime_to_rfc3339(filetime),
-        snapshot: filetime_to_rfc3339(filetime),
+        start: when.clone(),
+        snapshot: when.clone(),
         start_filetime: filetime,
         snapshot_filetime: filetime,
         duration_seconds: 0.0,
@@ -403,7 +405,7 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
         }),
         os: None,
         os_version: None,
-        dump_time: filetime_to_rfc3339(filetime).filter(|_| filetime != 0),
+        dump_time: when,
         process_create_time: None,
     };
     let what = "a UMDH snapshot log";

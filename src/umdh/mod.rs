@@ -64,7 +64,7 @@ pub fn detect_bytes(prefix: &[u8]) -> Option<LogKind> {
         let t = line.trim();
         if t.starts_with("// UMDH:")
             || t.contains("Start of data for heap @")
-            || snapshot::parse_allocation(t).is_some()
+            || matches!(snapshot::parse_allocation(t), Some(Ok(_)))
         {
             return Some(LogKind::Snapshot);
         }
@@ -154,6 +154,21 @@ pub fn hex(s: &str) -> Option<Result<u64, ()>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detection() {
+        assert_eq!(
+            detect_bytes(b"// UMDH: version 7: Logtime 2026-01-01 10:00 - PID=1\r\n"),
+            Some(LogKind::Snapshot)
+        );
+        assert_eq!(
+            detect_bytes(b"\n+ 10 ( 30 - 20) 1 allocs\tBackTrace5\n"),
+            Some(LogKind::Comparison)
+        );
+        // Text that merely mentions bytes is not a log.
+        assert_eq!(detect_bytes(b"10 bytes were lost\nsee ticket\n"), None);
+        assert_eq!(detect_bytes(b"MDMP\x93\xa7\0\0"), None);
+    }
 
     #[test]
     fn hex_numbers() {

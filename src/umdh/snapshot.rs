@@ -94,10 +94,20 @@ pub struct Snapshot {
     pub warnings: Vec<String>,
 }
 
+/// The fields of an allocation line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocationLine<'a> {
+    pub size: u64,
+    pub overhead: u64,
+    pub address: u64,
+    /// The BackTrace ID as written.
+    pub id: &'a str,
+}
+
 /// `SIZE bytes + OVERHEAD at ADDRESS by BackTraceID`, all hexadecimal: `None` when
 /// the line is not an allocation line, `Some(Err)` when it starts like one but is
 /// cut or holds a number that does not fit 64 bits.
-pub fn parse_allocation(line: &str) -> Option<Result<(u64, u64, u64, &str), String>> {
+pub fn parse_allocation(line: &str) -> Option<Result<AllocationLine<'_>, String>> {
     let mut t = line.split_ascii_whitespace();
     let size = t.next()?;
     if t.next()? != "bytes" {
@@ -139,7 +149,12 @@ pub fn parse_allocation(line: &str) -> Option<Result<(u64, u64, u64, &str), Stri
         return bad("cut short or malformed (no \"by BackTraceID\")");
     }
     match t.next().and_then(|b| b.strip_prefix("BackTrace")) {
-        Some(id) if !id.is_empty() => Some(Ok((size, overhead, address, id))),
+        Some(id) if !id.is_empty() => Some(Ok(AllocationLine {
+            size,
+            overhead,
+            address,
+            id,
+        })),
         _ => bad("cut short or malformed (no BackTrace ID)"),
     }
 }
@@ -471,7 +486,12 @@ pub fn parse(
             continue;
         }
         match parse_allocation(t) {
-            Some(Ok((size, overhead, address, id))) => {
+            Some(Ok(AllocationLine {
+                size,
+                overhead,
+                address,
+                id,
+            })) => {
                 let trace = p.trace(id);
                 let heap = p.heap.map_or(0, |h| p.snap.heaps[h].heap);
                 let s = &mut p.snap;
@@ -535,7 +555,12 @@ mod tests {
     fn allocation_lines() {
         assert_eq!(
             parse_allocation("D5C bytes + 1C at 163B28 by BackTrace00004"),
-            Some(Ok((0xD5C, 0x1C, 0x163B28, "00004")))
+            Some(Ok(AllocationLine {
+                size: 0xD5C,
+                overhead: 0x1C,
+                address: 0x163B28,
+                id: "00004"
+            }))
         );
         assert!(parse_allocation("D5C bytes + 1C at").unwrap().is_err());
         assert!(parse_allocation("hello world").is_none());

@@ -154,7 +154,7 @@ fn three_snapshots_of_one_pid_are_a_series_with_a_leak() {
     write(&logs, "notes.txt", "remember to take snapshots\n");
     let out = dir.path().join("report");
     let index = run(
-        &[logs.clone()],
+        std::slice::from_ref(&logs),
         &out,
         &AnalyzeOptions::default(),
         &RunOptions {
