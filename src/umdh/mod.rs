@@ -54,6 +54,10 @@ pub const DETECT_LINES: usize = 64;
 /// The kind of a log from its first lines (at most [`DETECT_LINES`] lines in the
 /// first [`DETECT_BYTES`] bytes), or `None` when they do not look like UMDH.
 pub fn detect_bytes(prefix: &[u8]) -> Option<LogKind> {
+    // A minidump is never a log, whatever text its first pages hold.
+    if prefix.starts_with(b"MDMP") {
+        return None;
+    }
     let mut lines = Lines::new(Source::Bytes(prefix.to_vec()));
     let mut n = 0;
     while let Some((_, line)) = lines.next_line() {

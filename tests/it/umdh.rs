@@ -427,3 +427,42 @@ fn bad_inputs_are_warnings_or_errors_naming_the_line() {
     assert_eq!(failed, ["cmp-overflow.txt", "overflow.txt"]);
     assert!(index.ok >= 4);
 }
+
+#[test]
+fn dumps_and_umdh_logs_mixed_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let dumps = crate::helpers::root().join("tests/fixtures/synthetic-incident");
+    std::fs::copy(
+        dumps.join("w3wp_4711_1h.dmp"),
+        inputs.join("w3wp_4711_1h.dmp"),
+    )
+    .unwrap();
+    let (spec, _) = scenario(false, 0, 0);
+    write(&inputs, "snap.log", snapshot_text(&spec));
+    let (entries, _) = comparison_scenario();
+    // A comparison log named on the command line, outside the folder.
+    let cmp = write(dir.path(), "cmp.out", comparison_text(&entries, true, true));
+    let out = dir.path().join("report");
+    let index = run(
+        &[inputs, cmp],
+        &out,
+        &AnalyzeOptions::default(),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    let names: Vec<&str> = index.inputs.iter().map(|e| e.file_name.as_str()).collect();
+    assert_eq!(names, ["snap.log", "w3wp_4711_1h.dmp", "cmp.out"]);
+    assert_eq!((index.ok, index.failed), (3, 0));
+    let dump = report_json(&out, "w3wp_4711_1h");
+    assert!(dump["tracking"].get("source").is_none());
+    let cmp = report_json(&out, "cmp");
+    assert_eq!(cmp["sections"]["umdh_growth"]["decimal"], true);
+    assert_eq!(cmp["sections"]["leak"]["status"], "skipped");
+    let md = std::fs::read_to_string(out.join("cmp").join("summary.md")).unwrap();
+    assert!(
+        md.contains("Growth between the two snapshots, by module"),
+        "{md}"
+    );
+}
