@@ -98,6 +98,8 @@ pub struct Lines {
     /// UTF-16 text with an odd number of bytes or unpaired surrogates (replaced).
     pub first_bad_utf16_line: Option<u64>,
     buf: String,
+    /// The UTF-16 units of the current line, reused from line to line.
+    units: Vec<u16>,
 }
 
 impl Lines {
@@ -111,6 +113,7 @@ impl Lines {
             first_ansi_line: None,
             first_bad_utf16_line: None,
             buf: String::new(),
+            units: Vec::new(),
         }
     }
 
@@ -151,7 +154,8 @@ impl Lines {
                     }
                 });
                 let mut taken = 0usize;
-                let mut line_units = Vec::new();
+                let line_units = &mut self.units;
+                line_units.clear();
                 for u in units {
                     taken += 2;
                     if u == 0x000A {
@@ -168,7 +172,7 @@ impl Lines {
                 if line_units.last() == Some(&0x000D) {
                     line_units.pop();
                 }
-                for c in char::decode_utf16(line_units) {
+                for c in char::decode_utf16(line_units.iter().copied()) {
                     match c {
                         Ok(c) => self.buf.push(c),
                         Err(_) => {
