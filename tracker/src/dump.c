@@ -17,20 +17,31 @@
 #include <wchar.h>
 #include <stdlib.h>
 
+static int g_attached;
+
+void dump_set_attached(int attached) { g_attached = attached; }
+
+/* The whole stream (header, tables, metadata) in one VirtualAlloc'd buffer. */
+void *dump_stream(size_t *size)
+{
+    char meta[1536], hooks[1024];
+    hooks_names(hooks, sizeof hooks);
+    snprintf(meta, sizeof meta,
+             "tracker=ldtrack 0.2\nallocator_modules=ldtrack.dll\nhooks=%s\nmax_depth=%u\n"
+             "tracking_began=%s\n",
+             hooks, tbl_max_depth(), g_attached ? "attach" : "launch");
+    return tbl_snapshot(meta, size);
+}
+
 DWORD dump_write(const wchar_t *path, int full)
 {
-    char meta[1024], hooks[600];
     wchar_t tmp[LD_PATH_CHARS + 16];
     size_t size = 0;
     DWORD err = 0;
     int guarded = hooks_guard_enter();
     ULONGLONG t0 = GetTickCount64();
 
-    hooks_names(hooks, sizeof hooks);
-    snprintf(meta, sizeof meta,
-             "tracker=ldtrack 0.1\nallocator_modules=ldtrack.dll\nhooks=%s\nmax_depth=%u\n",
-             hooks, tbl_max_depth());
-    void *stream = tbl_snapshot(meta, &size);
+    void *stream = dump_stream(&size);
     if (!stream) {
         err = ERROR_OUTOFMEMORY;
         goto out;

@@ -8,9 +8,12 @@
  *   Local\ldtrack-cfg-<pid>   file mapping, ld_config, written by launcher
  *                             before injection, read by DllMain.
  *   Local\ldtrack-ctl-<pid>   file mapping, ld_control, created by the DLL:
- *                             the "dump now" request (path, full flag, result).
- *   Local\ldtrack-dump-<pid>  auto-reset event: launcher -> DLL "dump now".
- *   Local\ldtrack-done-<pid>  auto-reset event: DLL -> launcher "dump done".
+ *                             a request (op) and its answer (status, and for
+ *                             LD_OP_SNAPSHOT the address and size of the
+ *                             stream in the target's memory).
+ *   Local\ldtrack-dump-<pid>  auto-reset event: launcher -> DLL "request".
+ *   Local\ldtrack-done-<pid>  auto-reset event: DLL -> launcher "answered".
+ *   Local\ldtrack-lock-<pid>  mutex: one requesting launcher at a time.
  */
 #ifndef LDTRACK_H
 #define LDTRACK_H
@@ -25,7 +28,8 @@
 
 /* allocator kinds (allocation record byte 36) */
 enum { LD_KIND_UNKNOWN = 0, LD_KIND_HEAP = 1, LD_KIND_CRT = 2,
-       LD_KIND_VIRTUAL = 3, LD_KIND_COTASK = 4, LD_KIND_BSTR = 5 };
+       LD_KIND_VIRTUAL = 3, LD_KIND_COTASK = 4, LD_KIND_BSTR = 5,
+       LD_KIND_LOCAL = 6 /* LocalAlloc/GlobalAlloc, stream 1.1 */ };
 
 /* header flags */
 #define LD_FLAG_RETURN_ADDRESSES 0x1u
@@ -51,29 +55,42 @@ typedef struct ld_config {
     uint32_t dump_interval_s;   /* 0: rule off */
     uint32_t max_dumps;         /* 0: unlimited rule dumps */
     uint32_t full;              /* rule dumps with full memory */
+    uint32_t attached;          /* 1: ldtrack attach (tracking began after start) */
+    uint32_t dump_at_exit;      /* 1: write a dump when the process exits */
     volatile LONG ready;        /* set by DLL: 1 = tracking, -1 = init failed */
     wchar_t  out_dir[LD_PATH_CHARS];
 } ld_config;
 
 /* Dump request block (named mapping ldtrack-ctl-<pid>). */
+enum { LD_OP_SNAPSHOT = 1, LD_OP_RELEASE = 2 };
 typedef struct ld_control {
     volatile LONG status;       /* result of last request: 0 ok, else Win32 error */
-    uint32_t full;
-    wchar_t  path[LD_PATH_CHARS];
+    uint32_t op;                /* LD_OP_* */
+    volatile uint64_t addr;     /* LD_OP_SNAPSHOT: the stream, in the target */
+    volatile uint64_t size;
 } ld_control;
 
 /* ---- table.c ---- */
 int      tbl_init(uint32_t max_allocations, uint32_t max_stacks, uint32_t max_depth);
-void     tbl_add(uint64_t addr, uint64_t size, uint64_t heap, uint8_t kind,
+/* Records a block; returns its sequence number (0 if dropped). */
+uint64_t tbl_add(uint64_t addr, uint64_t size, uint64_t heap, uint8_t kind,
                  void *const *frames, uint32_t nframes, int truncated);
-int      tbl_remove(uint64_t addr, uint64_t *old_size);  /* 1 if it was tracked */
+/* Sequence number of the record at addr (0: none), and its size. */
+uint64_t tbl_lookup(uint64_t addr, uint64_t *size);
+/* Removes the record at addr if it is still the one with sequence seq. */
+int      tbl_remove_if(uint64_t addr, uint64_t seq);
+/* A mark in every shard's sequence (for tbl_forget_heap). */
+void     tbl_mark(uint64_t *marks);
+/* Forgets every block of heap made before the marks. */
+void     tbl_forget_heap(uint64_t heap, const uint64_t *marks);
 uint64_t tbl_outstanding_bytes(void);
+#define  LD_SHARDS 64
 /* Builds the whole allocation stream into a VirtualAlloc'd buffer. */
 void    *tbl_snapshot(const char *metadata, size_t *out_size);
 uint32_t tbl_max_depth(void);
 
 /* ---- hooks.c ---- */
-int      hooks_install(HMODULE self);
+int      hooks_install(HMODULE self, int dump_at_exit);
 void     hooks_names(char *buf, size_t cap);
 void     hooks_disable(void);
 int      hooks_guard_enter(void);   /* 1 if we took the guard */
@@ -81,8 +98,11 @@ void     hooks_guard_leave(void);
 
 /* ---- dump.c ---- */
 DWORD    dump_write(const wchar_t *path, int full);
+void    *dump_stream(size_t *size);   /* VirtualAlloc'd stream, for the launcher */
+void     dump_set_attached(int attached);
 
 /* ---- ldtrack_dll.c ---- */
 void     ld_log(const char *fmt, ...);
+void     ld_on_exit(void);          /* RtlExitUserProcess hook: --dump-at-exit */
 
 #endif
