@@ -22,8 +22,8 @@ T0=$(date +%s.%N)
 winpath() { local p; p=$(readlink -f "$1"); echo "Z:${p//\//\\}"; }
 fail() { echo "FAIL: $*"; exit 1; }
 
-for tool in clang-14 ld.lld-14 wine wineserver python3 make bc; do
-    command -v "$tool" >/dev/null || fail "$tool missing: apt-get install -y clang-14 lld-14 mingw-w64 wine wine64 python3 make bc"
+for tool in clang-14 ld.lld-14 llvm-dlltool-14 cargo wine wineserver python3 make bc; do
+    command -v "$tool" >/dev/null || fail "$tool missing: apt-get install -y clang-14 lld-14 llvm-14 mingw-w64 wine wine64 python3 make bc (and cargo)"
 done
 [ -d /usr/x86_64-w64-mingw32/include ] || fail "mingw-w64 headers missing: apt-get install -y mingw-w64"
 make -s B="$B" all

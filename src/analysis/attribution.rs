@@ -8,8 +8,9 @@
 use crate::addr::{Rva, VirtAddr};
 use crate::model::ModuleMap;
 
-/// Modules skipped by default: Windows' loader, heap and COM plumbing and the
-/// Microsoft C/C++ runtimes. A trailing `*` matches any suffix of the stem.
+/// Modules skipped by default: Windows' loader, heap and COM plumbing, the
+/// Microsoft C/C++ runtimes and the MinGW/LLVM C++ runtimes (`operator new` of
+/// libstdc++-6, libgcc_s_*, libc++ is charged to its caller). A trailing `*` matches any suffix of the stem.
 pub const DEFAULT_SYSTEM_MODULES: &[&str] = &[
     "ntdll",
     "kernel32",
@@ -20,6 +21,9 @@ pub const DEFAULT_SYSTEM_MODULES: &[&str] = &[
     "vcruntime*",
     "msvcp*",
     "msvcr*",
+    "libstdc++*",
+    "libgcc_s*",
+    "libc++",
     "ole32",
     "combase",
     "oleaut32",

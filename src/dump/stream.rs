@@ -175,6 +175,7 @@ impl AllocatorKind {
             3 => Self::Virtual,
             4 => Self::Com,
             5 => Self::Bstr,
+            6 => Self::LocalGlobal,
             _ => Self::Unknown,
         }
     }
@@ -188,6 +189,7 @@ impl AllocatorKind {
             Self::Virtual => 3,
             Self::Com => 4,
             Self::Bstr => 5,
+            Self::LocalGlobal => 6,
         }
     }
 }

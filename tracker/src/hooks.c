@@ -265,6 +265,12 @@ static void *(__cdecl *real_aligned_malloc_##tag)(size_t, size_t);              
 static void *(__cdecl *real_aligned_realloc_##tag)(void *, size_t, size_t);                    \
 static char *(__cdecl *real_strdup_##tag)(const char *);                                       \
 static wchar_t *(__cdecl *real_wcsdup_##tag)(const wchar_t *);                                 \
+static void *(__cdecl *real_new_##tag)(size_t);                                                \
+static void *(__cdecl *real_newa_##tag)(size_t);                                               \
+static void *__cdecl lb_new_##tag(size_t n)                                                    \
+{ void *r; LABEL_CALL(LD_KIND_CRT, n, real_new_##tag(n)); return r; }                          \
+static void *__cdecl lb_newa_##tag(size_t n)                                                   \
+{ void *r; LABEL_CALL(LD_KIND_CRT, n, real_newa_##tag(n)); return r; }                         \
 static void *__cdecl lb_malloc_##tag(size_t n)                                                 \
 { void *r; LABEL_CALL(LD_KIND_CRT, n, real_malloc_##tag(n)); return r; }                       \
 static void *__cdecl lb_calloc_##tag(size_t c, size_t n)                                       \
@@ -444,7 +450,16 @@ static hook_def g_core[] = {
     H(dll, "_aligned_malloc", lb_aligned_malloc_##tag, &real_aligned_malloc_##tag), \
     H(dll, "_aligned_realloc", lb_aligned_realloc_##tag, &real_aligned_realloc_##tag), \
     H(dll, "_strdup", lb_strdup_##tag, &real_strdup_##tag),                       \
-    H(dll, "_wcsdup", lb_wcsdup_##tag, &real_wcsdup_##tag)
+    H(dll, "_wcsdup", lb_wcsdup_##tag, &real_wcsdup_##tag),                       \
+    H(dll, NEW_NAME, lb_new_##tag, &real_new_##tag),                              \
+    H(dll, NEWA_NAME, lb_newa_##tag, &real_newa_##tag)
+#ifdef _WIN64
+#define NEW_NAME  "??2@YAPEAX_K@Z"       /* operator new(size_t) */
+#define NEWA_NAME "??_U@YAPEAX_K@Z"      /* operator new[](size_t) */
+#else
+#define NEW_NAME  "??2@YAPAXI@Z"
+#define NEWA_NAME "??_U@YAPAXI@Z"
+#endif
 static hook_def g_labels[] = {
     CRT_DEFS("msvcrt.dll", msvcrt),
     CRT_DEFS("ucrtbase.dll", ucrt),
