@@ -67,6 +67,87 @@ void hooks_guard_leave(void)
     tls_set(g_tls_flags, tls_get(g_tls_flags) & ~(uintptr_t)F_BUSY);
 }
 
+/*
+ * Stack capture.  Wine's RtlCaptureStackBackTrace spends most of its time
+ * finding each frame's function table entry (RtlLookupFunctionEntry walks
+ * the module list and searches the module's .pdata).  We unwind the same way
+ * (RtlCaptureContext, then RtlVirtualUnwind frame by frame, exactly what
+ * RtlCaptureStackBackTrace does) but remember the entry found for each
+ * return address in a small lock-free cache.  A cached entry is used only if
+ * the address lies inside the function it names (a torn read fails that
+ * check and falls back to the lookup); the cache is cleared when a DLL is
+ * unloaded.  LDTRACK_UNWIND=system (environment) uses
+ * RtlCaptureStackBackTrace instead, for comparison.
+ */
+#ifdef _WIN64
+#define FN_CACHE 8192
+typedef struct fn_cache_entry {
+    volatile ULONG64 ip;
+    PRUNTIME_FUNCTION volatile fn;
+    volatile ULONG64 base;
+} fn_cache_entry;
+static fn_cache_entry g_fn_cache[FN_CACHE];
+static int g_system_unwind;
+
+static PRUNTIME_FUNCTION lookup_function(ULONG64 ip, ULONG64 *base)
+{
+    fn_cache_entry *e = &g_fn_cache[(ip * 0x9E3779B97F4A7C15ull) >> 51];
+    ULONG64 cip = e->ip, cbase = e->base;
+    PRUNTIME_FUNCTION fn = e->fn;
+    if (cip == ip && fn && ip >= cbase + fn->BeginAddress && ip < cbase + fn->EndAddress) {
+        *base = cbase;
+        return fn;
+    }
+    fn = RtlLookupFunctionEntry(ip, base, NULL);
+    if (fn) {
+        e->ip = 0;
+        e->fn = fn;
+        e->base = *base;
+        e->ip = ip;
+    }
+    return fn;
+}
+
+static void fn_cache_clear(void)
+{
+    for (int i = 0; i < FN_CACHE; i++) g_fn_cache[i].ip = 0;
+}
+
+/* Return addresses of the callers, skipping `skip` frames above the caller
+ * of this function, innermost first; at most max. */
+static __attribute__((noinline)) USHORT capture_stack(ULONG skip, ULONG max, void **frames)
+{
+    if (g_system_unwind) return RtlCaptureStackBackTrace(skip + 1, max, frames, NULL);
+    CONTEXT ctx;
+    NT_TIB *tib = (NT_TIB *)NtCurrentTeb();
+    ULONG64 lo = (ULONG64)(uintptr_t)tib->StackLimit, hi = (ULONG64)(uintptr_t)tib->StackBase;
+    USHORT n = 0;
+    RtlCaptureContext(&ctx);
+    for (ULONG i = 0; i < skip + 1 + max; i++) {
+        ULONG64 base = 0;
+        PRUNTIME_FUNCTION fn = lookup_function(ctx.Rip, &base);
+        if (fn) {
+            PVOID handler_data;
+            ULONG64 establisher;
+            RtlVirtualUnwind(UNW_FLAG_NHANDLER, base, ctx.Rip, fn, &ctx, &handler_data, &establisher, NULL);
+        } else {                          /* leaf function: return address on top */
+            if (ctx.Rsp < lo || ctx.Rsp + 8 > hi) break;
+            ctx.Rip = *(ULONG64 *)(uintptr_t)ctx.Rsp;
+            ctx.Rsp += 8;
+        }
+        if (ctx.Rip == 0 || ctx.Rsp < lo || ctx.Rsp > hi) break;
+        if (i > skip) frames[n++] = (void *)(uintptr_t)ctx.Rip;
+    }
+    return n;
+}
+#else
+static void fn_cache_clear(void) {}
+static __attribute__((noinline)) USHORT capture_stack(ULONG skip, ULONG max, void **frames)
+{
+    return RtlCaptureStackBackTrace(skip + 1, max, frames, NULL);
+}
+#endif
+
 /* Captures the stack (innermost first; frame 0 is the hook itself, which lies
  * in ldtrack.dll and is skipped by readers via allocator_modules) and records
  * the block.  noinline so the skip count is stable. */
@@ -74,7 +155,7 @@ static __attribute__((noinline)) uint64_t record(void *p, uint64_t size, HANDLE 
 {
     void *frames[LD_MAX_DEPTH_LIMIT + 1];
     uint32_t depth = tbl_max_depth();
-    USHORT n = RtlCaptureStackBackTrace(1, depth + 1, frames, NULL);
+    USHORT n = capture_stack(1, depth + 1, frames);
     int truncated = n > depth;
     if (truncated) n = (USHORT)depth;
     return tbl_add((uint64_t)(uintptr_t)p, size, (uint64_t)(uintptr_t)heap, kind, frames, n, truncated);
@@ -104,6 +185,7 @@ typedef LONG    (NTAPI *NtAllocateVirtualMemory_t)(HANDLE, PVOID *, ULONG_PTR, S
 typedef LONG    (NTAPI *NtFreeVirtualMemory_t)(HANDLE, PVOID *, SIZE_T *, ULONG);
 typedef LONG    (NTAPI *LdrLoadDll_t)(LPCWSTR, DWORD, const void *, HMODULE *);
 typedef void    (NTAPI *RtlExitUserProcess_t)(DWORD);
+typedef LONG    (NTAPI *LdrUnloadDll_t)(HMODULE);
 
 static RtlAllocateHeap_t   real_RtlAllocateHeap;
 static RtlReAllocateHeap_t real_RtlReAllocateHeap;
@@ -114,6 +196,7 @@ static NtAllocateVirtualMemory_t real_NtAllocateVirtualMemory;
 static NtFreeVirtualMemory_t     real_NtFreeVirtualMemory;
 static LdrLoadDll_t        real_LdrLoadDll;
 static RtlExitUserProcess_t real_RtlExitUserProcess;
+static LdrUnloadDll_t      real_LdrUnloadDll;
 
 static PVOID NTAPI hk_RtlAllocateHeap(PVOID heap, ULONG flags, SIZE_T n)
 {
@@ -414,6 +497,13 @@ static LONG NTAPI hk_LdrLoadDll(LPCWSTR path, DWORD flags, const void *name, HMO
     return st;
 }
 
+static LONG NTAPI hk_LdrUnloadDll(HMODULE m)
+{
+    LONG st = real_LdrUnloadDll(m);
+    fn_cache_clear();                    /* its function entries may be gone */
+    return st;
+}
+
 static void NTAPI hk_RtlExitUserProcess(DWORD code)
 {
     if (g_dump_at_exit && g_active) ld_on_exit();
@@ -440,6 +530,7 @@ static hook_def g_core[] = {
     H("ntdll.dll", "NtFreeVirtualMemory",     hk_NtFreeVirtualMemory,     &real_NtFreeVirtualMemory),
     H("ntdll.dll", "LdrLoadDll",        hk_LdrLoadDll,        &real_LdrLoadDll),
     H("ntdll.dll", "RtlExitUserProcess", hk_RtlExitUserProcess, &real_RtlExitUserProcess),
+    H("ntdll.dll", "LdrUnloadDll",      hk_LdrUnloadDll,      &real_LdrUnloadDll),
 };
 
 #define CRT_DEFS(dll, tag)                                                        \
@@ -539,6 +630,13 @@ int hooks_install(HMODULE self, int dump_at_exit)
 {
     HMODULE pinned;
     g_dump_at_exit = dump_at_exit;
+#ifdef _WIN64
+    {
+        char v[16];
+        DWORD n = GetEnvironmentVariableA("LDTRACK_UNWIND", v, sizeof v);
+        g_system_unwind = n > 0 && n < sizeof v && strcmp(v, "system") == 0;
+    }
+#endif
     /* never unloaded: hooks and trampolines point into this DLL */
     if (!GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_PIN,
                             (LPCWSTR)(void *)self, &pinned))
@@ -585,7 +683,7 @@ void hooks_names(char *buf, size_t cap)
         size_t n = pass ? NLABELS : NCORE;
         for (size_t i = 0; i < n; i++) {
             if (!d[i].target || !d[i].hook) continue;
-            if (!strcmp(d[i].name, "LdrLoadDll") || !strcmp(d[i].name, "RtlExitUserProcess")) continue;
+            if (!strncmp(d[i].name, "Ldr", 3) || !strcmp(d[i].name, "RtlExitUserProcess")) continue;
             char name[64];
             snprintf(name, sizeof name, "%s", d[i].name);
             int w = len ? (int)(strstr(buf, name) != NULL) : 0;
