@@ -11,7 +11,7 @@
 use super::attribution::{responsible_frame, ModuleFilter, Owner, Responsible};
 use super::probability::{bin_of, TimeHistogram, TIME_BINS};
 use crate::dump::stream::{AllocationStream, NO_STACK};
-use crate::model::{ModuleMap, StackId, Totals, SIZE_BUCKETS};
+use crate::model::{AllocatorKind, ModuleMap, StackId, Totals, SIZE_BUCKETS};
 use std::collections::HashMap;
 use thiserror::Error;
 
@@ -33,7 +33,7 @@ pub fn size_bucket(size: u64) -> usize {
 pub struct OwnerSums {
     pub totals: Totals,
     pub sizes: [Totals; SIZE_BUCKETS.len() + 1],
-    pub allocators: [Totals; 6],
+    pub allocators: [Totals; AllocatorKind::ALL.len()],
     pub time: TimeHistogram,
     pub heaps: HashMap<u64, Totals>,
     /// The owner's stacks that have outstanding allocations, by stack index.

@@ -127,6 +127,17 @@ static __attribute__((noinline)) USHORT capture_stack(ULONG skip, ULONG max, voi
         ULONG64 base = 0;
         PRUNTIME_FUNCTION fn = lookup_function(ctx.Rip, &base);
         if (fn) {
+            /* A function with a frame register (rbp, usually) is unwound from
+             * that register: it must point into this stack, or the stack is
+             * not one we can walk (code without unwind data below us). */
+            DWORD ud = fn->UnwindData;
+            if (ud & 1) ud = ((const RUNTIME_FUNCTION *)(uintptr_t)(base + (ud & ~1u)))->UnwindData;
+            const BYTE *info = (const BYTE *)(uintptr_t)(base + ud);
+            unsigned reg = info[3] & 0x0F;
+            if (reg) {
+                ULONG64 v = (&ctx.Rax)[reg];   /* Rax..R15 in x64 register order */
+                if (v < lo || v > hi) break;
+            }
             PVOID handler_data;
             ULONG64 establisher;
             RtlVirtualUnwind(UNW_FLAG_NHANDLER, base, ctx.Rip, fn, &ctx, &handler_data, &establisher, NULL);
