@@ -80,6 +80,69 @@ fn the_tracker_sees_every_allocation_and_free_whatever_path_it_takes() {
     ] {
         assert!(log.contains(line), "missing {line:?} in:\n{log}");
     }
+
+    // leakdiag reads the same dump: the families (allocator 6 included) and the
+    // DLLs' blocks are charged exactly as the program's truth says.
+    let dump = build.join("truth-out/scenarios/scenarios.dmp");
+    let dir = tempfile::tempdir().unwrap();
+    let b = build.to_str().unwrap();
+    let args = [
+        "analyze",
+        dump.to_str().unwrap(),
+        "-o",
+        "out",
+        "-s",
+        b,
+        "--images",
+        b,
+    ];
+    let o = leakdiag(dir.path(), &args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = read_json(&dir.path().join("out/scenarios/report.json"));
+    assert_eq!(r["tracking"]["version"], "1.1");
+    let modules = r["sections"]["leak"]["modules"].as_array().unwrap();
+    let module = |name: &str| {
+        modules
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    let family = |m: &serde_json::Value, kind: &str| {
+        let a = m["allocators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["kind"] == kind)
+            .unwrap_or_else(|| panic!("{kind} missing in {}", m["name"]));
+        (
+            a["allocations"].as_u64().unwrap(),
+            a["bytes"].as_u64().unwrap(),
+        )
+    };
+    let truth = module("truth.exe");
+    // 2 LocalAlloc + 2 GlobalAlloc kept (7009, 7011 bytes) + 6 audit entry points
+    assert_eq!(
+        family(truth, "local_global"),
+        (
+            10,
+            2 * 7009 + 2 * 7011 + (7611..=7621).step_by(2).sum::<u64>()
+        )
+    );
+    // 3 SysAllocStringByteLen(7029), 1 from the cache (7028), 1 audit (7669)
+    assert_eq!(family(truth, "bstr"), (5, 3 * 7029 + 7028 + 7669));
+    // CoTaskMemAlloc, IMalloc::Alloc, CoTaskMemRealloc, 2 audit entry points
+    assert_eq!(family(truth, "com"), (5, 7515 + 7517 + 7521 + 7665 + 7667));
+    let apiset = module("apisetvend.dll");
+    assert_eq!(
+        (apiset["allocations"].as_u64(), apiset["bytes"].as_u64()),
+        (Some(3), Some(3 * 70250))
+    );
+    assert_eq!(family(apiset, "virtual"), (3, 3 * 70250));
+    let late = module("latedll.dll");
+    assert_eq!(
+        (late["allocations"].as_u64(), late["bytes"].as_u64()),
+        (Some(3), Some(3 * 7035))
+    );
 }
 
 #[test]
