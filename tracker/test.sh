@@ -115,11 +115,24 @@ else
 fi
 wait $APP || fail "attached demo exited with $?"
 
-# Rules: a dump every second, at most 2, named <stem>_<pid>_<n>.dmp.
+# Rules: a dump every second, at most 2, named <stem>_<pid>_<n>.dmp.  The demo
+# waits after phase 1 (go files in another folder) until both rule dumps are
+# complete, so a slow dump on a loaded machine cannot outlive the process; a
+# third second then passes to show that --max-dumps holds.
 RULES=$OUT/rules
-mkdir -p "$RULES"
+RGO=$OUT/rules-go
+mkdir -p "$RULES" "$RGO"
 wine "$B/ldtrack.exe" run --out "$(winpath "$RULES")" --dump-interval 1 --max-dumps 2 \
-    -- "$(winpath "$B/leakyapp.exe")" --sleep-ms 4000 >"$OUT/rules.log" 2>&1 || fail "rules run"
+    -- "$(winpath "$B/leakyapp.exe")" --wait-dir "$(winpath "$RGO")" >"$OUT/rules.log" 2>&1 &
+RR=$!
+for _ in $(seq 1200); do
+    [ "$(ls "$RULES" | grep -cE '^leakyapp_[0-9]+_2\.dmp$' || true)" = 1 ] && break
+    kill -0 $RR 2>/dev/null || break
+    sleep 0.1
+done
+sleep 2
+touch "$RGO/go1" "$RGO/go2" "$RGO/go3"
+wait $RR || fail "rules run"
 N=$(ls "$RULES" | grep -cE '^leakyapp_[0-9]+_[12]\.dmp$' || true)
 if [ "$N" = 2 ] && [ "$(ls "$RULES" | wc -l)" = 2 ]; then
     for f in "$RULES"/*.dmp; do

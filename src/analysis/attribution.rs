@@ -9,8 +9,9 @@ use crate::addr::{Rva, VirtAddr};
 use crate::model::ModuleMap;
 
 /// Modules skipped by default: Windows' loader, heap and COM plumbing, the
-/// Microsoft C/C++ runtimes and the MinGW/LLVM C++ runtimes (`operator new` of
-/// libstdc++-6, libgcc_s_*, libc++ is charged to its caller). A trailing `*` matches any suffix of the stem.
+/// Microsoft C/C++ runtimes and the MinGW/LLVM C++ runtimes (so that `operator new`
+/// of libstdc++-6, libgcc_s_*, libc++ is charged to its caller). A trailing `*`
+/// matches any suffix of the stem.
 pub const DEFAULT_SYSTEM_MODULES: &[&str] = &[
     "ntdll",
     "kernel32",
@@ -176,6 +177,11 @@ mod tests {
             "vcruntime140_1.dll",
             "msvcp140.dll",
             "msvcr120.dll",
+            "ucrtbased.dll",
+            "libstdc++-6.dll",
+            "libgcc_s_seh-1.dll",
+            "libgcc_s_dw2-1.dll",
+            "libc++.dll",
             "ole32.dll",
             "combase.dll",
             "oleaut32.dll",
@@ -188,6 +194,7 @@ mod tests {
             "leakyapp.exe",
             "ntdllx.dll",
             "kernel32x.dll",
+            "libcurl.dll",
         ] {
             assert!(!f.matches(n), "{n}");
         }
