@@ -35,6 +35,34 @@ pub fn bin_of(time: u64, window: u64) -> usize {
     bin.min(TIME_BINS - 1)
 }
 
+/// [`bin_of`] for one window, without a division per call: the first time of each
+/// bin is computed once, and a time's bin is the number of bin starts at or before it.
+#[derive(Clone, Copy, Debug)]
+pub struct Bins {
+    /// `starts[k]` is the first time of bin `k + 1`: ceil((k + 1) × window / TIME_BINS).
+    starts: [u64; TIME_BINS - 1],
+}
+
+impl Bins {
+    pub fn new(window: u64) -> Self {
+        let mut starts = [0u64; TIME_BINS - 1];
+        if window > 0 {
+            for (k, s) in starts.iter_mut().enumerate() {
+                // t is in bin ≥ k+1 iff t × TIME_BINS ≥ (k+1) × window; at most window.
+                let n = (k as u128 + 1) * u128::from(window);
+                *s = n.div_ceil(TIME_BINS as u128) as u64;
+            }
+        }
+        Bins { starts }
+    }
+
+    /// The same bin as `bin_of(time, window)`.
+    #[inline]
+    pub fn of(&self, time: u64) -> usize {
+        self.starts.iter().map(|&s| usize::from(time >= s)).sum()
+    }
+}
+
 impl TimeHistogram {
     pub fn add(&mut self, bin: usize, bytes: u64) {
         self.allocations[bin] += 1;
@@ -114,6 +142,25 @@ mod tests {
     fn nothing_to_judge() {
         assert_eq!(TimeHistogram::default().leak_probability(W), None);
         assert_eq!(histogram([5]).leak_probability(0), None);
+    }
+
+    #[test]
+    fn bins_match_bin_of() {
+        let windows = [0, 1, 7, 19, 20, 21, 1000, W, W + 13, u64::MAX / 3, u64::MAX];
+        for &w in &windows {
+            let bins = Bins::new(w);
+            let mut times = vec![0, 1, 2, u64::MAX, u64::MAX - 1];
+            for k in 0..=TIME_BINS as u128 + 1 {
+                let edge = (k * u128::from(w) / TIME_BINS as u128) as u64;
+                for d in [0u64, 1, 2] {
+                    times.push(edge.saturating_sub(d));
+                    times.push(edge.saturating_add(d));
+                }
+            }
+            for t in times {
+                assert_eq!(bins.of(t), bin_of(t, w), "time {t}, window {w}");
+            }
+        }
     }
 
     #[test]

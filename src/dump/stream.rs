@@ -216,6 +216,21 @@ pub struct AllocationRecord {
 }
 
 impl AllocationRecord {
+    /// Decodes one record of [`AllocationStream::allocation_table`] (the same
+    /// decoding as [`AllocationStream::allocations`]).
+    #[inline]
+    pub fn decode(r: &[u8; ALLOCATION_RECORD_SIZE]) -> Self {
+        AllocationRecord {
+            address: VirtAddr(u64_at(r, 0)),
+            size: u64_at(r, 8),
+            time: u64_at(r, 16),
+            heap: u64_at(r, 24),
+            stack: u32_at(r, 32),
+            allocator_byte: r[36],
+            flags: r[37],
+        }
+    }
+
     pub fn allocator(&self) -> AllocatorKind {
         AllocatorKind::from_byte(self.allocator_byte)
     }
@@ -482,6 +497,12 @@ impl<'a> AllocationStream<'a> {
             allocator_byte: r[36],
             flags: r[37],
         })
+    }
+
+    /// The allocation table's raw records, in table order, for readers that split the
+    /// table into chunks; [`AllocationRecord::decode`] decodes one.
+    pub fn allocation_table(&self) -> &'a [[u8; ALLOCATION_RECORD_SIZE]] {
+        self.allocations
     }
 
     /// The metadata text as written by the tracker.
