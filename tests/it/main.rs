@@ -3,6 +3,7 @@
 mod analysis;
 mod bad_input;
 mod browser;
+mod chunking;
 mod cli;
 mod golden;
 mod helpers;
