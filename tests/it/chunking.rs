@@ -169,6 +169,9 @@ fn any_chunk_size_and_thread_count_gives_the_same_table_and_model() {
     }
 }
 
+/// Totals, by size bucket, by allocator, allocations by time bin.
+type OwnerSums = (Totals, [Totals; 9], [Totals; 6], [u64; TIME_BINS]);
+
 #[test]
 fn the_table_equals_plain_sums_of_the_records() {
     let (bytes, modules) = stream_bytes();
@@ -177,8 +180,7 @@ fn the_table_equals_plain_sums_of_the_records() {
     let stacks = stream.stack_count();
     let mut per_stack = vec![Totals::default(); stacks];
     let mut times = vec![[0u64; TIME_BINS]; stacks];
-    let mut owners: HashMap<Owner, (Totals, [Totals; 9], [Totals; 6], [u64; TIME_BINS])> =
-        HashMap::new();
+    let mut owners: HashMap<Owner, OwnerSums> = HashMap::new();
     let mut heaps: HashMap<(Owner, u64), Totals> = HashMap::new();
     let mut totals = Totals::default();
     for a in stream.allocations() {
