@@ -36,11 +36,14 @@ pub fn bin_of(time: u64, window: u64) -> usize {
 }
 
 /// [`bin_of`] for one window, without a division per call: the first time of each
-/// bin is computed once, and a time's bin is the number of bin starts at or before it.
+/// bin is computed once; a time's bin is estimated with a multiplication by the
+/// window's reciprocal (exact or one too low) and corrected with one comparison.
 #[derive(Clone, Copy, Debug)]
 pub struct Bins {
     /// `starts[k]` is the first time of bin `k + 1`: ceil((k + 1) × window / TIME_BINS).
     starts: [u64; TIME_BINS - 1],
+    /// floor(2^64 × TIME_BINS / window), when it fits (window > TIME_BINS).
+    reciprocal: Option<u64>,
 }
 
 impl Bins {
@@ -53,13 +56,28 @@ impl Bins {
                 *s = n.div_ceil(TIME_BINS as u128) as u64;
             }
         }
-        Bins { starts }
+        let reciprocal = (window > TIME_BINS as u64)
+            .then(|| ((TIME_BINS as u128) << 64) / u128::from(window))
+            .and_then(|r| u64::try_from(r).ok());
+        Bins { starts, reciprocal }
     }
 
     /// The same bin as `bin_of(time, window)`.
     #[inline]
     pub fn of(&self, time: u64) -> usize {
-        self.starts.iter().map(|&s| usize::from(time >= s)).sum()
+        match self.reciprocal {
+            Some(r) => {
+                // With r = floor(2^64 × B / W): 20t/W − 1 < t × r / 2^64 ≤ 20t/W, so the
+                // guess is floor(B × t / W) or one less; the bin start decides.
+                let guess = ((u128::from(time) * u128::from(r)) >> 64) as usize;
+                match self.starts.get(guess) {
+                    Some(&next) => guess + usize::from(time >= next),
+                    None => TIME_BINS - 1,
+                }
+            }
+            // Windows of at most TIME_BINS ticks (and 0): count the bin starts.
+            None => self.starts.iter().map(|&s| usize::from(time >= s)).sum(),
+        }
     }
 }
 
@@ -146,7 +164,24 @@ mod tests {
 
     #[test]
     fn bins_match_bin_of() {
-        let windows = [0, 1, 7, 19, 20, 21, 1000, W, W + 13, u64::MAX / 3, u64::MAX];
+        let windows = [
+            0,
+            1,
+            7,
+            19,
+            20,
+            21,
+            22,
+            39,
+            1000,
+            7919,
+            W,
+            W + 13,
+            1 << 63,
+            u64::MAX / 3,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
         for &w in &windows {
             let bins = Bins::new(w);
             let mut times = vec![0, 1, 2, u64::MAX, u64::MAX - 1];
@@ -156,6 +191,15 @@ mod tests {
                     times.push(edge.saturating_sub(d));
                     times.push(edge.saturating_add(d));
                 }
+            }
+            let mut x = w ^ 0x9e37_79b9_7f4a_7c15;
+            for _ in 0..2000 {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                times.push(x);
+                times.push(if w > 0 { x % w } else { x });
+                times.push(if w > 0 { x % (w.saturating_mul(2)) } else { x });
             }
             for t in times {
                 assert_eq!(bins.of(t), bin_of(t, w), "time {t}, window {w}");
