@@ -394,11 +394,12 @@ impl Table {
             allocator_index,
         };
 
-        // A few partial sums per thread: each is as large as the stack table.
+        // At most two partial sums per thread (each as large as the stack table: 64
+        // bytes per stack), so that a busy thread leaves work to steal.
         let records = stream.allocation_table();
         let chunk = chunk.max(1);
         let chunks = records.len().div_ceil(chunk);
-        let per_split = chunks.div_ceil(4 * rayon::current_num_threads()).max(1);
+        let per_split = chunks.div_ceil(2 * rayon::current_num_threads()).max(1);
         let sums = records
             .par_chunks(chunk)
             .with_min_len(per_split)
