@@ -165,11 +165,15 @@ pub fn build(
         system: &system,
         symbols,
     };
-    let mut modules_out: Vec<ModuleLeak> = table
-        .by_owner
-        .iter()
-        .map(|(owner, acc)| build_module(*owner, acc, &pass))
-        .collect();
+    // Owners are independent: built in parallel, collected in owner order.
+    let mut modules_out: Vec<ModuleLeak> = {
+        use rayon::prelude::*;
+        table
+            .by_owner
+            .par_iter()
+            .map(|(owner, acc)| build_module(*owner, acc, &pass))
+            .collect()
+    };
     sort_ranked(&mut modules_out, |m| (m.totals(), (m.name.clone(), m.base)));
     let mut modules_by_count: Vec<RankEntry> = modules_out
         .iter()
