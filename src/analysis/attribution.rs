@@ -76,25 +76,30 @@ impl ModuleFilter {
     }
 
     pub fn matches(&self, file_name: &str) -> bool {
-        let name = file_name.to_ascii_lowercase();
-        let stem = match name.rsplit_once('.') {
-            Some((stem, _)) => stem,
-            None => &name,
+        // Patterns are ASCII lower case already; the name is compared without ASCII
+        // case in place (this runs for frames of every stack: no copy per call).
+        let name = file_name.as_bytes();
+        let stem = match file_name.rsplit_once('.') {
+            Some((stem, _)) => stem.as_bytes(),
+            None => name,
         };
+        let starts_with =
+            |s: &[u8], p: &[u8]| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p);
         self.patterns.iter().any(|p| {
             let (pat, wildcard) = match p.strip_suffix('*') {
                 Some(prefix) => (prefix, true),
                 None => (p.as_str(), false),
             };
-            let target = if pat.contains('.') && !wildcard {
-                name.as_str()
+            let pat = pat.as_bytes();
+            let target = if pat.contains(&b'.') && !wildcard {
+                name
             } else {
                 stem
             };
             if wildcard {
-                target.starts_with(pat) || name.starts_with(pat)
+                starts_with(target, pat) || starts_with(name, pat)
             } else {
-                target == pat
+                target.eq_ignore_ascii_case(pat)
             }
         })
     }
