@@ -136,6 +136,19 @@ pub fn responsible_frame<I>(
 where
     I: IntoIterator<Item = VirtAddr>,
 {
+    responsible_frame_by(frames, modules, |m| skip.matches(&modules.get(m).name))
+}
+
+/// [`responsible_frame`] with the skipped modules given by index (`skipped(m)`), for
+/// callers that match the filter against each module once rather than per frame.
+pub fn responsible_frame_by<I>(
+    frames: I,
+    modules: &ModuleMap,
+    skipped: impl Fn(usize) -> bool,
+) -> Option<Responsible>
+where
+    I: IntoIterator<Item = VirtAddr>,
+{
     let mut innermost = None;
     for (i, addr) in frames.into_iter().enumerate() {
         let located = modules.locate(addr);
@@ -156,7 +169,7 @@ where
         if innermost.is_none() {
             innermost = Some(candidate);
         }
-        let skipped = located.is_some_and(|(m, _)| skip.matches(&modules.get(m).name));
+        let skipped = located.is_some_and(|(m, _)| skipped(m));
         if !skipped {
             return Some(candidate);
         }

@@ -23,7 +23,7 @@
 //! the stream's size) times the number of partial sums (a few per thread), never to
 //! the allocation count.
 
-use super::attribution::{responsible_frame, ModuleFilter, Owner, Responsible};
+use super::attribution::{responsible_frame_by, ModuleFilter, Owner, Responsible};
 use super::probability::{Bins, TimeHistogram, TIME_BINS};
 use crate::dump::stream::{AllocationStream, AllocatorKind, ALLOCATION_RECORD_SIZE, NO_STACK};
 use crate::model::{ModuleMap, StackId, Totals, SIZE_BUCKETS};
@@ -368,13 +368,19 @@ impl Table {
         let mut skip = system.clone();
         skip.extend(&stream.allocator_modules());
         let stack_count = stream.stack_count();
+        // The filter is matched once per module, not once per frame.
+        let skipped: Vec<bool> = modules
+            .modules()
+            .iter()
+            .map(|m| skip.matches(&m.name))
+            .collect();
         let responsible: Vec<Option<Responsible>> = (0..stack_count as u32)
             .into_par_iter()
             .with_min_len(1024)
             .map(|s| {
                 stream
                     .stack_frames(s)
-                    .and_then(|frames| responsible_frame(frames, modules, &skip))
+                    .and_then(|frames| responsible_frame_by(frames, modules, |m| skipped[m]))
             })
             .collect();
 
