@@ -46,8 +46,32 @@ pub struct TotalOverflow {
 /// The size bucket of an allocation of `size` bytes (see [`SIZE_BUCKETS`]).
 #[inline]
 pub fn size_bucket(size: u64) -> usize {
-    SIZE_BUCKETS.iter().map(|&b| usize::from(b <= size)).sum()
+    // Every bound is a power of two, so `bound <= size` iff `bound <= 2^floor(log2 size)`:
+    // the bucket depends only on the size's highest bit.
+    usize::from(BUCKET_BY_LOG2[(63 - (size | 1).leading_zeros()) as usize])
 }
+
+/// The bucket of the sizes whose highest bit is bit `i`.
+const BUCKET_BY_LOG2: [u8; 64] = {
+    let mut table = [0u8; 64];
+    let mut k = 0;
+    while k < SIZE_BUCKETS.len() {
+        assert!(SIZE_BUCKETS[k].is_power_of_two());
+        k += 1;
+    }
+    let mut i = 0;
+    while i < 64 {
+        let mut k = 0;
+        while k < SIZE_BUCKETS.len() {
+            if SIZE_BUCKETS[k] <= 1u64 << i {
+                table[i] += 1;
+            }
+            k += 1;
+        }
+        i += 1;
+    }
+    table
+};
 
 /// Sums of the allocations charged to one owner.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -207,8 +231,16 @@ struct Partial {
     owners: Vec<OwnerPartial>,
     /// Allocations per time bin of the records without a valid stack.
     unstacked_times: [u64; TIME_BINS],
+    /// The first [`SMALL_HEAPS`] heap handles seen (a process has few heaps); their
+    /// sums are in `small_heap_sums[slot × owners + owner]`, found by a short scan.
+    small_heaps: Vec<u64>,
+    small_heap_sums: Vec<Totals>,
+    /// The sums of any further heap, by (owner, heap).
     heaps: FoldMap<(u32, u64), Totals>,
 }
+
+/// Heap handles kept in the partial sums' small table.
+const SMALL_HEAPS: usize = 16;
 
 impl Partial {
     fn new(ctx: &Context) -> Self {
@@ -221,8 +253,41 @@ impl Partial {
             carries: Vec::new(),
             owners: vec![OwnerPartial::default(); ctx.no_stack_owner as usize + 1],
             unstacked_times: [0; TIME_BINS],
+            small_heaps: Vec::with_capacity(SMALL_HEAPS),
+            small_heap_sums: Vec::new(),
             heaps: FoldMap::default(),
         }
+    }
+
+    /// The sums of `owner`'s allocations on `heap`.
+    #[inline]
+    fn heap_sums(&mut self, owner: u32, heap: u64) -> &mut Totals {
+        let owners = self.owners.len();
+        let slot = match self.small_heaps.iter().position(|&h| h == heap) {
+            Some(slot) => slot,
+            None if self.small_heaps.len() < SMALL_HEAPS => {
+                self.small_heaps.push(heap);
+                self.small_heap_sums
+                    .resize(self.small_heaps.len() * owners, Totals::default());
+                self.small_heaps.len() - 1
+            }
+            None => return self.heaps.entry((owner, heap)).or_default(),
+        };
+        &mut self.small_heap_sums[slot * owners + owner as usize]
+    }
+
+    /// Every (owner, heap) with allocations, and its sums.
+    fn heap_totals(&self) -> impl Iterator<Item = ((u32, u64), Totals)> + '_ {
+        let owners = self.owners.len();
+        let small = self
+            .small_heap_sums
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, &t)| {
+                (t.allocations > 0)
+                    .then(|| (((i % owners) as u32, self.small_heaps[i / owners]), t))
+            });
+        small.chain(self.heaps.iter().map(|(&k, &t)| (k, t)))
     }
 
     /// Adds consecutive records of the table.
@@ -268,7 +333,7 @@ impl Partial {
             add(&mut o.sizes[size_bucket(size)], size);
             add(&mut o.allocators[allocator], size);
             o.time_bytes[bin] = o.time_bytes[bin].wrapping_add(size);
-            add(self.heaps.entry((owner, heap)).or_default(), size);
+            add(self.heap_sums(owner, heap), size);
         }
     }
 
@@ -303,8 +368,8 @@ impl Partial {
         for (x, &y) in self.unstacked_times.iter_mut().zip(&other.unstacked_times) {
             *x += y;
         }
-        for (k, t) in other.heaps {
-            merge(self.heaps.entry(k).or_default(), t);
+        for ((owner, heap), t) in other.heap_totals() {
+            merge(self.heap_sums(owner, heap), t);
         }
         self
     }
@@ -480,8 +545,8 @@ impl Table {
             *t += e;
         }
         let mut heaps: Vec<HashMap<u64, Totals>> = vec![HashMap::new(); owners];
-        for (&(o, heap), &t) in &sums.heaps {
-            heaps[o as usize].insert(heap, t);
+        for ((o, heap), t) in sums.heap_totals() {
+            merge(heaps[o as usize].entry(heap).or_default(), t);
         }
         let by_owner = (0..owners)
             .filter(|&o| owner_totals[o].allocations > 0)
@@ -659,6 +724,24 @@ mod tests {
                 encoder.id(&stream, s, &modules, &mut buf),
                 stack_id(&stream, s, &modules),
                 "stack {s}"
+            );
+        }
+    }
+
+    #[test]
+    fn buckets_by_highest_bit_match_the_bounds() {
+        let mut sizes = vec![0, 1, u64::MAX];
+        for b in SIZE_BUCKETS {
+            sizes.extend([b - 1, b, b + 1]);
+        }
+        for i in 0..64 {
+            sizes.extend([1u64 << i, (1u64 << i) - 1, (1u64 << i) + 1]);
+        }
+        for size in sizes {
+            assert_eq!(
+                size_bucket(size),
+                SIZE_BUCKETS.partition_point(|&b| b <= size),
+                "{size}"
             );
         }
     }

@@ -43,7 +43,7 @@ const WINDOW: u64 = 3600 * 10_000_000;
 
 /// 300 stacks over 12 modules (ntdll skipped, frames in no module, an empty stack),
 /// 150,000 records: records without a stack and with invalid stack indices, every
-/// allocator byte, several heaps, times past the window, and one stack with more than
+/// allocator byte, 45 heaps, times past the window, and one stack with more than
 /// 2^16 allocations in one time bin (the per-chunk counters' carry).
 fn stream_bytes() -> (Vec<u8>, ModuleMap) {
     let names = [
@@ -102,7 +102,12 @@ fn stream_bytes() -> (Vec<u8>, ModuleMap) {
             address: 0x1_0000_0000 + i * 0x40,
             size: 1 + rng.below(1 << magnitude),
             time,
-            heap: heaps[rng.below(5) as usize],
+            // Mostly a few heaps; now and then one of 40 more (past the partial
+            // sums' small table of 16).
+            heap: match rng.below(20) {
+                0 => 0x5000_0000 + rng.below(40) * 0x1_0000,
+                _ => heaps[rng.below(5) as usize],
+            },
             stack,
             allocator: AllocatorKind::from_byte(rng.below(8) as u8),
         });
