@@ -283,10 +283,8 @@ impl Partial {
             .small_heap_sums
             .iter()
             .enumerate()
-            .filter_map(move |(i, &t)| {
-                (t.allocations > 0)
-                    .then(|| (((i % owners) as u32, self.small_heaps[i / owners]), t))
-            });
+            .filter(|(_, t)| t.allocations > 0)
+            .map(move |(i, &t)| (((i % owners) as u32, self.small_heaps[i / owners]), t));
         small.chain(self.heaps.iter().map(|(&k, &t)| (k, t)))
     }
 
