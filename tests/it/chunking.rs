@@ -175,7 +175,12 @@ fn any_chunk_size_and_thread_count_gives_the_same_table_and_model() {
 }
 
 /// Totals, by size bucket, by allocator, allocations by time bin.
-type OwnerSums = (Totals, [Totals; 9], [Totals; 6], [u64; TIME_BINS]);
+type OwnerSums = (
+    Totals,
+    [Totals; 9],
+    [Totals; AllocatorKind::ALL.len()],
+    [u64; TIME_BINS],
+);
 
 #[test]
 fn the_table_equals_plain_sums_of_the_records() {
