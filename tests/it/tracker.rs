@@ -100,7 +100,8 @@ fn the_tracker_sees_every_allocation_and_free_whatever_path_it_takes() {
     let o = leakdiag(dir.path(), &args);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let r = read_json(&dir.path().join("out/scenarios/report.json"));
-    assert_eq!(r["tracking"]["version"], "1.1");
+    // 1.2: module strings and the dump type (issue 17).
+    assert_eq!(r["tracking"]["version"], "1.2");
     let modules = r["sections"]["leak"]["modules"].as_array().unwrap();
     let module = |name: &str| {
         modules
