@@ -119,8 +119,38 @@ def parse_stream(s):
             if "=" in line:
                 k, v = line.split("=", 1)
                 meta[k] = v
-    hdr = dict(flags=flags, tracking_start=t_start, snapshot_time=t_snap, version=(vmaj, vmin))
+    hdr = dict(flags=flags, tracking_start=t_start, snapshot_time=t_snap, version=(vmaj, vmin),
+               module_strings=parse_module_strings(s, hsize))
     return hdr, stacks, allocs, meta
+
+
+def parse_module_strings(s, hsize):
+    """The 1.2 module-strings section (spec section 13) as a list of
+    (base, status, [5 strings]), or None without one; strict like the rest."""
+    if hsize < 112:
+        return None
+    off, size = struct.unpack_from("<QQ", s, 96)
+    if off == 0:
+        return None
+    if off % 8 or off + size > len(s) or size < 8:
+        raise Bad(f"module strings section {off}+{size} misplaced in a stream of {len(s)} bytes")
+    count, res = struct.unpack_from("<II", s, off)
+    if res or count * 24 > size - 8:
+        raise Bad(f"module strings: module_count {count} does not fit in {size} bytes")
+    out, at, end = [], off + 8, off + size
+    for i in range(count):
+        if at + 24 > end:
+            raise Bad(f"module strings: record {i} outside the section")
+        base, image_size, *lens, status, res = struct.unpack_from("<QI5HBB", s, at)
+        if any(n > 256 for n in lens) or at + 24 + sum(lens) > end or res:
+            raise Bad(f"module strings: record {i} malformed (lengths {lens})")
+        strings, p = [], at + 24
+        for n in lens:
+            strings.append(s[p:p + n].decode("utf-8"))
+            p += n
+        out.append((base, status, strings))
+        at = (p + 7) & ~7
+    return out
 
 
 def module_of(mods, addr):
@@ -176,6 +206,9 @@ def main():
           f"flags {hdr['flags']:#x}, {len(allocs)} allocations, {len(stacks)} stacks, "
           f"snapshot {(hdr['snapshot_time'] - hdr['tracking_start']) / 1e7:.2f} s after start")
     print("  metadata: " + "; ".join(f"{k}={v}" for k, v in meta.items()))
+    if hdr["module_strings"] is not None:
+        named = sum(1 for _, st, strs in hdr["module_strings"] if st == 0 and strs[0])
+        print(f"  module strings: {len(hdr['module_strings'])} modules, {named} with a company name")
     for name, (b, c) in sorted(by_mod.items(), key=lambda x: -x[1][0]):
         print(f"  module {name:<24} {b:>10} bytes {c:>7} blocks")
     for name, (b, c) in sorted(by_kind.items()):

@@ -22,7 +22,7 @@ T0=$(date +%s.%N)
 winpath() { local p; p=$(readlink -f "$1"); echo "Z:${p//\//\\}"; }
 fail() { echo "FAIL: $*"; exit 1; }
 
-for tool in clang-14 ld.lld-14 llvm-dlltool-14 cargo wine wineserver python3 make bc; do
+for tool in clang-14 ld.lld-14 llvm-dlltool-14 x86_64-w64-mingw32-windres cargo wine wineserver python3 make bc; do
     command -v "$tool" >/dev/null || fail "$tool missing: apt-get install -y clang-14 lld-14 llvm-14 mingw-w64 wine wine64 python3 make bc (and cargo)"
 done
 [ -d /usr/x86_64-w64-mingw32/include ] || fail "mingw-w64 headers missing: apt-get install -y mingw-w64"
@@ -71,7 +71,9 @@ for k in 1 2 3; do
     PID=$(sed -n "s/^phase $k done pid=\([0-9]*\).*/\1/p" "$LOG")
     DMP=$OUT/leakyapp_${PID}_$k.dmp
     D0=$(date +%s.%N)
-    wine "$B/ldtrack.exe" dump "$PID" -o "$(winpath "$OUT")\\leakyapp_${PID}_$k.dmp" >/dev/null || fail "ldtrack dump $k"
+    # It prints the dump type it asked for, then the dump's path (tests/it/tracker.rs
+    # reads dump<k>.out).
+    wine "$B/ldtrack.exe" dump "$PID" -o "$(winpath "$OUT")\\leakyapp_${PID}_$k.dmp" >"$OUT/dump$k.out" || fail "ldtrack dump $k"
     D1=$(date +%s.%N)
     echo "dump $k: $(echo "$D1 - $D0" | bc) s"
     touch "$OUT/go$k"                     # let the demo run its next phase

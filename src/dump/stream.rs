@@ -252,6 +252,9 @@ pub struct AllocationStream<'a> {
     stacks: &'a [[u8; STACK_RECORD_SIZE]],
     allocations: &'a [[u8; ALLOCATION_RECORD_SIZE]],
     metadata: &'a str,
+    /// The whole stream, for optional sections of later minor versions
+    /// (`super::module_strings`).
+    bytes: &'a [u8],
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -411,6 +414,7 @@ impl<'a> AllocationStream<'a> {
             stacks,
             allocations,
             metadata: metadata_text,
+            bytes,
         };
         stream.check_stacks()?;
         Ok(stream)
@@ -437,6 +441,11 @@ impl<'a> AllocationStream<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The stream's bytes as given to [`AllocationStream::parse`].
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
     }
 
     pub fn header(&self) -> &StreamHeader {

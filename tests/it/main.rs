@@ -11,6 +11,7 @@ mod html;
 mod incident;
 mod layers;
 mod memory_scripts;
+mod module_strings;
 mod modules;
 mod probability;
 mod props;

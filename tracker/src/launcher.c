@@ -314,6 +314,10 @@ static int cmd_dump(int argc, wchar_t **argv)
     int rc = 2;
     void *stream = NULL;
     HANDLE f = INVALID_HANDLE_VALUE;
+    uint32_t dump_type = LD_DUMP_TYPE(full);
+    char type_names[512];
+    ld_dump_type_names(dump_type, type_names, sizeof type_names);
+    ctl->dump_type = dump_type;          /* recorded in the stream's metadata */
     if (!request(ctl, req, done, proc, LD_OP_SNAPSHOT, pid)) goto out;
     uint64_t size = ctl->size, addr = ctl->addr;
     stream = VirtualAlloc(NULL, (SIZE_T)size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
@@ -330,9 +334,8 @@ static int cmd_dump(int argc, wchar_t **argv)
     if (f == INVALID_HANDLE_VALUE) { fwprintf(stderr, L"ldtrack: cannot create %ls (error %lu)\n", tmp, GetLastError()); goto out; }
     MINIDUMP_USER_STREAM us = { LD_STREAM_TYPE, (ULONG)size, stream };
     MINIDUMP_USER_STREAM_INFORMATION usi = { 1, &us };
-    MINIDUMP_TYPE type = (MINIDUMP_TYPE)(MiniDumpNormal | MiniDumpWithUnloadedModules |
-                                         MiniDumpWithHandleData | MiniDumpWithProcessThreadData);
-    if (full) type = (MINIDUMP_TYPE)(type | MiniDumpWithFullMemory);
+    /* With the memory-info list and thread times (Wine's dbghelp ignores both). */
+    MINIDUMP_TYPE type = (MINIDUMP_TYPE)dump_type;
     SymSetOptions(SYMOPT_DEFERRED_LOADS | SYMOPT_NO_IMAGE_SEARCH | SYMOPT_IGNORE_CVREC);
     BOOL ok = MiniDumpWriteDump(proc, pid, f, type, NULL, &usi, NULL);
     DWORD err = GetLastError();
@@ -353,7 +356,7 @@ static int cmd_dump(int argc, wchar_t **argv)
         DeleteFileW(tmp);
         goto out;
     }
-    wprintf(L"%ls\n", path);
+    wprintf(L"dump type 0x%08x (%hs)\n%ls\n", dump_type, type_names, path);
     rc = 0;
 out:
     if (stream) VirtualFree(stream, 0, MEM_RELEASE);

@@ -2,7 +2,7 @@
  * ldtrack.h - shared definitions for the ldtrack tracker DLL and launcher.
  *
  * The allocation stream layout follows docs/allocation-stream.md
- * (version 1.0).  The launcher and the DLL talk through named kernel objects
+ * (version 1.2: the 112-byte header locates the module-strings section).  The launcher and the DLL talk through named kernel objects
  * whose names contain the target's process id, so several tracked processes
  * can coexist:
  *   Local\ldtrack-cfg-<pid>   file mapping, ld_config, written by launcher
@@ -20,10 +20,12 @@
 
 #include <windows.h>
 #include <stdint.h>
+#include <string.h>
 
 #define LD_STREAM_TYPE      0x4C440001u   /* minidump user stream type      */
 #define LD_MAGIC            0x4B41454Cu   /* "LEAK"                          */
 #define LD_HEADER_SIZE      96u
+#define LD_HEADER_SIZE_1_2  112u          /* + module_strings_offset/size   */
 #define LD_NO_STACK         0xFFFFFFFFu
 
 /* allocator kinds (allocation record byte 36) */
@@ -41,6 +43,56 @@ enum { LD_KIND_UNKNOWN = 0, LD_KIND_HEAP = 1, LD_KIND_CRT = 2,
 #define LD_DEFAULT_MAX_STACKS      (64u * 1024u)
 #define LD_DEFAULT_MAX_DEPTH       32u
 #define LD_MAX_DEPTH_LIMIT         60u   /* RtlCaptureStackBackTrace limit */
+
+/* Module strings (stream 1.2, docs/allocation-stream.md section 13). */
+#define LD_MODSTR_MAX          256u     /* bytes of UTF-8 in one string      */
+#define LD_MODSTR_MAX_MODULES  8192u    /* records in one snapshot, at most  */
+#define LD_MODSTR_MAX_RESOURCE (1u << 20) /* larger version resources: not read */
+enum { LD_MODSTR_READ = 0, LD_MODSTR_NO_RESOURCE = 1, LD_MODSTR_NOT_READ = 2 };
+
+/* MINIDUMP_TYPE bits (dbghelp.h's values; dump.c checks them against it).  Both
+ * the DLL's own dumps and "ldtrack dump" ask for LD_DUMP_TYPE(full), and the
+ * stream's metadata says so (dump_type, dump_type_flags). */
+#define LD_MDT_FULL_MEMORY         0x00000002u
+#define LD_MDT_HANDLE_DATA         0x00000004u
+#define LD_MDT_UNLOADED_MODULES    0x00000020u
+#define LD_MDT_PROCESS_THREAD_DATA 0x00000100u
+#define LD_MDT_FULL_MEMORY_INFO    0x00000800u
+#define LD_MDT_THREAD_INFO         0x00001000u
+#define LD_DUMP_TYPE(full) (LD_MDT_HANDLE_DATA | LD_MDT_UNLOADED_MODULES |            \
+                            LD_MDT_PROCESS_THREAD_DATA | LD_MDT_FULL_MEMORY_INFO |    \
+                            LD_MDT_THREAD_INFO | ((full) ? LD_MDT_FULL_MEMORY : 0u))
+
+/* The names of a dump type's bits, comma-separated, without "MiniDump"
+ * ("Normal" for 0; an unnamed bit as its hex value). */
+static inline void ld_dump_type_names(uint32_t type, char *buf, size_t cap)
+{
+    static const char *const names[24] = {
+        "WithDataSegs", "WithFullMemory", "WithHandleData", "FilterMemory",
+        "ScanMemory", "WithUnloadedModules", "WithIndirectlyReferencedMemory",
+        "FilterModulePaths", "WithProcessThreadData", "WithPrivateReadWriteMemory",
+        "WithoutOptionalData", "WithFullMemoryInfo", "WithThreadInfo", "WithCodeSegs",
+        "WithoutAuxiliaryState", "WithFullAuxiliaryState", "WithPrivateWriteCopyMemory",
+        "IgnoreInaccessibleMemory", "WithTokenInformation", "WithModuleHeaders",
+        "FilterTriage", "WithAvxXStateContext", "WithIptTrace",
+        "ScanInaccessiblePartialPages" };
+    size_t n = 0;
+    if (cap == 0) return;
+    buf[0] = 0;
+    if (type == 0) { lstrcpynA(buf, "Normal", (int)cap); return; }
+    for (unsigned bit = 0; bit < 32; bit++) {
+        if (!(type & (1u << bit))) continue;
+        char one[16];
+        const char *name = bit < 24 ? names[bit] : one;
+        if (bit >= 24) wsprintfA(one, "0x%08x", 1u << bit);
+        size_t len = (size_t)lstrlenA(name);
+        if (n + (n ? 1 : 0) + len + 1 > cap) break;
+        if (n) buf[n++] = ',';
+        memcpy(buf + n, name, len);
+        n += len;
+        buf[n] = 0;
+    }
+}
 
 #define LD_CFG_MAGIC 0x4746434Cu  /* "LCFG" */
 #define LD_PATH_CHARS 1024
@@ -68,6 +120,7 @@ typedef struct ld_control {
     uint32_t op;                /* LD_OP_* */
     volatile uint64_t addr;     /* LD_OP_SNAPSHOT: the stream, in the target */
     volatile uint64_t size;
+    uint32_t dump_type;         /* LD_OP_SNAPSHOT: the MINIDUMP_TYPE the launcher will ask for */
 } ld_control;
 
 /* ---- table.c ---- */
@@ -85,8 +138,10 @@ void     tbl_mark(uint64_t *marks);
 void     tbl_forget_heap(uint64_t heap, const uint64_t *marks);
 uint64_t tbl_outstanding_bytes(void);
 #define  LD_SHARDS 64
-/* Builds the whole allocation stream into a VirtualAlloc'd buffer. */
-void    *tbl_snapshot(const char *metadata, size_t *out_size);
+/* Builds the whole allocation stream into a VirtualAlloc'd buffer; with
+ * module_strings (a section of modstr_collect, may be NULL) it is version 1.2. */
+void    *tbl_snapshot(const char *metadata, const void *module_strings,
+                      size_t module_strings_size, size_t *out_size);
 uint32_t tbl_max_depth(void);
 
 /* ---- hooks.c ---- */
@@ -96,9 +151,15 @@ void     hooks_disable(void);
 int      hooks_guard_enter(void);   /* 1 if we took the guard */
 void     hooks_guard_leave(void);
 
+/* ---- modstr.c ---- */
+/* The module-strings section of every loaded module, in a VirtualAlloc'd buffer
+ * (NULL on failure); call with no table lock held. */
+void    *modstr_collect(size_t *size, uint32_t *modules);
+
 /* ---- dump.c ---- */
 DWORD    dump_write(const wchar_t *path, int full);
-void    *dump_stream(size_t *size);   /* VirtualAlloc'd stream, for the launcher */
+/* VirtualAlloc'd stream whose metadata records dump_type (the launcher's request) */
+void    *dump_stream(uint32_t dump_type, size_t *size);
 void     dump_set_attached(int attached);
 
 /* ---- ldtrack_dll.c ---- */

@@ -134,7 +134,7 @@ static void serve_request(void)
         if (g_snapshot) VirtualFree(g_snapshot, 0, MEM_RELEASE);
         const char *delay = getenv("LDTRACK_TEST_SNAPSHOT_DELAY_MS");   /* tests only */
         if (delay) Sleep((DWORD)atoi(delay));
-        g_snapshot = dump_stream(&size);
+        g_snapshot = dump_stream(g_ctl->dump_type, &size);
         g_ctl->addr = (uint64_t)(uintptr_t)g_snapshot;
         g_ctl->size = size;
         if (!g_snapshot) r = ERROR_OUTOFMEMORY;

@@ -347,17 +347,21 @@ static uint64_t align8(uint64_t v) { return (v + 7) & ~7ull; }
  * the allocations are moved into place.  The buffer comes from VirtualAlloc
  * (not a heap); free it with VirtualFree.
  */
-void *tbl_snapshot(const char *metadata, size_t *out_size)
+void *tbl_snapshot(const char *metadata, const void *module_strings,
+                   size_t module_strings_size, size_t *out_size)
 {
     char extra[512];
     uint8_t *buf;
     FILETIME now;
+    /* With module strings: version 1.2, a 112-byte header, the section last. */
+    uint64_t hsize = module_strings ? LD_HEADER_SIZE_1_2 : LD_HEADER_SIZE;
+    uint64_t mstr_max = module_strings ? align8(module_strings_size) : 0;
     uint64_t frames_max = align8(g_frame_max * 8), stacks_max = align8((uint64_t)g_stack_max * 16);
     uint64_t allocs_cap = 0;
     for (int k = 0; k < LD_SHARDS; k++) allocs_cap += g_shards[k].limit;
     if (allocs_cap > g_alloc_max) allocs_cap = g_alloc_max;
-    uint64_t meta_max = align8(strlen(metadata) + sizeof extra);
-    uint64_t tmp_off = LD_HEADER_SIZE + frames_max + stacks_max;
+    uint64_t meta_max = align8(strlen(metadata) + sizeof extra) + mstr_max;
+    uint64_t tmp_off = hsize + frames_max + stacks_max;
     uint64_t cap = tmp_off + allocs_cap * 40 + meta_max;
     if (cap > 0xFFFFFFF0ull) cap = 0xFFFFFFF0ull;            /* user stream size is a ULONG */
     buf = VirtualAlloc(NULL, (SIZE_T)cap, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
@@ -405,11 +409,12 @@ void *tbl_snapshot(const char *metadata, size_t *out_size)
              (unsigned long long)g_dropped, (unsigned long long)g_stacks_lost,
              (unsigned long long)bytes, GetCurrentProcessId());
     uint64_t meta_len = strlen(metadata) + strlen(extra);
-    uint64_t frames_off = LD_HEADER_SIZE;
+    uint64_t frames_off = hsize;
     uint64_t stacks_off = align8(frames_off + nframes * 8);
     uint64_t allocs_off = align8(stacks_off + nstacks * 16);
     uint64_t meta_off = align8(allocs_off + n * 40);
-    uint64_t total = align8(meta_off + meta_len);
+    uint64_t mstr_off = module_strings ? align8(meta_off + meta_len) : 0;
+    uint64_t total = module_strings ? mstr_off + mstr_max : align8(meta_off + meta_len);
 
     uint32_t flags = LD_FLAG_RETURN_ADDRESSES;
     if (g_dropped) flags |= LD_FLAG_DROPPED;
@@ -429,11 +434,18 @@ void *tbl_snapshot(const char *metadata, size_t *out_size)
     memset(buf + allocs_off + n * 40, 0, total - (allocs_off + n * 40));
     memcpy(buf + meta_off, metadata, strlen(metadata));
     memcpy(buf + meta_off + strlen(metadata), extra, strlen(extra));
+    memset(buf + LD_HEADER_SIZE, 0, hsize - LD_HEADER_SIZE);
+    if (module_strings) {
+        memcpy(buf + mstr_off, module_strings, module_strings_size);
+        put_u64(buf + 96, mstr_off);
+        put_u64(buf + 104, module_strings_size);
+    }
 
     put_u32(buf + 0, LD_MAGIC);
     put_u16(buf + 4, 1);
-    put_u16(buf + 6, 1);                  /* 1.1: allocator value 6 (Local/Global) */
-    put_u32(buf + 8, LD_HEADER_SIZE);
+    /* 1.1: allocator value 6 (Local/Global); 1.2: module strings, dump_type */
+    put_u16(buf + 6, module_strings ? 2 : 1);
+    put_u32(buf + 8, (uint32_t)hsize);
     put_u32(buf + 12, flags);
     put_u64(buf + 16, ((uint64_t)g_start_ft.dwHighDateTime << 32) | g_start_ft.dwLowDateTime);
     put_u64(buf + 24, ((uint64_t)now.dwHighDateTime << 32) | now.dwLowDateTime);
