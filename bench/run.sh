@@ -4,6 +4,7 @@
 #   bash bench/run.sh                 every case, 5 runs each, medians
 #   CASES="large batch" bash bench/run.sh
 #   RUNS=3 SCRATCH=/tmp/ldbench bash bench/run.sh
+#   CASES=huge bash bench/run.sh      case 5 only: 10M allocations, and 1M/3M for scaling
 #
 # Inputs are generated deterministically into $SCRATCH (default bench/scratch, not
 # committed) on the first run and reused afterwards (FORCE=1 regenerates). Each case
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 SCRATCH=${SCRATCH:-bench/scratch}
 RUNS=${RUNS:-5}
-CASES=${CASES:-"large symbols batch full umdh"}
+CASES=${CASES:-"large symbols batch full huge umdh"}
 UMDH_ALLOCATIONS=${UMDH_ALLOCATIONS:-5000000}
 SYMBOLIZER=${SYMBOLIZER:-llvm-symbolizer-19}
 LLVM_RUNS=${LLVM_RUNS:-1}
@@ -165,9 +166,39 @@ if [[ " $CASES " == *" full "* ]]; then
     NOTES+=("full dump, /proc/PID/status sampled every 5 ms: peak VmRSS $((VM / 1024)) MiB = RssAnon (heap, stacks) up to $((ANON / 1024)) MiB + RssFile (mapped dump and binary pages) up to $((FILE / 1024)) MiB")
 fi
 
-# --- case 5: UMDH snapshot log ----------------------------------------------------------
+# --- case 5: ten million allocations ---------------------------------------------------
+if [[ " $CASES " == *" huge "* ]]; then
+    echo "case 5: 10M allocations (and 1M, 3M of the same shape)" >&2
+    H=$SCRATCH/huge.dmp
+    [ -f "$H" ] && [ -z "${FORCE:-}" ] || "$EX/bench-gen" huge "$H"
+    for n in 1000000 3000000; do
+        f=$SCRATCH/scale-$n.dmp
+        [ -f "$f" ] && [ -z "${FORCE:-}" ] || "$EX/bench-gen" scale "$n" "$f"
+    done
+    PER=()
+    for n in 1000000 3000000 10000000; do
+        f=$SCRATCH/scale-$n.dmp
+        [ "$n" = 10000000 ] && f=$H
+        cat "$f" >/dev/null
+        MEASURE_OUT=/dev/null measure "huge-cat-$n" cat "$f"
+        CAT=$MED
+        measure "huge-e2e-$n" "$BIN" analyze -q -o "$SCRATCH/huge-report-$n" "$f"
+        E2E=$MED E2E_RSS=$RSS
+        label=$(numfmt --to=si "$n" | tr -d ' ')
+        row "5 huge: analyze (all scripts, HTML+JSON), $label allocations" "$(size_of "$f") ($label allocations, 100k stacks of 8-32 frames, 400 modules)" "$E2E" "$E2E_RSS" "cat dump >/dev/null (warm)" "$CAT" "$(ratio "$E2E" "$CAT")× of cat"
+        PER+=("$(awk -v t="$E2E" -v n="$n" 'BEGIN {printf "%.1f", t * 1e9 / n}')")
+    done
+    measure huge-aggregate "$EX/bench-aggregate" "$H"
+    row "5 huge: bench-aggregate (Table::read + leak::build), 10M" "$(size_of "$H")" "$MED" "$RSS" "cat dump >/dev/null (warm)" "$CAT" "$(ratio "$MED" "$CAT")× of cat"
+    NOTES+=("huge, bench-aggregate phases (last run): $(cat "$SCRATCH/huge-aggregate.err")")
+    read -r VM ANON FILE < <(peak_status "$BIN" analyze -q -o "$SCRATCH/huge-report-status" "$H")
+    NOTES+=("huge (10M), /proc/PID/status sampled every 5 ms: peak VmRSS $((VM / 1024)) MiB = RssAnon (heap, stacks) up to $((ANON / 1024)) MiB + RssFile (mapped dump and binary pages) up to $((FILE / 1024)) MiB")
+    NOTES+=("huge, end-to-end time per allocation at 1M / 3M / 10M: ${PER[0]} / ${PER[1]} / ${PER[2]} ns (largest / smallest: $(printf '%s\n' "${PER[@]}" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.2f", hi / lo}'))")
+fi
+
+# --- case 6: UMDH snapshot log ----------------------------------------------------------
 if [[ " $CASES " == *" umdh "* ]]; then
-    echo "case 5: UMDH snapshot log" >&2
+    echo "case 6: UMDH snapshot log" >&2
     U=$SCRATCH/umdh-$UMDH_ALLOCATIONS.txt
     [ -f "$U" ] && [ -z "${FORCE:-}" ] || "$EX/make-umdh-logs" large "$U" "$UMDH_ALLOCATIONS"
     cat "$U" >/dev/null
@@ -178,8 +209,8 @@ if [[ " $CASES " == *" umdh "* ]]; then
     measure umdh-e2e "$BIN" analyze -q -o "$SCRATCH/umdh-report" "$U"
     E2E=$MED E2E_RSS=$RSS
     IN="$(size_of "$U") ($UMDH_ALLOCATIONS allocations, 20k stacks × 16, 200 modules, 8 heaps)"
-    row "5 UMDH snapshot: analyze (all scripts, HTML+JSON)" "$IN" "$E2E" "$E2E_RSS" "cat log >/dev/null (warm)" "$CAT" "$(ratio "$E2E" "$CAT")× of cat"
-    row "5 UMDH snapshot: analyze" "$IN" "$E2E" "$E2E_RSS" "wc -l log (warm)" "$WC" "$(ratio "$E2E" "$WC")× of wc -l"
+    row "6 UMDH snapshot: analyze (all scripts, HTML+JSON)" "$IN" "$E2E" "$E2E_RSS" "cat log >/dev/null (warm)" "$CAT" "$(ratio "$E2E" "$CAT")× of cat"
+    row "6 UMDH snapshot: analyze" "$IN" "$E2E" "$E2E_RSS" "wc -l log (warm)" "$WC" "$(ratio "$E2E" "$WC")× of wc -l"
 fi
 
 echo

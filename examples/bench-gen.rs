@@ -5,6 +5,8 @@
 //! bench-gen large OUT.dmp              case 1: 1,000,000 allocations, 20,000 stacks
 //! bench-gen batch DIR                  case 3: 64 dumps of 100,000 allocations
 //! bench-gen full OUT.dmp               case 4: 2 GiB Memory64List, 500,000 allocations
+//! bench-gen huge OUT.dmp               case 5: 10,000,000 allocations, 100,000 stacks
+//! bench-gen scale N OUT.dmp            case 5's shape with N allocations (1M, 3M: scaling)
 //! bench-gen csrc DIR [FUNCTIONS]       case 2: C sources (20,000 functions by default)
 //! ```
 //!
@@ -50,8 +52,9 @@ struct Module {
     size: u32,
 }
 
-/// 200 modules: the executable, three system modules (skipped by the
-/// responsible-module rule) and 196 application DLLs, 8 MiB apart.
+/// `count` modules (200 in cases 1, 3 and 4; 400 in case 5): the executable, three
+/// system modules (skipped by the responsible-module rule) and the application DLLs,
+/// 16 MiB apart.
 fn modules(count: usize) -> Vec<Module> {
     (0..count)
         .map(|i| Module {
@@ -79,6 +82,26 @@ fn stream(
     allocations: usize,
     window_seconds: u64,
 ) -> Vec<u8> {
+    stream_depths(
+        seed,
+        modules,
+        stacks,
+        depth..=depth,
+        allocations,
+        window_seconds,
+    )
+}
+
+/// [`stream`] with stacks of a depth drawn from `depths` (a fixed depth draws nothing,
+/// so the fixed-depth cases keep their bytes).
+fn stream_depths(
+    seed: u64,
+    modules: &[Module],
+    stacks: usize,
+    depths: std::ops::RangeInclusive<usize>,
+    allocations: usize,
+    window_seconds: u64,
+) -> Vec<u8> {
     let mut rng = Lcg(seed);
     let start = filetime(T0);
     let mut b = AllocationStreamBuilder::new(start, start + window_seconds * SECOND);
@@ -86,9 +109,14 @@ fn stream(
     // only the allocations differ.
     let mut frames_rng = Lcg(0x5eed);
     let mut ids = Vec::with_capacity(stacks);
-    let mut frames = Vec::with_capacity(depth);
+    let mut frames = Vec::with_capacity(*depths.end());
     while ids.len() < stacks {
         frames.clear();
+        let depth = if depths.start() == depths.end() {
+            *depths.start()
+        } else {
+            depths.start() + frames_rng.below((depths.end() - depths.start() + 1) as u64) as usize
+        };
         for f in 0..depth {
             let m = match f {
                 0 => 1,
@@ -123,7 +151,7 @@ fn stream(
         });
     }
     b.metadata("tracker", "bench-gen 1.0")
-        .metadata("max_depth", &depth.to_string());
+        .metadata("max_depth", &depths.end().to_string());
     b.build()
 }
 
@@ -339,9 +367,9 @@ fn csrc(dir: &Path, functions: usize) -> std::io::Result<()> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| -> Result<&str, Box<dyn std::error::Error>> {
-        args.get(i)
-            .map(String::as_str)
-            .ok_or_else(|| "usage: bench-gen large|batch|full|csrc OUT".into())
+        args.get(i).map(String::as_str).ok_or_else(|| {
+            "usage: bench-gen large|batch|full|huge|csrc OUT, or bench-gen scale N OUT".into()
+        })
     };
     let mods = modules(200);
     match arg(0)? {
@@ -374,6 +402,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &s,
                 Some(&memory),
             )?;
+        }
+        // Case 5: a leaking server's ten million blocks: 100,000 stacks of 8 to 32
+        // frames over 400 modules, 1 hour window; `scale N` writes the same shape with
+        // N allocations (the same stacks, so the cost per allocation can be compared).
+        "huge" | "scale" => {
+            let (n, out) = match arg(0)? {
+                "huge" => (10_000_000, arg(1)?),
+                _ => (arg(1)?.parse()?, arg(2)?),
+            };
+            let mods = modules(400);
+            let s = stream_depths(11, &mods, 100_000, 8..=32, n, 3600);
+            write_dump(Path::new(out), &mods, 4545, T0 as u32 + 3600, &s, None)?;
         }
         "csrc" => {
             let n = match args.get(2) {

@@ -10,6 +10,16 @@ are return addresses: address - 1 is looked up),
 prints a summary, and with --expect MODULE:BYTES:COUNT (repeatable) exits 1
 unless that module's outstanding total matches exactly.
 
+With --truth FILE, FILE is the output of a test program that prints its own
+truth (demo/truth.c), one line per fact:
+    truth NAME size=S count=N kind=K [addrs=0xA,0xB,...]
+meaning: the dump holds exactly N allocation records of size S, all of
+allocator kind K, and (when addrs is given) at exactly those addresses.  Each
+scenario uses sizes no other code in the process asks for.  Lines
+    truth-dropped
+require header flag bit 1 and dropped_allocations > 0, and that the records
+plus dropped_allocations account for every block the program still holds.
+
 Standard library only.
 """
 import argparse
@@ -23,7 +33,7 @@ MODULE_LIST = 4
 # responsible module (the spec leaves the exact list to the reader).
 RUNTIME = {"ntdll.dll", "kernel32.dll", "kernelbase.dll", "msvcrt.dll", "ucrtbase.dll",
            "vcruntime140.dll", "ole32.dll", "combase.dll", "oleaut32.dll"}
-KINDS = {0: "unknown", 1: "heap", 2: "crt", 3: "virtual", 4: "cotask", 5: "bstr"}
+KINDS = {0: "unknown", 1: "heap", 2: "crt", 3: "virtual", 4: "cotask", 5: "bstr", 6: "local"}
 
 
 class Bad(Exception):
@@ -109,8 +119,38 @@ def parse_stream(s):
             if "=" in line:
                 k, v = line.split("=", 1)
                 meta[k] = v
-    hdr = dict(flags=flags, tracking_start=t_start, snapshot_time=t_snap, version=(vmaj, vmin))
+    hdr = dict(flags=flags, tracking_start=t_start, snapshot_time=t_snap, version=(vmaj, vmin),
+               module_strings=parse_module_strings(s, hsize))
     return hdr, stacks, allocs, meta
+
+
+def parse_module_strings(s, hsize):
+    """The 1.2 module-strings section (spec section 13) as a list of
+    (base, status, [5 strings]), or None without one; strict like the rest."""
+    if hsize < 112:
+        return None
+    off, size = struct.unpack_from("<QQ", s, 96)
+    if off == 0:
+        return None
+    if off % 8 or off + size > len(s) or size < 8:
+        raise Bad(f"module strings section {off}+{size} misplaced in a stream of {len(s)} bytes")
+    count, res = struct.unpack_from("<II", s, off)
+    if res or count * 24 > size - 8:
+        raise Bad(f"module strings: module_count {count} does not fit in {size} bytes")
+    out, at, end = [], off + 8, off + size
+    for i in range(count):
+        if at + 24 > end:
+            raise Bad(f"module strings: record {i} outside the section")
+        base, image_size, *lens, status, res = struct.unpack_from("<QI5HBB", s, at)
+        if any(n > 256 for n in lens) or at + 24 + sum(lens) > end or res:
+            raise Bad(f"module strings: record {i} malformed (lengths {lens})")
+        strings, p = [], at + 24
+        for n in lens:
+            strings.append(s[p:p + n].decode("utf-8"))
+            p += n
+        out.append((base, status, strings))
+        at = (p + 7) & ~7
+    return out
 
 
 def module_of(mods, addr):
@@ -125,6 +165,7 @@ def main():
     ap.add_argument("dump")
     ap.add_argument("--expect", action="append", default=[], metavar="MODULE:BYTES:COUNT",
                     help="require exactly BYTES in COUNT blocks for MODULE (repeatable)")
+    ap.add_argument("--truth", metavar="FILE", help="check the program's printed truth")
     a = ap.parse_args()
     data = open(a.dump, "rb").read()
     try:
@@ -165,6 +206,9 @@ def main():
           f"flags {hdr['flags']:#x}, {len(allocs)} allocations, {len(stacks)} stacks, "
           f"snapshot {(hdr['snapshot_time'] - hdr['tracking_start']) / 1e7:.2f} s after start")
     print("  metadata: " + "; ".join(f"{k}={v}" for k, v in meta.items()))
+    if hdr["module_strings"] is not None:
+        named = sum(1 for _, st, strs in hdr["module_strings"] if st == 0 and strs[0])
+        print(f"  module strings: {len(hdr['module_strings'])} modules, {named} with a company name")
     for name, (b, c) in sorted(by_mod.items(), key=lambda x: -x[1][0]):
         print(f"  module {name:<24} {b:>10} bytes {c:>7} blocks")
     for name, (b, c) in sorted(by_kind.items()):
@@ -183,8 +227,62 @@ def main():
               f"expected {eb} bytes / {ec} blocks")
         if not ok:
             status = 1
+    if a.truth:
+        status |= check_truth(a.truth, hdr, allocs, meta)
     return status
-    return 0
+
+
+def check_truth(path, hdr, allocs, meta):
+    """Compares the records with the program's own truth (see the docstring)."""
+    by_size = {}
+    for al in allocs:
+        by_size.setdefault(al["size"], []).append(al)
+    status, passed = 0, 0
+    total_bytes = sum(al["size"] for al in allocs)
+    facts = [ln.split() for ln in open(path, encoding="utf-8", errors="replace")
+             if ln.startswith("truth")]
+    if not facts:
+        print(f"  FAIL: no truth lines in {path}")
+        return 1
+    if str(total_bytes) != meta.get("outstanding_bytes"):
+        print(f"  FAIL: records add up to {total_bytes} bytes, metadata says {meta.get('outstanding_bytes')}")
+        status = 1
+    for f in facts:
+        if f[0] == "truth-dropped":
+            held = int(f[1].split("=")[1]) if len(f) > 1 else 0
+            size = int(f[2].split("=")[1]) if len(f) > 2 else 0
+            dropped = int(meta.get("dropped_allocations", "0"))
+            listed = len(by_size.get(size, []))
+            ok = bool(hdr["flags"] & 2) and dropped > 0 and listed < held and listed + dropped >= held
+            print(f"  {'PASS' if ok else 'FAIL'}: table full: {listed} of {held} blocks of {size} bytes "
+                  f"listed, dropped_allocations={dropped}, flags={hdr['flags']:#x}")
+            status |= 0 if ok else 1
+            passed += ok
+            continue
+        name, kv = f[1], dict(x.split("=", 1) for x in f[2:])
+        size, count = int(kv["size"]), int(kv["count"])
+        recs = by_size.get(size, [])
+        problems = []
+        if len(recs) != count:
+            problems.append(f"{len(recs)} records, expected {count}")
+        if "kind" in kv:
+            kinds = sorted({KINDS.get(r["kind"], "unknown") for r in recs})
+            if recs and kinds != [kv["kind"]]:
+                problems.append(f"kind {','.join(kinds)}, expected {kv['kind']}")
+        if "addrs" in kv and kv["addrs"]:
+            want = {int(x, 16) for x in kv["addrs"].split(",")}
+            got = {r["addr"] for r in recs}
+            if want != got:
+                problems.append("addresses differ: missing " +
+                                ",".join(hex(x) for x in sorted(want - got)) + " extra " +
+                                ",".join(hex(x) for x in sorted(got - want)))
+        ok = not problems
+        passed += ok
+        print(f"  {'PASS' if ok else 'FAIL'}: {name}: {count} x {size} bytes"
+              + ("" if ok else ": " + "; ".join(problems)))
+        status |= 0 if ok else 1
+    print(f"  truth: {passed} of {len(facts)} facts hold")
+    return status
 
 
 if __name__ == "__main__":

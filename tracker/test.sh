@@ -22,8 +22,8 @@ T0=$(date +%s.%N)
 winpath() { local p; p=$(readlink -f "$1"); echo "Z:${p//\//\\}"; }
 fail() { echo "FAIL: $*"; exit 1; }
 
-for tool in clang-14 ld.lld-14 wine wineserver python3 make bc; do
-    command -v "$tool" >/dev/null || fail "$tool missing: apt-get install -y clang-14 lld-14 mingw-w64 wine wine64 python3 make bc"
+for tool in clang-14 ld.lld-14 llvm-dlltool-14 x86_64-w64-mingw32-windres cargo wine wineserver python3 make bc; do
+    command -v "$tool" >/dev/null || fail "$tool missing: apt-get install -y clang-14 lld-14 llvm-14 mingw-w64 wine wine64 python3 make bc (and cargo)"
 done
 [ -d /usr/x86_64-w64-mingw32/include ] || fail "mingw-w64 headers missing: apt-get install -y mingw-w64"
 make -s B="$B" all
@@ -71,7 +71,9 @@ for k in 1 2 3; do
     PID=$(sed -n "s/^phase $k done pid=\([0-9]*\).*/\1/p" "$LOG")
     DMP=$OUT/leakyapp_${PID}_$k.dmp
     D0=$(date +%s.%N)
-    wine "$B/ldtrack.exe" dump "$PID" -o "$(winpath "$OUT")\\leakyapp_${PID}_$k.dmp" >/dev/null || fail "ldtrack dump $k"
+    # It prints the dump type it asked for, then the dump's path (tests/it/tracker.rs
+    # reads dump<k>.out).
+    wine "$B/ldtrack.exe" dump "$PID" -o "$(winpath "$OUT")\\leakyapp_${PID}_$k.dmp" >"$OUT/dump$k.out" || fail "ldtrack dump $k"
     D1=$(date +%s.%N)
     echo "dump $k: $(echo "$D1 - $D0" | bc) s"
     touch "$OUT/go$k"                     # let the demo run its next phase
@@ -115,11 +117,24 @@ else
 fi
 wait $APP || fail "attached demo exited with $?"
 
-# Rules: a dump every second, at most 2, named <stem>_<pid>_<n>.dmp.
+# Rules: a dump every second, at most 2, named <stem>_<pid>_<n>.dmp.  The demo
+# waits after phase 1 (go files in another folder) until both rule dumps are
+# complete, so a slow dump on a loaded machine cannot outlive the process; a
+# third second then passes to show that --max-dumps holds.
 RULES=$OUT/rules
-mkdir -p "$RULES"
+RGO=$OUT/rules-go
+mkdir -p "$RULES" "$RGO"
 wine "$B/ldtrack.exe" run --out "$(winpath "$RULES")" --dump-interval 1 --max-dumps 2 \
-    -- "$(winpath "$B/leakyapp.exe")" --sleep-ms 4000 >"$OUT/rules.log" 2>&1 || fail "rules run"
+    -- "$(winpath "$B/leakyapp.exe")" --wait-dir "$(winpath "$RGO")" >"$OUT/rules.log" 2>&1 &
+RR=$!
+for _ in $(seq 1200); do
+    [ "$(ls "$RULES" | grep -cE '^leakyapp_[0-9]+_2\.dmp$' || true)" = 1 ] && break
+    kill -0 $RR 2>/dev/null || break
+    sleep 0.1
+done
+sleep 2
+touch "$RGO/go1" "$RGO/go2" "$RGO/go3"
+wait $RR || fail "rules run"
 N=$(ls "$RULES" | grep -cE '^leakyapp_[0-9]+_[12]\.dmp$' || true)
 if [ "$N" = 2 ] && [ "$(ls "$RULES" | wc -l)" = 2 ]; then
     for f in "$RULES"/*.dmp; do

@@ -8,8 +8,10 @@
 use crate::addr::{Rva, VirtAddr};
 use crate::model::ModuleMap;
 
-/// Modules skipped by default: Windows' loader, heap and COM plumbing and the
-/// Microsoft C/C++ runtimes. A trailing `*` matches any suffix of the stem.
+/// Modules skipped by default: Windows' loader, heap and COM plumbing, the
+/// Microsoft C/C++ runtimes and the MinGW/LLVM C++ runtimes (so that `operator new`
+/// of libstdc++-6, libgcc_s_*, libc++ is charged to its caller). A trailing `*`
+/// matches any suffix of the stem.
 pub const DEFAULT_SYSTEM_MODULES: &[&str] = &[
     "ntdll",
     "kernel32",
@@ -20,6 +22,9 @@ pub const DEFAULT_SYSTEM_MODULES: &[&str] = &[
     "vcruntime*",
     "msvcp*",
     "msvcr*",
+    "libstdc++*",
+    "libgcc_s*",
+    "libc++",
     "ole32",
     "combase",
     "oleaut32",
@@ -71,25 +76,30 @@ impl ModuleFilter {
     }
 
     pub fn matches(&self, file_name: &str) -> bool {
-        let name = file_name.to_ascii_lowercase();
-        let stem = match name.rsplit_once('.') {
-            Some((stem, _)) => stem,
-            None => &name,
+        // Patterns are ASCII lower case already; the name is compared without ASCII
+        // case in place (this runs for frames of every stack: no copy per call).
+        let name = file_name.as_bytes();
+        let stem = match file_name.rsplit_once('.') {
+            Some((stem, _)) => stem.as_bytes(),
+            None => name,
         };
+        let starts_with =
+            |s: &[u8], p: &[u8]| s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p);
         self.patterns.iter().any(|p| {
             let (pat, wildcard) = match p.strip_suffix('*') {
                 Some(prefix) => (prefix, true),
                 None => (p.as_str(), false),
             };
-            let target = if pat.contains('.') && !wildcard {
-                name.as_str()
+            let pat = pat.as_bytes();
+            let target = if pat.contains(&b'.') && !wildcard {
+                name
             } else {
                 stem
             };
             if wildcard {
-                target.starts_with(pat) || name.starts_with(pat)
+                starts_with(target, pat) || starts_with(name, pat)
             } else {
-                target == pat
+                target.eq_ignore_ascii_case(pat)
             }
         })
     }
@@ -126,6 +136,19 @@ pub fn responsible_frame<I>(
 where
     I: IntoIterator<Item = VirtAddr>,
 {
+    responsible_frame_by(frames, modules, |m| skip.matches(&modules.get(m).name))
+}
+
+/// [`responsible_frame`] with the skipped modules given by index (`skipped(m)`), for
+/// callers that match the filter against each module once rather than per frame.
+pub fn responsible_frame_by<I>(
+    frames: I,
+    modules: &ModuleMap,
+    skipped: impl Fn(usize) -> bool,
+) -> Option<Responsible>
+where
+    I: IntoIterator<Item = VirtAddr>,
+{
     let mut innermost = None;
     for (i, addr) in frames.into_iter().enumerate() {
         let located = modules.locate(addr);
@@ -146,7 +169,7 @@ where
         if innermost.is_none() {
             innermost = Some(candidate);
         }
-        let skipped = located.is_some_and(|(m, _)| skip.matches(&modules.get(m).name));
+        let skipped = located.is_some_and(|(m, _)| skipped(m));
         if !skipped {
             return Some(candidate);
         }
@@ -172,6 +195,11 @@ mod tests {
             "vcruntime140_1.dll",
             "msvcp140.dll",
             "msvcr120.dll",
+            "ucrtbased.dll",
+            "libstdc++-6.dll",
+            "libgcc_s_seh-1.dll",
+            "libgcc_s_dw2-1.dll",
+            "libc++.dll",
             "ole32.dll",
             "combase.dll",
             "oleaut32.dll",
@@ -184,6 +212,7 @@ mod tests {
             "leakyapp.exe",
             "ntdllx.dll",
             "kernel32x.dll",
+            "libcurl.dll",
         ] {
             assert!(!f.matches(n), "{n}");
         }

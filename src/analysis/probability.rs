@@ -35,6 +35,52 @@ pub fn bin_of(time: u64, window: u64) -> usize {
     bin.min(TIME_BINS - 1)
 }
 
+/// [`bin_of`] for one window, without a division per call: the first time of each
+/// bin is computed once; a time's bin is estimated with a multiplication by the
+/// window's reciprocal (exact or one too low) and corrected with one comparison.
+#[derive(Clone, Copy, Debug)]
+pub struct Bins {
+    /// `starts[k]` is the first time of bin `k + 1`: ceil((k + 1) × window / TIME_BINS).
+    starts: [u64; TIME_BINS - 1],
+    /// floor(2^64 × TIME_BINS / window), when it fits (window > TIME_BINS).
+    reciprocal: Option<u64>,
+}
+
+impl Bins {
+    pub fn new(window: u64) -> Self {
+        let mut starts = [0u64; TIME_BINS - 1];
+        if window > 0 {
+            for (k, s) in starts.iter_mut().enumerate() {
+                // t is in bin ≥ k+1 iff t × TIME_BINS ≥ (k+1) × window; at most window.
+                let n = (k as u128 + 1) * u128::from(window);
+                *s = n.div_ceil(TIME_BINS as u128) as u64;
+            }
+        }
+        let reciprocal = (window > TIME_BINS as u64)
+            .then(|| ((TIME_BINS as u128) << 64) / u128::from(window))
+            .and_then(|r| u64::try_from(r).ok());
+        Bins { starts, reciprocal }
+    }
+
+    /// The same bin as `bin_of(time, window)`.
+    #[inline]
+    pub fn of(&self, time: u64) -> usize {
+        match self.reciprocal {
+            Some(r) => {
+                // With r = floor(2^64 × B / W): 20t/W − 1 < t × r / 2^64 ≤ 20t/W, so the
+                // guess is floor(B × t / W) or one less; the bin start decides.
+                let guess = ((u128::from(time) * u128::from(r)) >> 64) as usize;
+                match self.starts.get(guess) {
+                    Some(&next) => guess + usize::from(time >= next),
+                    None => TIME_BINS - 1,
+                }
+            }
+            // Windows of at most TIME_BINS ticks (and 0): count the bin starts.
+            None => self.starts.iter().map(|&s| usize::from(time >= s)).sum(),
+        }
+    }
+}
+
 impl TimeHistogram {
     pub fn add(&mut self, bin: usize, bytes: u64) {
         self.allocations[bin] += 1;
@@ -114,6 +160,51 @@ mod tests {
     fn nothing_to_judge() {
         assert_eq!(TimeHistogram::default().leak_probability(W), None);
         assert_eq!(histogram([5]).leak_probability(0), None);
+    }
+
+    #[test]
+    fn bins_match_bin_of() {
+        let windows = [
+            0,
+            1,
+            7,
+            19,
+            20,
+            21,
+            22,
+            39,
+            1000,
+            7919,
+            W,
+            W + 13,
+            1 << 63,
+            u64::MAX / 3,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for &w in &windows {
+            let bins = Bins::new(w);
+            let mut times = vec![0, 1, 2, u64::MAX, u64::MAX - 1];
+            for k in 0..=TIME_BINS as u128 + 1 {
+                let edge = (k * u128::from(w) / TIME_BINS as u128) as u64;
+                for d in [0u64, 1, 2] {
+                    times.push(edge.saturating_sub(d));
+                    times.push(edge.saturating_add(d));
+                }
+            }
+            let mut x = w ^ 0x9e37_79b9_7f4a_7c15;
+            for _ in 0..2000 {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                times.push(x);
+                times.push(if w > 0 { x % w } else { x });
+                times.push(if w > 0 { x % (w.saturating_mul(2)) } else { x });
+            }
+            for t in times {
+                assert_eq!(bins.of(t), bin_of(t, w), "time {t}, window {w}");
+            }
+        }
     }
 
     #[test]

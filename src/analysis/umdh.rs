@@ -312,6 +312,7 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
             min_window_seconds: 0,
             flags: stream.flags(),
             max_depth: None,
+            tracking_began: None,
         },
     );
     summary.push(Finding::new(

@@ -11,7 +11,7 @@
 use crate::model::{
     Confidence, DumpReport, Evidence, EvidenceKind, Finding, FindingKind, LeakAnalysis, ModuleLeak,
     Series, Severity, TrackingSource, TrendVerdict, UmdhGrowth, Verdict, VerdictModule,
-    VerdictStatus, NO_STACK_MODULE, UNKNOWN_MODULE,
+    VerdictStatus, VersionSource, NO_STACK_MODULE, UNKNOWN_MODULE,
 };
 use crate::text::{count, percent, thousands};
 
@@ -71,14 +71,38 @@ fn company(report: &DumpReport, module: &str) -> Result<String, String> {
     else {
         return Err("vendor unknown: the module is not in the dump's module list".into());
     };
+    const NO_IMAGE: &str =
+        "no version resource was found in the dump's memory or an --images folder";
     let Some(strings) = &entry.version_strings else {
-        return Err("vendor unknown: no version resource could be read (the image is not in the dump's memory or an --images folder, or has none)".into());
+        let why = match (&entry.version_note, &report.tracking) {
+            _ if entry.unloaded => {
+                "it was unloaded before the dump (the tracker records loaded modules only)"
+                    .to_owned()
+            }
+            (Some(note), _) => note.clone(),
+            (None, Some(t)) => format!(
+                "the tracker recorded no module strings (allocation stream {}; module strings came with 1.2)",
+                t.version
+            ),
+            (None, None) => "the dump has no tracker data to carry module strings".to_owned(),
+        };
+        return Err(format!("vendor unknown: {why}, and {NO_IMAGE}"));
     };
     strings
         .company_name
         .clone()
         .filter(|c| !c.trim().is_empty())
-        .ok_or_else(|| "vendor unknown: its version resource names no company".into())
+        .ok_or_else(|| {
+            let from = match (entry.version_source, &entry.image_file) {
+                (Some(VersionSource::Tracker), _) => {
+                    ", as the tracker read it in the process,".to_owned()
+                }
+                (Some(VersionSource::DumpMemory), _) => ", in the dump's memory,".to_owned(),
+                (Some(VersionSource::ImageFile), Some(f)) => format!(", in {f},"),
+                _ => String::new(),
+            };
+            format!("vendor unknown: its version resource{from} names no company")
+        })
 }
 
 /// A module's growth over a series: (bytes of growth, bytes per hour), when it

@@ -6,6 +6,7 @@
 //! names the file and what in it was wrong.
 
 pub mod inspect;
+pub mod module_strings;
 pub mod pe_version;
 pub mod stream;
 pub mod writer;

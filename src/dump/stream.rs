@@ -175,6 +175,7 @@ impl AllocatorKind {
             3 => Self::Virtual,
             4 => Self::Com,
             5 => Self::Bstr,
+            6 => Self::LocalGlobal,
             _ => Self::Unknown,
         }
     }
@@ -188,6 +189,7 @@ impl AllocatorKind {
             Self::Virtual => 3,
             Self::Com => 4,
             Self::Bstr => 5,
+            Self::LocalGlobal => 6,
         }
     }
 }
@@ -214,6 +216,21 @@ pub struct AllocationRecord {
 }
 
 impl AllocationRecord {
+    /// Decodes one record of [`AllocationStream::allocation_table`] (the same
+    /// decoding as [`AllocationStream::allocations`]).
+    #[inline]
+    pub fn decode(r: &[u8; ALLOCATION_RECORD_SIZE]) -> Self {
+        AllocationRecord {
+            address: VirtAddr(u64_at(r, 0)),
+            size: u64_at(r, 8),
+            time: u64_at(r, 16),
+            heap: u64_at(r, 24),
+            stack: u32_at(r, 32),
+            allocator_byte: r[36],
+            flags: r[37],
+        }
+    }
+
     pub fn allocator(&self) -> AllocatorKind {
         AllocatorKind::from_byte(self.allocator_byte)
     }
@@ -235,6 +252,9 @@ pub struct AllocationStream<'a> {
     stacks: &'a [[u8; STACK_RECORD_SIZE]],
     allocations: &'a [[u8; ALLOCATION_RECORD_SIZE]],
     metadata: &'a str,
+    /// The whole stream, for optional sections of later minor versions
+    /// (`super::module_strings`).
+    bytes: &'a [u8],
 }
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
@@ -394,6 +414,7 @@ impl<'a> AllocationStream<'a> {
             stacks,
             allocations,
             metadata: metadata_text,
+            bytes,
         };
         stream.check_stacks()?;
         Ok(stream)
@@ -420,6 +441,11 @@ impl<'a> AllocationStream<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The stream's bytes as given to [`AllocationStream::parse`].
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
     }
 
     pub fn header(&self) -> &StreamHeader {
@@ -480,6 +506,12 @@ impl<'a> AllocationStream<'a> {
             allocator_byte: r[36],
             flags: r[37],
         })
+    }
+
+    /// The allocation table's raw records, in table order, for readers that split the
+    /// table into chunks; [`AllocationRecord::decode`] decodes one.
+    pub fn allocation_table(&self) -> &'a [[u8; ALLOCATION_RECORD_SIZE]] {
+        self.allocations
     }
 
     /// The metadata text as written by the tracker.

@@ -5,11 +5,27 @@
 //! The builder deduplicates stacks the way a tracker does and lays out the sections in
 //! the order header, frames, stacks, allocations, metadata, each 8-byte aligned.
 
+use super::module_strings::{
+    ModuleStringsStatus, MODULE_RECORD_SIZE, MODULE_STRINGS_HEADER_SIZE, MODULE_STRINGS_MINOR,
+    MODULE_STRINGS_OFFSET_FIELD, MODULE_STRINGS_SIZE_FIELD, SECTION_HEADER_SIZE,
+};
 use super::stream::{
     field, AllocatorKind, ALLOCATION_RECORD_SIZE, FRAME_SIZE, HEADER_SIZE, MAGIC, NO_STACK,
     STACK_RECORD_SIZE, VERSION_MAJOR, VERSION_MINOR,
 };
 use std::collections::HashMap;
+
+/// One module's record of the module-strings section (format 1.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewModuleStrings {
+    pub base: u64,
+    pub image_size: u32,
+    pub status: ModuleStringsStatus,
+    /// company_name, product_name, file_description, file_version, product_version;
+    /// written as given (the writer does not enforce the reader's length limit, so
+    /// that tests can break it), each at most 65535 bytes.
+    pub strings: [String; 5],
+}
 
 /// An allocation to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +56,8 @@ pub struct AllocationStreamBuilder {
     stack_ids: HashMap<Vec<u64>, u32>,
     allocations: Vec<NewAllocation>,
     metadata: Vec<(String, String)>,
+    /// The module-strings section; `None` writes none (and no 1.2 header fields).
+    module_strings: Option<Vec<NewModuleStrings>>,
 }
 
 fn align8(n: usize) -> usize {
@@ -113,6 +131,21 @@ impl AllocationStreamBuilder {
         self
     }
 
+    /// Adds a record to the module-strings section; the stream then has one, and is
+    /// written as version 1.2 (at least) with a header of at least 112 bytes.
+    pub fn module_strings(&mut self, record: NewModuleStrings) -> &mut Self {
+        self.module_strings
+            .get_or_insert_with(Vec::new)
+            .push(record);
+        self
+    }
+
+    /// Gives the stream a module-strings section with no records.
+    pub fn empty_module_strings(&mut self) -> &mut Self {
+        self.module_strings.get_or_insert_with(Vec::new);
+        self
+    }
+
     pub fn allocation_count(&self) -> usize {
         self.allocations.len()
     }
@@ -124,13 +157,23 @@ impl AllocationStreamBuilder {
             .iter()
             .map(|(k, v)| format!("{k}={v}\n"))
             .collect();
-        let header_size = (self.header_size as usize).max(HEADER_SIZE);
+        let section = self.module_strings.as_deref().map(encode_module_strings);
+        let mut header_size = (self.header_size as usize).max(HEADER_SIZE);
+        let mut version_minor = self.version_minor;
+        if section.is_some() {
+            header_size = header_size.max(MODULE_STRINGS_HEADER_SIZE);
+            version_minor = version_minor.max(MODULE_STRINGS_MINOR);
+        }
         let frames_offset = align8(header_size);
         let stacks_offset = align8(frames_offset + self.frames.len() * FRAME_SIZE);
         let allocations_offset = align8(stacks_offset + self.stacks.len() * STACK_RECORD_SIZE);
         let metadata_offset =
             align8(allocations_offset + self.allocations.len() * ALLOCATION_RECORD_SIZE);
-        let total = metadata_offset + meta.len();
+        let strings_offset = align8(metadata_offset + meta.len());
+        let total = match &section {
+            Some(b) => strings_offset + b.len(),
+            None => metadata_offset + meta.len(),
+        };
         let mut out = vec![0u8; total];
 
         let put = |out: &mut Vec<u8>, at: usize, bytes: &[u8]| {
@@ -138,11 +181,7 @@ impl AllocationStreamBuilder {
         };
         put(&mut out, field::MAGIC, &MAGIC.to_le_bytes());
         put(&mut out, field::VERSION_MAJOR, &VERSION_MAJOR.to_le_bytes());
-        put(
-            &mut out,
-            field::VERSION_MINOR,
-            &self.version_minor.to_le_bytes(),
-        );
+        put(&mut out, field::VERSION_MINOR, &version_minor.to_le_bytes());
         put(
             &mut out,
             field::HEADER_SIZE,
@@ -197,8 +236,44 @@ impl AllocationStreamBuilder {
             out[at + 36] = a.allocator.to_byte();
         }
         put(&mut out, metadata_offset, meta.as_bytes());
+        if let Some(b) = &section {
+            put(
+                &mut out,
+                MODULE_STRINGS_OFFSET_FIELD,
+                &(strings_offset as u64).to_le_bytes(),
+            );
+            put(
+                &mut out,
+                MODULE_STRINGS_SIZE_FIELD,
+                &(b.len() as u64).to_le_bytes(),
+            );
+            put(&mut out, strings_offset, b);
+        }
         out
     }
+}
+
+/// The bytes of a module-strings section (§ 13 of the spec): `module_count`, reserved,
+/// then each record padded to a multiple of 8 bytes.
+pub fn encode_module_strings(records: &[NewModuleStrings]) -> Vec<u8> {
+    let mut out = vec![0u8; SECTION_HEADER_SIZE];
+    out[..4].copy_from_slice(&(records.len() as u32).to_le_bytes());
+    for r in records {
+        let mut head = [0u8; MODULE_RECORD_SIZE];
+        head[..8].copy_from_slice(&r.base.to_le_bytes());
+        head[8..12].copy_from_slice(&r.image_size.to_le_bytes());
+        for (i, s) in r.strings.iter().enumerate() {
+            let len = u16::try_from(s.len()).expect("a module string of at most 65535 bytes");
+            head[12 + 2 * i..14 + 2 * i].copy_from_slice(&len.to_le_bytes());
+        }
+        head[22] = r.status.to_byte();
+        out.extend_from_slice(&head);
+        for s in &r.strings {
+            out.extend_from_slice(s.as_bytes());
+        }
+        out.resize(align8(out.len()), 0);
+    }
+    out
 }
 
 #[cfg(test)]

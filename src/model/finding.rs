@@ -49,6 +49,8 @@ pub enum FindingKind {
     TruncatedStacks,
     /// The tracking window is too short to judge leak probabilities.
     ShortWindow,
+    /// The tracker was attached to a running process: earlier blocks are unknown.
+    AttachedLate,
     /// The process holds very many handles.
     HandleCount,
     /// Private bytes of the process.

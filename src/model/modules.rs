@@ -11,6 +11,9 @@ pub enum VersionSource {
     DumpMemory,
     /// An image file found in an `--images` folder.
     ImageFile,
+    /// The tracker, which read the module's file in the process at snapshot time
+    /// (the allocation stream's module-strings section, format 1.2).
+    Tracker,
 }
 
 /// One module of the section.
@@ -34,6 +37,11 @@ pub struct ModuleEntry {
     pub version_source: Option<VersionSource>,
     /// The image file read, for `image_file`.
     pub image_file: Option<String>,
+    /// What the tracker's module strings said about this module when they were not
+    /// used (no version resource, no record, a refused section); absent from the
+    /// JSON when the dump has no module strings or they were used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_note: Option<String>,
 }
 
 /// The section.

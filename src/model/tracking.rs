@@ -72,17 +72,19 @@ pub enum AllocatorKind {
     Virtual,
     Com,
     Bstr,
+    LocalGlobal,
 }
 
 impl AllocatorKind {
     /// Every kind, in the order of [`AllocatorKind::index`].
-    pub const ALL: [AllocatorKind; 6] = [
+    pub const ALL: [AllocatorKind; 7] = [
         AllocatorKind::Unknown,
         AllocatorKind::Heap,
         AllocatorKind::CRuntime,
         AllocatorKind::Virtual,
         AllocatorKind::Com,
         AllocatorKind::Bstr,
+        AllocatorKind::LocalGlobal,
     ];
 
     /// The kind's position in [`AllocatorKind::ALL`], for per-kind tables.
@@ -94,6 +96,7 @@ impl AllocatorKind {
             Self::Virtual => 3,
             Self::Com => 4,
             Self::Bstr => 5,
+            Self::LocalGlobal => 6,
         }
     }
 
@@ -106,6 +109,7 @@ impl AllocatorKind {
             Self::Virtual => "virtual memory",
             Self::Com => "COM task memory",
             Self::Bstr => "BSTR",
+            Self::LocalGlobal => "LocalAlloc/GlobalAlloc",
         }
     }
 
@@ -118,6 +122,7 @@ impl AllocatorKind {
             Self::Virtual => "virtual",
             Self::Com => "com",
             Self::Bstr => "bstr",
+            Self::LocalGlobal => "local_global",
         }
     }
 }

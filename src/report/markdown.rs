@@ -11,7 +11,23 @@ const TOP: usize = 5;
 
 /// Keeps a value from breaking a Markdown table row.
 fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    // Text from a dump (module names, version strings) is hostile: no HTML, links,
+    // code spans or table breaks may come through.
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\\' | '|' | '[' | ']' | '`' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Writes the summary of `report` (in folder `report_dir` of the run) to `w`.

@@ -3,6 +3,7 @@
 mod analysis;
 mod bad_input;
 mod browser;
+mod chunking;
 mod cli;
 mod golden;
 mod helpers;
@@ -10,6 +11,7 @@ mod html;
 mod incident;
 mod layers;
 mod memory_scripts;
+mod module_strings;
 mod modules;
 mod probability;
 mod props;

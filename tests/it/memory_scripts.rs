@@ -117,6 +117,74 @@ fn a_fragmented_32bit_large_address_aware_process_gets_two_warnings() {
     assert!(findings[1].1.contains("32-bit"));
 }
 
+/// Issue 17: the tracker records the dump type it asked for, so a dump without a
+/// memory-info list says whether the tracker asked for one.
+#[test]
+fn a_missing_memory_info_list_says_whether_the_tracker_asked_for_it() {
+    use leakdiag::dump::writer::AllocationStreamBuilder;
+    let message = |dump_type: Option<&str>| {
+        let mut b = AllocationStreamBuilder::new(0, 10_000_000);
+        if let Some(t) = dump_type {
+            b.metadata("dump_type", t);
+        }
+        let (v, _) = vm(dump_with(|d| d.stream = Some(b.build())));
+        assert!(!v.present);
+        v.message.unwrap()
+    };
+    let asked = message(Some("0x00001924"));
+    assert!(asked.contains("no memory-info list"), "{asked}");
+    assert!(
+        asked.contains("although the tracker asked for it (dump type 0x00001924 includes MiniDumpWithFullMemoryInfo): the dump writer ignored the request (Wine's dbghelp does)"),
+        "{asked}"
+    );
+    let not_asked = message(Some("0x00000124"));
+    assert!(
+        not_asked.contains("the tracker did not ask for it (dump type 0x00000124 lacks MiniDumpWithFullMemoryInfo)"),
+        "{not_asked}"
+    );
+    assert!(message(None).contains("write it with MiniDumpWithFullMemoryInfo"));
+}
+
+/// The section's numbers on a tracker dump (stream with its dump type) that does
+/// carry a memory-info list: exact totals, largest free block and committed by type.
+#[test]
+fn a_tracker_dump_with_a_memory_info_list_gives_exact_numbers() {
+    use leakdiag::dump::writer::AllocationStreamBuilder;
+    let mut b = AllocationStreamBuilder::new(0, 10_000_000);
+    b.metadata("dump_type", "0x00001924");
+    let (v, findings) = vm(dump_with(|d| {
+        d.stream = Some(b.build());
+        d.memory_info = vec![
+            (0x1_0000, 0x1_0000, mem::FREE, 1, 0),
+            (0x2_0000, 0x3_0000, mem::COMMIT, 0x20, mem::IMAGE),
+            (0x5_0000, 0x2000, mem::COMMIT, 4, mem::PRIVATE),
+            (0x5_2000, 0xe000, mem::RESERVE, 0, mem::PRIVATE),
+            (0x6_0000, 0x10_0000, mem::RESERVE, 0, mem::MAPPED),
+            (0x16_0000, 0x4000, mem::COMMIT, 2, mem::MAPPED),
+            (0x16_4000, 0x2000_0000, mem::FREE, 1, 0),
+            (0x2016_4000, 0x1000, mem::COMMIT, 4, mem::PRIVATE),
+        ]
+    }));
+    assert!(v.present && v.message.is_none());
+    assert_eq!((v.free.bytes, v.free.regions), (0x1_0000 + 0x2000_0000, 2));
+    assert_eq!(
+        (v.reserved.bytes, v.reserved.regions),
+        (0xe000 + 0x10_0000, 2)
+    );
+    assert_eq!(
+        (v.committed.bytes, v.committed.regions),
+        (0x3_0000 + 0x2000 + 0x4000 + 0x1000, 4)
+    );
+    let largest = v.largest_free.unwrap();
+    assert_eq!((largest.address.0, largest.size), (0x16_4000, 0x2000_0000));
+    let t = v.committed_by_type;
+    assert_eq!(
+        (t.image, t.mapped, t.private, t.other),
+        (0x3_0000, 0x4000, 0x3000, 0)
+    );
+    assert!(findings.is_empty(), "{findings:?}");
+}
+
 #[test]
 fn a_dump_without_a_memory_info_list_says_so() {
     let (v, findings) = vm(dump_with(|_| {}));

@@ -296,3 +296,28 @@ fn a_dump_written_before_its_own_snapshot_is_a_warning() {
         r.warnings
     );
 }
+
+#[test]
+fn tracking_that_began_by_attach_is_said() {
+    let window = 2 * HOUR;
+    let mut b = AllocationStreamBuilder::new(filetime(START), filetime(START) + window);
+    b.metadata("tracking_began", "attach");
+    b.allocate(0x1000, 100, 0, AllocatorKind::Heap, &[0x2_0000_0100]);
+    let bytes = SynthDump {
+        modules: modules(1),
+        stream: Some(b.build()),
+        ..Default::default()
+    }
+    .build();
+    let r = analyze_synth(bytes, &AnalyzeOptions::default());
+    assert!(r
+        .summary
+        .iter()
+        .any(|f| f.kind == FindingKind::AttachedLate && f.description.contains("ldtrack attach")));
+    // Launched under the tracker: nothing to say.
+    let launched = one(&[10], &[When::Steadily]);
+    assert!(!launched
+        .summary
+        .iter()
+        .any(|f| f.kind == FindingKind::AttachedLate));
+}

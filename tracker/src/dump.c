@@ -17,20 +17,51 @@
 #include <wchar.h>
 #include <stdlib.h>
 
+static int g_attached;
+
+void dump_set_attached(int attached) { g_attached = attached; }
+
+/* ldtrack.h's dump-type bits are dbghelp's. */
+_Static_assert(LD_MDT_FULL_MEMORY == MiniDumpWithFullMemory, "MiniDumpWithFullMemory");
+_Static_assert(LD_MDT_HANDLE_DATA == MiniDumpWithHandleData, "MiniDumpWithHandleData");
+_Static_assert(LD_MDT_UNLOADED_MODULES == MiniDumpWithUnloadedModules, "MiniDumpWithUnloadedModules");
+_Static_assert(LD_MDT_PROCESS_THREAD_DATA == MiniDumpWithProcessThreadData, "MiniDumpWithProcessThreadData");
+_Static_assert(LD_MDT_FULL_MEMORY_INFO == MiniDumpWithFullMemoryInfo, "MiniDumpWithFullMemoryInfo");
+_Static_assert(LD_MDT_THREAD_INFO == MiniDumpWithThreadInfo, "MiniDumpWithThreadInfo");
+
+/* The whole stream (header, tables, metadata, module strings) in one
+ * VirtualAlloc'd buffer.  dump_type is the MINIDUMP_TYPE the dump will be
+ * written with (metadata dump_type, dump_type_flags).  The module strings are
+ * read first, with no table lock held (modstr.c); without them the stream is
+ * still written, as version 1.1. */
+void *dump_stream(uint32_t dump_type, size_t *size)
+{
+    char meta[2048], hooks[1024], names[512];
+    hooks_names(hooks, sizeof hooks);
+    ld_dump_type_names(dump_type, names, sizeof names);
+    snprintf(meta, sizeof meta,
+             "tracker=ldtrack 0.3\nallocator_modules=ldtrack.dll\nhooks=%s\nmax_depth=%u\n"
+             "tracking_began=%s\ndump_type=0x%08x\ndump_type_flags=%s\n",
+             hooks, tbl_max_depth(), g_attached ? "attach" : "launch", dump_type, names);
+    size_t mstr_size = 0;
+    uint32_t modules = 0;
+    void *mstr = modstr_collect(&mstr_size, &modules);
+    void *stream = tbl_snapshot(meta, mstr, mstr_size, size);
+    if (mstr && !VirtualFree(mstr, 0, MEM_RELEASE))
+        ld_log("VirtualFree(module strings) failed (error %lu)", GetLastError());
+    return stream;
+}
+
 DWORD dump_write(const wchar_t *path, int full)
 {
-    char meta[1024], hooks[600];
     wchar_t tmp[LD_PATH_CHARS + 16];
     size_t size = 0;
     DWORD err = 0;
     int guarded = hooks_guard_enter();
     ULONGLONG t0 = GetTickCount64();
 
-    hooks_names(hooks, sizeof hooks);
-    snprintf(meta, sizeof meta,
-             "tracker=ldtrack 0.1\nallocator_modules=ldtrack.dll\nhooks=%s\nmax_depth=%u\n",
-             hooks, tbl_max_depth());
-    void *stream = tbl_snapshot(meta, &size);
+    uint32_t dump_type = LD_DUMP_TYPE(full);
+    void *stream = dump_stream(dump_type, &size);
     if (!stream) {
         err = ERROR_OUTOFMEMORY;
         goto out;
@@ -48,9 +79,8 @@ DWORD dump_write(const wchar_t *path, int full)
     }
     MINIDUMP_USER_STREAM us = { LD_STREAM_TYPE, (ULONG)size, stream };
     MINIDUMP_USER_STREAM_INFORMATION usi = { 1, &us };
-    MINIDUMP_TYPE type = (MINIDUMP_TYPE)(MiniDumpNormal | MiniDumpWithUnloadedModules |
-                                         MiniDumpWithHandleData | MiniDumpWithProcessThreadData);
-    if (full) type = (MINIDUMP_TYPE)(type | MiniDumpWithFullMemory);
+    /* Memory-info list and thread times too (Wine's dbghelp ignores both). */
+    MINIDUMP_TYPE type = (MINIDUMP_TYPE)dump_type;
     /* Wine 8's dbghelp crashed (heap corruption in SymCleanup/pdb_free_file)
      * on the second MiniDumpWriteDump in one process when it was allowed to
      * look up image/PDB files for the modules; with these options three
@@ -76,8 +106,8 @@ DWORD dump_write(const wchar_t *path, int full)
         err = GetLastError();
         ld_log("cannot rename %ls to %ls (error %lu)", tmp, path, err);
     } else if (ok) {
-        ld_log("wrote %ls (allocation stream %llu bytes, %llu ms)", path,
-               (unsigned long long)size, (unsigned long long)(GetTickCount64() - t0));
+        ld_log("wrote %ls (dump type 0x%08x, allocation stream %llu bytes, %llu ms)", path,
+               dump_type, (unsigned long long)size, (unsigned long long)(GetTickCount64() - t0));
     }
     if (!ok && !DeleteFileW(tmp))
         ld_log("cannot delete %ls (error %lu)", tmp, GetLastError());

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <wchar.h>
+#include <dbghelp.h>
 
 static void usage(void)
 {
@@ -31,7 +32,7 @@ static void usage(void)
         L"  ldtrack attach PID [options]\n"
         L"  ldtrack dump PID [--full] -o FILE\n"
         L"options: --out DIR  --dump-every-mb N  --dump-interval SECONDS  --max-dumps K\n"
-        L"         --max-allocations N  --max-stacks N  --max-depth N  --full\n");
+        L"         --max-allocations N  --max-stacks N  --max-depth N  --full  --dump-at-exit\n");
 }
 
 static int parse_u32(const wchar_t *s, uint32_t *out)
@@ -55,6 +56,7 @@ static int parse_options(int argc, wchar_t **argv, int i, ld_config *c)
         uint32_t n;
         if (wcscmp(a, L"--") == 0) return i;
         if (wcscmp(a, L"--full") == 0) { c->full = 1; continue; }
+        if (wcscmp(a, L"--dump-at-exit") == 0) { c->dump_at_exit = 1; continue; }
         if (!v) { fwprintf(stderr, L"ldtrack: %ls needs a value\n", a); return -1; }
         if (wcscmp(a, L"--out") == 0) {
             if (!GetFullPathNameW(v, LD_PATH_CHARS, c->out_dir, NULL)) {
@@ -221,6 +223,7 @@ static int cmd_attach(int argc, wchar_t **argv)
     uint32_t pid;
     if (argc < 3 || !parse_u32(argv[2], &pid)) { usage(); return 2; }
     default_config(&cfg);
+    cfg.attached = 1;
     int i = parse_options(argc, argv, 3, &cfg);
     if (i < 0) return 2;
     if (i != argc) { usage(); return 2; }
@@ -241,12 +244,45 @@ static int cmd_attach(int argc, wchar_t **argv)
     return ok ? 0 : 2;
 }
 
+/* Waits for h, but gives up at once when the process exits.  Returns 0 when
+ * h was signaled, 1 when the process ended, 2 on timeout or error. */
+static int wait_or_exit(HANDLE h, HANDLE proc, DWORD ms)
+{
+    HANDLE hs[2] = { h, proc };
+    DWORD w = WaitForMultipleObjects(2, hs, FALSE, ms);
+    if (w == WAIT_OBJECT_0 || w == WAIT_ABANDONED_0) return 0;
+    if (w == WAIT_OBJECT_0 + 1) return 1;
+    return 2;
+}
+
+/* One request to the tracker in pid; the caller holds the request mutex. */
+static int request(ld_control *ctl, HANDLE req, HANDLE done, HANDLE proc, uint32_t op, DWORD pid)
+{
+    ctl->op = op;
+    ctl->status = -1;
+    ResetEvent(done);
+    if (!SetEvent(req)) { fwprintf(stderr, L"ldtrack: SetEvent failed (error %lu)\n", GetLastError()); return 0; }
+    int w = wait_or_exit(done, proc, 120000);
+    if (w == 1) { fwprintf(stderr, L"ldtrack: process %lu exited before it answered\n", pid); return 0; }
+    if (w != 0) { fwprintf(stderr, L"ldtrack: no answer from process %lu\n", pid); return 0; }
+    if (ctl->status != 0) { fwprintf(stderr, L"ldtrack: tracker in process %lu failed (error %ld)\n", pid, ctl->status); return 0; }
+    return 1;
+}
+
+/*
+ * ldtrack dump: the dump is written here, from outside the target, as
+ * Microsoft advises for MiniDumpWriteDump.  The tracker only copies its table
+ * into one buffer in its own memory (LD_OP_SNAPSHOT); we read it with
+ * ReadProcessMemory, tell the tracker to free it, and pass it to
+ * MiniDumpWriteDump as the user stream.  Every wait also waits for the
+ * process: if it exits, we stop at once, and a half-written file is deleted.
+ */
 static int cmd_dump(int argc, wchar_t **argv)
 {
     uint32_t pid;
     int full = 0;
     const wchar_t *out = NULL;
-    wchar_t path[LD_PATH_CHARS], name[64];
+    wchar_t path[LD_PATH_CHARS], tmp[LD_PATH_CHARS + 16], name[64];
     if (argc < 3 || !parse_u32(argv[2], &pid)) { usage(); return 2; }
     for (int i = 3; i < argc; i++) {
         if (wcscmp(argv[i], L"--full") == 0) full = 1;
@@ -258,6 +294,8 @@ static int cmd_dump(int argc, wchar_t **argv)
         fwprintf(stderr, L"ldtrack: bad path %ls (error %lu)\n", out, GetLastError());
         return 2;
     }
+    HANDLE proc = OpenProcess(PROCESS_QUERY_INFORMATION | PROCESS_VM_READ | PROCESS_DUP_HANDLE | SYNCHRONIZE, FALSE, pid);
+    if (!proc) { fwprintf(stderr, L"ldtrack: OpenProcess(%u) failed (error %lu)\n", pid, GetLastError()); return 2; }
     swprintf(name, 64, L"Local\\ldtrack-ctl-%u", pid);
     HANDLE map = OpenFileMappingW(FILE_MAP_READ | FILE_MAP_WRITE, FALSE, name);
     if (!map) { fwprintf(stderr, L"ldtrack: process %u is not tracked (error %lu)\n", pid, GetLastError()); return 2; }
@@ -266,25 +304,70 @@ static int cmd_dump(int argc, wchar_t **argv)
     HANDLE req = OpenEventW(EVENT_MODIFY_STATE, FALSE, name);
     swprintf(name, 64, L"Local\\ldtrack-done-%u", pid);
     HANDLE done = OpenEventW(SYNCHRONIZE | EVENT_MODIFY_STATE, FALSE, name);
-    if (!ctl || !req || !done) { fwprintf(stderr, L"ldtrack: cannot open control objects (error %lu)\n", GetLastError()); return 2; }
-    /* One request at a time per process: requests from two launchers at once
-     * would overwrite each other's path (documented limit). */
-    wcsncpy(ctl->path, path, LD_PATH_CHARS - 1);
-    ctl->path[LD_PATH_CHARS - 1] = 0;
-    ctl->full = (uint32_t)full;
-    ctl->status = -1;
-    ResetEvent(done);
-    if (!SetEvent(req)) { fwprintf(stderr, L"ldtrack: SetEvent failed (error %lu)\n", GetLastError()); return 2; }
-    DWORD w = WaitForSingleObject(done, 120000);
-    if (w != WAIT_OBJECT_0) { fwprintf(stderr, L"ldtrack: no answer from process %u\n", pid); return 2; }
-    LONG st = ctl->status;
-    if (st != 0) { fwprintf(stderr, L"ldtrack: dump failed in process %u (error %ld)\n", pid, st); return 2; }
-    wprintf(L"%ls\n", path);
+    swprintf(name, 64, L"Local\\ldtrack-lock-%u", pid);
+    HANDLE lock = CreateMutexW(NULL, FALSE, name);
+    if (!ctl || !req || !done || !lock) { fwprintf(stderr, L"ldtrack: cannot open control objects (error %lu)\n", GetLastError()); return 2; }
+    int w = wait_or_exit(lock, proc, 600000);
+    if (w == 1) { fwprintf(stderr, L"ldtrack: process %u exited\n", pid); return 2; }
+    if (w != 0) { fwprintf(stderr, L"ldtrack: another dump of process %u did not finish\n", pid); return 2; }
+
+    int rc = 2;
+    void *stream = NULL;
+    HANDLE f = INVALID_HANDLE_VALUE;
+    uint32_t dump_type = LD_DUMP_TYPE(full);
+    char type_names[512];
+    ld_dump_type_names(dump_type, type_names, sizeof type_names);
+    ctl->dump_type = dump_type;          /* recorded in the stream's metadata */
+    if (!request(ctl, req, done, proc, LD_OP_SNAPSHOT, pid)) goto out;
+    uint64_t size = ctl->size, addr = ctl->addr;
+    stream = VirtualAlloc(NULL, (SIZE_T)size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+    SIZE_T got = 0;
+    if (!stream || !ReadProcessMemory(proc, (void *)(uintptr_t)addr, stream, (SIZE_T)size, &got) || got != size) {
+        if (WaitForSingleObject(proc, 0) == WAIT_OBJECT_0) fwprintf(stderr, L"ldtrack: process %u exited\n", pid);
+        else fwprintf(stderr, L"ldtrack: cannot read the allocation stream (error %lu)\n", GetLastError());
+        goto out;
+    }
+    if (!request(ctl, req, done, proc, LD_OP_RELEASE, pid)) goto out;
+
+    swprintf(tmp, LD_PATH_CHARS + 16, L"%ls.partial", path);
+    f = CreateFileW(tmp, GENERIC_READ | GENERIC_WRITE, 0, NULL, CREATE_ALWAYS, FILE_ATTRIBUTE_NORMAL, NULL);
+    if (f == INVALID_HANDLE_VALUE) { fwprintf(stderr, L"ldtrack: cannot create %ls (error %lu)\n", tmp, GetLastError()); goto out; }
+    MINIDUMP_USER_STREAM us = { LD_STREAM_TYPE, (ULONG)size, stream };
+    MINIDUMP_USER_STREAM_INFORMATION usi = { 1, &us };
+    /* With the memory-info list and thread times (Wine's dbghelp ignores both). */
+    MINIDUMP_TYPE type = (MINIDUMP_TYPE)dump_type;
+    SymSetOptions(SYMOPT_DEFERRED_LOADS | SYMOPT_NO_IMAGE_SEARCH | SYMOPT_IGNORE_CVREC);
+    BOOL ok = MiniDumpWriteDump(proc, pid, f, type, NULL, &usi, NULL);
+    DWORD err = GetLastError();
+    CloseHandle(f);
+    if (ok && WaitForSingleObject(proc, 0) == WAIT_OBJECT_0) {
+        /* the process ended while its memory was being read: incomplete */
+        ok = FALSE;
+        err = ERROR_PROCESS_ABORTED;
+    }
+    if (!ok) {
+        fwprintf(stderr, L"ldtrack: MiniDumpWriteDump failed (error %lu)%ls\n", err,
+                 WaitForSingleObject(proc, 0) == WAIT_OBJECT_0 ? L": the process exited" : L"");
+        DeleteFileW(tmp);
+        goto out;
+    }
+    if (!MoveFileExW(tmp, path, MOVEFILE_REPLACE_EXISTING)) {
+        fwprintf(stderr, L"ldtrack: cannot rename %ls (error %lu)\n", tmp, GetLastError());
+        DeleteFileW(tmp);
+        goto out;
+    }
+    wprintf(L"dump type 0x%08x (%hs)\n%ls\n", dump_type, type_names, path);
+    rc = 0;
+out:
+    if (stream) VirtualFree(stream, 0, MEM_RELEASE);
+    ReleaseMutex(lock);
+    CloseHandle(lock);
     UnmapViewOfFile(ctl);
     CloseHandle(map);
     CloseHandle(req);
     CloseHandle(done);
-    return 0;
+    CloseHandle(proc);
+    return rc;
 }
 
 int wmain(int argc, wchar_t **argv)

@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <wchar.h>
+#include <stdlib.h>
 
 static ld_config   g_cfg;
 static ld_control *g_ctl;
@@ -119,6 +120,37 @@ static void rule_dump(const char *why)
     dump_write(path, (int)g_cfg.full);
 }
 
+/* A request from a launcher (ldtrack dump, or ldtrack run for
+ * --dump-at-exit): LD_OP_SNAPSHOT builds the stream in this process's memory
+ * and publishes its address and size (the launcher reads it with
+ * ReadProcessMemory and writes the dump itself); LD_OP_RELEASE frees it. */
+static void *g_snapshot;
+
+static void serve_request(void)
+{
+    LONG r = 0;
+    if (g_ctl->op == LD_OP_SNAPSHOT) {
+        size_t size = 0;
+        if (g_snapshot) VirtualFree(g_snapshot, 0, MEM_RELEASE);
+        const char *delay = getenv("LDTRACK_TEST_SNAPSHOT_DELAY_MS");   /* tests only */
+        if (delay) Sleep((DWORD)atoi(delay));
+        g_snapshot = dump_stream(g_ctl->dump_type, &size);
+        g_ctl->addr = (uint64_t)(uintptr_t)g_snapshot;
+        g_ctl->size = size;
+        if (!g_snapshot) r = ERROR_OUTOFMEMORY;
+    } else if (g_ctl->op == LD_OP_RELEASE) {
+        if (g_snapshot && !VirtualFree(g_snapshot, 0, MEM_RELEASE))
+            ld_log("VirtualFree(snapshot) failed (error %lu)", GetLastError());
+        g_snapshot = NULL;
+        g_ctl->addr = 0;
+        g_ctl->size = 0;
+    } else {
+        r = ERROR_INVALID_FUNCTION;
+    }
+    InterlockedExchange(&g_ctl->status, r);
+    if (!SetEvent(g_done_event)) ld_log("SetEvent(done) failed (error %lu)", GetLastError());
+}
+
 static DWORD WINAPI worker(LPVOID unused)
 {
     (void)unused;
@@ -128,12 +160,7 @@ static DWORD WINAPI worker(LPVOID unused)
     for (;;) {
         DWORD w = WaitForSingleObject(g_dump_event, 200);
         if (w == WAIT_OBJECT_0) {
-            wchar_t path[LD_PATH_CHARS];
-            memcpy(path, (const void *)g_ctl->path, sizeof path);
-            path[LD_PATH_CHARS - 1] = 0;
-            DWORD r = dump_write(path, (int)g_ctl->full);
-            InterlockedExchange(&g_ctl->status, (LONG)r);
-            if (!SetEvent(g_done_event)) ld_log("SetEvent(done) failed (error %lu)", GetLastError());
+            serve_request();
         } else if (w != WAIT_TIMEOUT) {
             ld_log("wait failed (error %lu), rules thread stops", GetLastError());
             return 1;
@@ -153,13 +180,33 @@ static DWORD WINAPI worker(LPVOID unused)
     }
 }
 
+/* --dump-at-exit: called by the RtlExitUserProcess hook on the exiting
+ * thread, before the other threads are ended, so the table is complete and no
+ * lock can be held by a killed thread.  Written from inside the process
+ * (the process is healthy at that point; nothing waits for a launcher). */
+void ld_on_exit(void)
+{
+    static volatile LONG once;
+    if (InterlockedExchange(&once, 1)) return;
+    int guarded = hooks_guard_enter();
+    wchar_t path[LD_PATH_CHARS];
+    swprintf(path, LD_PATH_CHARS, L"%ls\\%ls_%lu_exit.dmp", g_cfg.out_dir, g_stem, GetCurrentProcessId());
+    ld_log("process exiting: dump at exit");
+    DWORD r = dump_write(path, (int)g_cfg.full);
+    if (r) ld_log("dump at exit failed (error %lu)", r);
+    if (guarded) hooks_guard_leave();
+}
+
 static void init(HMODULE self)
 {
     ld_config *shared_cfg = read_config();
     LONG result = -1;
     exe_stem();
+    dump_set_attached((int)g_cfg.attached);
+    int guarded = hooks_guard_enter();   /* no-op before hooks_install */
+    (void)guarded;
     if (tbl_init(g_cfg.max_allocations, g_cfg.max_stacks, g_cfg.max_depth) &&
-        publish_control() && hooks_install(self)) {
+        publish_control() && hooks_install(self, (int)g_cfg.dump_at_exit)) {
         HANDLE t = CreateThread(NULL, 0, worker, NULL, 0, NULL);
         if (!t) ld_log("CreateThread failed (error %lu): no rules, no dump requests", GetLastError());
         else CloseHandle(t);

@@ -1,12 +1,16 @@
 //! The modules script: every loaded and unloaded module with its base, size, path,
 //! timestamp, versions (the module record's `VS_FIXEDFILEINFO`), PDB, and — where
 //! the image can be read — the company name, product name and file description of its
-//! version resource. The image is read from the dump's memory (full dumps hold it)
-//! or, failing that, from a file of the same name in an `--images` folder.
+//! version resource. The strings come from the tracker when its allocation stream
+//! carries them (the module-strings section, format 1.2: read in the process from
+//! the module's file at snapshot time), else from the image: the dump's memory (full
+//! dumps hold it) or, failing that, a file of the same name in an `--images` folder.
+//! When the tracker's strings are not used, the entry's `version_note` says why.
 //!
 //! Other scripts name a module's vendor through [`version_strings`].
 
 use super::{Need, Script, ScriptContext, ScriptInfo, ScriptOutput};
+use crate::dump::module_strings::{module_strings, ModuleStrings, ModuleStringsStatus};
 use crate::dump::pe_version;
 use crate::model::{
     unix_to_rfc3339, Module, ModuleEntry, Modules, SectionData, SectionError, VersionSource,
@@ -93,9 +97,77 @@ impl<'a> ImageReader<'a> {
 /// Each call lists the `--images` folders and the dump's memory list again: to look up
 /// many modules, make one [`ImageReader`] and call [`ImageReader::version`].
 pub fn version_strings(ctx: &ScriptContext<'_>, module: &Module) -> Option<VersionStrings> {
+    let tracker = TrackerStrings::of(ctx);
+    if let Ok(v) = tracker.version(module) {
+        return Some(v);
+    }
     ImageReader::new(ctx.dump.minidump(), &ctx.options.images)
         .version(module)
         .map(|(v, _, _)| v)
+}
+
+/// The tracker's module strings of a dump, as far as they could be read.
+pub struct TrackerStrings<'a> {
+    /// `None`: the dump has no allocation stream or its stream no module strings.
+    strings: Option<ModuleStrings<'a>>,
+    /// Why the section was left out, when it was.
+    refused: Option<String>,
+}
+
+impl<'a> TrackerStrings<'a> {
+    /// Reads the section of `ctx`'s allocation stream; a broken section is left out,
+    /// with its error kept for the notes.
+    pub fn of(ctx: &ScriptContext<'a>) -> Self {
+        match ctx.stream.map(module_strings) {
+            None | Some(Ok(None)) => TrackerStrings {
+                strings: None,
+                refused: None,
+            },
+            Some(Ok(Some(s))) => TrackerStrings {
+                strings: Some(s),
+                refused: None,
+            },
+            Some(Err(e)) => TrackerStrings {
+                strings: None,
+                refused: Some(format!(
+                    "the tracker's module strings were left out, the section is malformed: {e}"
+                )),
+            },
+        }
+    }
+
+    /// The tracker's version strings of `m`, or why there are none: `Err(None)` when
+    /// the dump carries no module strings at all.
+    pub fn version(&self, m: &Module) -> Result<VersionStrings, Option<String>> {
+        if m.unloaded {
+            return Err(None);
+        }
+        if let Some(e) = &self.refused {
+            return Err(Some(e.clone()));
+        }
+        let Some(strings) = &self.strings else {
+            return Err(None);
+        };
+        let Some(record) = strings.find(m.base) else {
+            return Err(Some("the tracker's module strings have no record for this module (it was loaded after the tracker's snapshot)".into()));
+        };
+        match record.status {
+            ModuleStringsStatus::Read => {
+                let v = record.version_strings();
+                if v == VersionStrings::default() {
+                    Err(Some("the tracker read the module's version resource and found none of its strings".into()))
+                } else {
+                    Ok(v)
+                }
+            }
+            ModuleStringsStatus::NoResource => Err(Some(
+                "the tracker found no version resource in the module's file".into(),
+            )),
+            ModuleStringsStatus::NotRead | ModuleStringsStatus::Other(_) => Err(Some(
+                "the tracker could not read the module's version resource (its file could not be read)".into(),
+            )),
+        }
+    }
 }
 
 fn dotted(hi: u32, lo: u32) -> String {
@@ -138,6 +210,7 @@ impl Script for ModulesScript {
         let dump = ctx.dump.minidump();
         let versions = fixed_versions(dump);
         let reader = ImageReader::new(dump, &ctx.options.images);
+        let tracker = TrackerStrings::of(ctx);
         let mut section = Modules {
             loaded: 0,
             unloaded: 0,
@@ -155,7 +228,10 @@ impl Script for ModulesScript {
                 section.loaded += 1;
             }
             let fixed = (!m.unloaded).then(|| versions.get(&m.base.0)).flatten();
-            let found = reader.version(m);
+            let (found, version_note) = match tracker.version(m) {
+                Ok(v) => (Some((v, VersionSource::Tracker, None)), None),
+                Err(note) => (reader.version(m), note),
+            };
             if found.is_some() {
                 section.with_version_strings += 1;
             }
@@ -180,6 +256,7 @@ impl Script for ModulesScript {
                 version_strings,
                 version_source,
                 image_file,
+                version_note,
             });
         }
         Ok(output(section))

@@ -151,6 +151,27 @@ const INFO: ScriptInfo = ScriptInfo {
     needs: &[Need::MemoryInfoList],
 };
 
+/// `MiniDumpWithFullMemoryInfo`, the dump-type bit that asks for the memory-info list.
+const MINIDUMP_WITH_FULL_MEMORY_INFO: u32 = 0x800;
+
+/// Why the dump has no memory-info list, from the dump type the tracker recorded
+/// asking for it (metadata `dump_type`, stream 1.2), when it did.
+fn absent_message(ctx: &ScriptContext<'_>) -> String {
+    let requested = ctx
+        .stream
+        .and_then(|s| s.metadata_value("dump_type"))
+        .and_then(|v| u32::from_str_radix(v.trim().trim_start_matches("0x"), 16).ok());
+    match requested {
+        Some(t) if t & MINIDUMP_WITH_FULL_MEMORY_INFO != 0 => format!(
+            "The dump has no memory-info list (MemoryInfoListStream), although the tracker asked for it (dump type 0x{t:08x} includes MiniDumpWithFullMemoryInfo): the dump writer ignored the request (Wine's dbghelp does)."
+        ),
+        Some(t) => format!(
+            "The dump has no memory-info list (MemoryInfoListStream): the tracker did not ask for it (dump type 0x{t:08x} lacks MiniDumpWithFullMemoryInfo)."
+        ),
+        None => "The dump has no memory-info list (MemoryInfoListStream): write it with MiniDumpWithFullMemoryInfo to see how the address space is used.".to_owned(),
+    }
+}
+
 impl Script for VirtualMemoryScript {
     fn info(&self) -> &'static ScriptInfo {
         &INFO
@@ -160,9 +181,7 @@ impl Script for VirtualMemoryScript {
         let list = match ctx.dump.minidump().get_stream::<MinidumpMemoryInfoList>() {
             Ok(list) => list,
             Err(minidump::Error::StreamNotFound) => {
-                return Ok(output(VirtualMemory::absent(
-                    "The dump has no memory-info list (MemoryInfoListStream): write it with MiniDumpWithFullMemoryInfo to see how the address space is used.",
-                )))
+                return Ok(output(VirtualMemory::absent(absent_message(ctx))))
             }
             Err(e) => {
                 return Ok(output(VirtualMemory::absent(format!(

@@ -67,15 +67,36 @@ fn function_name(r: &Responsible, modules: &ModuleMap, symbols: &Symbols) -> Str
 
 /// The modules any frame of any stack lies in, whose symbols the report needs.
 pub fn modules_in_stacks(stream: &AllocationStream<'_>, modules: &ModuleMap) -> BTreeSet<usize> {
-    let mut found = BTreeSet::new();
-    for s in 0..stream.stack_count() as u32 {
-        for addr in stream.stack_frames(s).into_iter().flatten() {
-            if let Some(i) = modules.find(addr) {
-                found.insert(i);
-            }
-        }
-    }
+    use rayon::prelude::*;
+    // A flag per module, per worker, merged.
+    let found = (0..stream.stack_count() as u32)
+        .into_par_iter()
+        .with_min_len(1024)
+        .fold(
+            || vec![false; modules.len()],
+            |mut found, s| {
+                for addr in stream.stack_frames(s).into_iter().flatten() {
+                    if let Some(i) = modules.find(addr) {
+                        found[i] = true;
+                    }
+                }
+                found
+            },
+        )
+        .reduce(
+            || vec![false; modules.len()],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x |= y;
+                }
+                a
+            },
+        );
     found
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, f)| f.then_some(i))
+        .collect()
 }
 
 /// The report frames of one stack address.
@@ -144,11 +165,15 @@ pub fn build(
         system: &system,
         symbols,
     };
-    let mut modules_out: Vec<ModuleLeak> = table
-        .by_owner
-        .iter()
-        .map(|(&owner, acc)| build_module(owner, acc, &pass))
-        .collect();
+    // Owners are independent: built in parallel, collected in owner order.
+    let mut modules_out: Vec<ModuleLeak> = {
+        use rayon::prelude::*;
+        table
+            .by_owner
+            .par_iter()
+            .map(|(owner, acc)| build_module(*owner, acc, &pass))
+            .collect()
+    };
     sort_ranked(&mut modules_out, |m| (m.totals(), (m.name.clone(), m.base)));
     let mut modules_by_count: Vec<RankEntry> = modules_out
         .iter()
@@ -223,13 +248,22 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
             leak_probability: times.leak_probability(window),
         })
         .collect();
-    sort_ranked(&mut functions, |f| (f.totals(), f.name.clone()));
+    // Names are unique, so the order is total: only the kept ones need sorting.
+    top_ranked(&mut functions, options.top_functions, |a, b| {
+        a.totals()
+            .rank(&b.totals())
+            .then_with(|| a.name.cmp(&b.name))
+    });
     let functions_omitted = omit(&mut functions, options.top_functions, |f| {
         (f.allocations, f.bytes)
     });
 
     let mut stacks = acc.stacks.clone();
-    sort_ranked(&mut stacks, |&s| (per_stack[s as usize], s));
+    top_ranked(&mut stacks, options.sample_stacks, |&a, &b| {
+        per_stack[a as usize]
+            .rank(&per_stack[b as usize])
+            .then(a.cmp(&b))
+    });
     let stack_count = stacks.len() as u64;
     // Only the kept samples are built; the rest are counted in `stacks_omitted`.
     let mut stacks_omitted = Omitted::default();
@@ -307,7 +341,11 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
             bytes: t.bytes,
         })
         .collect();
-    sort_ranked(&mut heaps, |h| (h.totals(), h.heap.clone()));
+    heaps.sort_by(|a, b| {
+        a.totals()
+            .rank(&b.totals())
+            .then_with(|| a.heap.cmp(&b.heap))
+    });
     let heaps_omitted = omit(&mut heaps, TOP_HEAPS, |h| (h.allocations, h.bytes));
     let name = owner_name(owner, modules);
     ModuleLeak {
@@ -330,6 +368,17 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
         stacks: samples,
         stacks_omitted,
     }
+}
+
+/// Puts the first `keep` items in the order of `cmp` at the front (the rest follow in
+/// no particular order): the same first `keep` items as a full sort, when `cmp` is a
+/// total order, in O(n) instead of O(n log n).
+fn top_ranked<T>(items: &mut [T], keep: usize, cmp: impl Fn(&T, &T) -> std::cmp::Ordering) {
+    if keep < items.len() {
+        items.select_nth_unstable_by(keep, &cmp);
+    }
+    let keep = keep.min(items.len());
+    items[..keep].sort_by(&cmp);
 }
 
 /// Truncates `items` to `keep` and returns what was cut.

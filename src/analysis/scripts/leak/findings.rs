@@ -18,6 +18,9 @@ pub struct FindingInputs<'a> {
     pub min_window_seconds: u64,
     pub flags: StreamFlags,
     pub max_depth: Option<&'a str>,
+    /// The tracker's `tracking_began` metadata: `attach` when it was injected into a
+    /// running process.
+    pub tracking_began: Option<&'a str>,
 }
 
 fn is_real(m: &ModuleLeak) -> bool {
@@ -86,6 +89,15 @@ pub fn findings(leak: &LeakAnalysis, inputs: &FindingInputs<'_>) -> Vec<Finding>
             "Some stacks were cut".into(),
             format!("Some call stacks reached the tracker's depth limit{depth} and were cut: the module responsible for them may lie beyond the last frame."),
             "Track again with a larger --max-depth if the responsible modules look like allocation plumbing.".into(),
+        ));
+    }
+    if inputs.tracking_began == Some("attach") {
+        out.push(finding(
+            Severity::Information,
+            FindingKind::AttachedLate,
+            "Tracking began after the process started".into(),
+            "The tracker was attached to the running process (ldtrack attach): blocks allocated before that are not in its table, so a leak that began earlier is seen only from the attach on.".into(),
+            "To see the whole life of the process, start it under the tracker (ldtrack run) or attach as early as possible after a restart.".into(),
         ));
     }
     if inputs.window_seconds < inputs.min_window_seconds as f64 {

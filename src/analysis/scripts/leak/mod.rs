@@ -53,6 +53,7 @@ impl Script for LeakScript {
                 min_window_seconds: ctx.options.leak.min_window_seconds,
                 flags: stream.flags(),
                 max_depth: stream.metadata_value("max_depth"),
+                tracking_began: stream.metadata_value("tracking_began"),
             },
         );
         Ok(ScriptOutput::new(
