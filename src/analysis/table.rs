@@ -8,7 +8,7 @@
 //! Memory is proportional to the number of stacks and modules, both already checked
 //! against the stream's size, never to the allocation count.
 
-use super::attribution::{responsible_frame, ModuleFilter, Owner, Responsible};
+use super::attribution::{responsible_frames, ModuleFilter, Owner, Responsible};
 use super::probability::{bin_of, TimeHistogram, TIME_BINS};
 use crate::dump::stream::{AllocationStream, NO_STACK};
 use crate::model::{ModuleMap, StackId, Totals, SIZE_BUCKETS};
@@ -106,13 +106,7 @@ impl Table {
         let mut skip = system.clone();
         skip.extend(&stream.allocator_modules());
         let stack_count = stream.stack_count();
-        let responsible: Vec<Option<Responsible>> = (0..stack_count as u32)
-            .map(|s| {
-                stream
-                    .stack_frames(s)
-                    .and_then(|frames| responsible_frame(frames, modules, &skip))
-            })
-            .collect();
+        let responsible: Vec<Option<Responsible>> = responsible_frames(stream, modules, &skip);
 
         let window = stream.header().window_ticks();
         let mut per_stack = vec![Totals::default(); stack_count];
@@ -191,11 +185,14 @@ impl Table {
 /// address for a frame in no module (see [`StackId`]).
 pub fn stack_id(stream: &AllocationStream<'_>, stack: u32, modules: &ModuleMap) -> StackId {
     use crate::model::IdFrame;
+    // At most the innermost MAX_SAMPLE_FRAMES frames: the id of every stack costs
+    // bounded work however deep the stream's stacks are.
     StackId::of(
         stream
             .stack_frames(stack)
             .into_iter()
             .flatten()
+            .take(crate::model::MAX_SAMPLE_FRAMES)
             .map(|addr| match modules.locate(addr) {
                 Some((m, rva)) => IdFrame::Module {
                     name: &modules.get(m).name,
