@@ -14,7 +14,6 @@
 //! the runs and what they found.
 
 #[path = "../tests/it/synth.rs"]
-#[allow(dead_code)]
 mod synth;
 
 use leakdiag::analysis::{analyze_dump, AnalyzeOptions};
@@ -75,6 +74,10 @@ const HOSTILE: &[&str] = &[
     "*bold* _em_ ~~strike~~ <b>.dll",
 ];
 
+fn hostile(rng: &mut Rng) -> &'static str {
+    HOSTILE[rng.below(HOSTILE.len() as u64) as usize]
+}
+
 const APP: u64 = 0x40_0000;
 const VENDOR: u64 = 0x1000_0000;
 const NTDLL: u64 = 0x7ff0_0000_0000;
@@ -83,7 +86,7 @@ const NTDLL: u64 = 0x7ff0_0000_0000;
 fn generate(rng: &mut Rng, big: bool) -> Vec<u8> {
     let hostile_name = rng.chance(30);
     let vendor_path: &'static str = if hostile_name {
-        *rng.pick(HOSTILE)
+        hostile(rng)
     } else {
         "C:\\v\\vendor.dll"
     };
@@ -129,7 +132,7 @@ fn generate(rng: &mut Rng, big: bool) -> Vec<u8> {
     b.metadata(
         "tracker",
         if hostile_name {
-            *rng.pick(HOSTILE)
+            hostile(rng)
         } else {
             "fuzz 1.0"
         },
@@ -137,7 +140,7 @@ fn generate(rng: &mut Rng, big: bool) -> Vec<u8> {
     b.metadata("allocator_modules", "ldtrack.dll");
     b.metadata("max_depth", &max_depth.to_string());
     if rng.chance(30) {
-        b.metadata(*rng.pick(HOSTILE), *rng.pick(HOSTILE));
+        b.metadata(hostile(rng), hostile(rng));
     }
     SynthDump {
         modules,
@@ -227,7 +230,7 @@ fn interesting(rng: &mut Rng, stream: &[u8], len: u64) -> u64 {
         256,
         len,
         len.saturating_sub(8),
-        len / 2 & !7,
+        (len / 2) & !7,
         other,
         other.wrapping_add(8),
         u64::from(u32::MAX),
@@ -302,7 +305,7 @@ fn mutate(rng: &mut Rng, b: &mut Vec<u8>) -> &'static str {
                 // Hostile text over the metadata, kept valid UTF-8 most of the time.
                 let off = u64_at(&stream, field::METADATA_OFFSET).unwrap_or(0) as usize;
                 let n = u64_at(&stream, field::METADATA_SIZE).unwrap_or(0) as usize;
-                let text = format!("k={}\n", *rng.pick(HOSTILE));
+                let text = format!("k={}\n", hostile(rng));
                 let end = off.saturating_add(n).min(s.len());
                 if off < end {
                     let region = &mut s[off..end];
@@ -399,7 +402,7 @@ fn check(path: &Path, input_len: usize, options: &AnalyzeOptions) -> Result<(), 
             leakdiag::report::json::write(&mut json, &report).map_err(|e| e.to_string())?;
             // Pages are written through the same filter as `analyze` writes them.
             let mut filter = leakdiag::text::ControlFilter::new(Vec::new());
-            leakdiag::report::html::render_report(&mut filter, &report)
+            leakdiag::report::html::render_report(&mut filter, &report, &Default::default())
                 .map_err(|e| e.to_string())?;
             let html = filter.into_inner().map_err(|e| e.to_string())?;
             if let Some(bad) = ["<img src", "<svg onload", "<script"]
