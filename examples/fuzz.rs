@@ -318,7 +318,9 @@ fn mutate(rng: &mut Rng, b: &mut Vec<u8>) -> &'static str {
             _ => {
                 for _ in 0..=rng.below(8) {
                     let at = rng.below(len) as usize;
-                    s[at] ^= 1 << rng.below(8);
+                    if let Some(x) = s.get_mut(at) {
+                        *x ^= 1 << rng.below(8);
+                    }
                 }
                 "stream bit flips"
             }
@@ -398,9 +400,13 @@ fn check(path: &Path, input_len: usize, options: &AnalyzeOptions) -> Result<(), 
                 Ok(r) => r,
                 Err(_) => return Ok(()),
             };
-            let mut json = Vec::new();
-            leakdiag::report::json::write(&mut json, &report).map_err(|e| e.to_string())?;
-            // Pages are written through the same filter as `analyze` writes them.
+            // Files are written through the same filter as `analyze` writes them.
+            let mut filter = leakdiag::text::ControlFilter::new(Vec::new());
+            leakdiag::report::json::write(&mut filter, &report).map_err(|e| e.to_string())?;
+            let json = filter.into_inner().map_err(|e| e.to_string())?;
+            if let Err(e) = serde_json::from_slice::<serde_json::Value>(&json) {
+                return Err(format!("report.json does not parse back: {e}"));
+            }
             let mut filter = leakdiag::text::ControlFilter::new(Vec::new());
             leakdiag::report::html::render_report(&mut filter, &report, &Default::default())
                 .map_err(|e| e.to_string())?;
@@ -512,7 +518,13 @@ fn main() -> std::io::Result<()> {
         };
         let mut names = Vec::new();
         for _ in 0..=rng.below(3) {
-            let m = mutate(&mut rng, &mut bytes);
+            // A mutator bug must not end the run: the input is kept as it was.
+            IN_CHECK.with(|c| c.set(true));
+            let m = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                mutate(&mut rng, &mut bytes)
+            }))
+            .unwrap_or("mutator panicked");
+            IN_CHECK.with(|c| c.set(false));
             *by_mutation.entry(m).or_default() += 1;
             names.push(m);
         }
