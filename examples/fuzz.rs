@@ -439,7 +439,13 @@ fn check(path: &Path, input_len: usize, options: &AnalyzeOptions) -> Result<(), 
                 }
             }
             let md = String::from_utf8_lossy(&md);
-            for bad in ["<img", "<svg", "](javascript:", "\n# heading"] {
+            if md
+                .match_indices("](")
+                .any(|(i, _)| !md[..i].ends_with('\\'))
+            {
+                return Err("summary.md holds a link".into());
+            }
+            for bad in ["<img", "<svg", "\n# heading"] {
                 if md.contains(bad) {
                     return Err(format!("summary.md holds {bad:?}"));
                 }

@@ -12,10 +12,13 @@ use std::path::Path;
 const TOP: usize = 5;
 
 /// Text from a dump (or built from it) made inert for a ticket system: one line, no
-/// control characters, HTML's `&`, `<` and `>` as entities, and every character that
-/// Markdown (CommonMark, GitHub, GitLab) could read as markup backslash-escaped, so
-/// that no tag, link, image, code span, emphasis, heading or table cell can start
-/// inside it. The rendered text reads as the original.
+/// control characters, HTML's `&`, `<` and `>` as entities, and the characters that
+/// Markdown (CommonMark, GitHub, GitLab) reads as markup inside a line backslash-
+/// escaped (`\`, `` ` ``, `*`, `_` at a word's edge, `[`, `]`, `|`, `~`, `$`), so that
+/// no tag, link, image, code span, emphasis, math or table cell can start inside it.
+/// (Parentheses and `!` need no escape once `[` and `]` have one; `#` and list
+/// markers only act at a line's start, where no value is written.) The rendered text
+/// reads as the original.
 pub fn inline(s: &str) -> String {
     let s = one_line(s);
     let mut out = String::with_capacity(s.len() + 8);
@@ -34,8 +37,7 @@ pub fn inline(s: &str) -> String {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '|' | '~' | '#' | '!' | '{' | '}'
-            | '$' => {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '~' | '$' => {
                 out.push('\\');
                 out.push(c);
             }

@@ -167,7 +167,8 @@ pub fn hostile_names_dump() -> Vec<u8> {
             &frames,
             &stacks,
             &allocations,
-            "tracker=<script>alert(1)</script>\u{1b}[31m\nallocator_modules=\r\n",
+            // NUL, DEL and the C1 CSI pass serde_json unescaped: found by the fuzzer.
+            "tracker=<script>alert(1)</script>\u{1b}[31m\u{0}\u{7f}\u{9b}2J\nallocator_modules=\r\n",
         )),
         pid: Some(4242),
         system_info: true,
