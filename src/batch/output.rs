@@ -158,8 +158,17 @@ impl Drop for Staging {
     }
 }
 
-/// A new, empty folder beside `out` named `.<out name>.leakdiag-<tag>-<pid>-<n>`.
+/// A new, empty folder beside `out` named `.<out name>.leakdiag-<tag>-<pid>-<n>`
+/// (its parent folders made first when `out` does not exist yet).
 fn sibling(out: &Path, tag: &str) -> Result<PathBuf, OutputError> {
+    // `-o .` or `-o ..` has no name of its own: the folder's real path has one.
+    let resolved;
+    let out = if out.file_name().is_none() {
+        resolved = out.canonicalize().map_err(io(out))?;
+        resolved.as_path()
+    } else {
+        out
+    };
     let name = out
         .file_name()
         .ok_or_else(|| OutputError::OutNotAFolder {
@@ -171,6 +180,7 @@ fn sibling(out: &Path, tag: &str) -> Result<PathBuf, OutputError> {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
+    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
     let mut last = None;
     for n in 0..1000 {
         let dir = parent.join(format!(".{name}.leakdiag-{tag}-{}-{n}", std::process::id()));

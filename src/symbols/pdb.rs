@@ -158,14 +158,19 @@ pub(crate) fn catch_unwind<R>(
     result
 }
 
+/// The first line of a caught panic's message: the error is one line.
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
+    let text = if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = p.downcast_ref::<String>() {
         s.clone()
     } else {
-        "parser panicked".to_string()
-    }
+        return "the parser stopped on an internal error".to_string();
+    };
+    format!(
+        "the parser stopped on an internal error: {}",
+        text.lines().next().unwrap_or("")
+    )
 }
 
 const MSF7_MAGIC: &[u8; 32] = b"Microsoft C/C++ MSF 7.00\r\n\x1aDS\0\0\0";
@@ -446,7 +451,10 @@ mod tests {
         }));
         let quiet = catch_unwind(|| -> u32 { panic!("{m}-quiet") });
         let message = panic_message(quiet.unwrap_err());
-        assert_eq!(message, format!("{marker}-quiet"));
+        assert_eq!(
+            message,
+            format!("the parser stopped on an internal error: {marker}-quiet")
+        );
         let loud = std::panic::catch_unwind(|| -> u32 { panic!("{marker}-loud") });
         assert!(loud.is_err());
         let seen = SEEN.lock().unwrap().clone();

@@ -408,3 +408,20 @@ fn unescaped_link(md: &str) -> bool {
     md.match_indices("](")
         .any(|(i, _)| !md[..i].ends_with('\\'))
 }
+
+#[test]
+fn output_folders_that_do_not_exist_yet_or_have_no_name_of_their_own() {
+    let dir = scratch();
+    let d = dir.path();
+    write(d, "a.dmp", &small_dump());
+    let r = run(d, &["analyze", "a.dmp", "-o", "deep/er/out", "-q"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(d.join("deep/er/out/a/report.json").is_file());
+    no_leftovers(&d.join("deep/er"));
+
+    std::fs::create_dir(d.join("here")).unwrap();
+    let r = run(&d.join("here"), &["analyze", "../a.dmp", "-o", ".", "-q"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(d.join("here/a/report.json").is_file() && d.join("here/index.json").is_file());
+    no_leftovers(d);
+}
