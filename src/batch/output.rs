@@ -10,9 +10,11 @@
 //!   otherwise the run stops before analysing anything. Folders an earlier run recorded
 //!   and this run does not write again are removed; other entries are left alone and
 //!   listed in the index (`foreign_entries`).
-//! * Each entry is moved into place with one rename, the index last, so that a reader
-//!   never sees a half-written file; a run that stops before the end leaves the earlier
-//!   report as it was.
+//! * Nothing is written in the output folder itself: everything is built in the
+//!   staging folder, then each entry is moved into place by rename (an earlier
+//!   version first renamed aside, then removed), the index last, so that a reader
+//!   never sees a half-written file and a run that stops before the commit leaves the
+//!   earlier report as it was. A new output folder is the staging folder renamed.
 
 use super::names::INDEX_FILES;
 use super::OutputError;
@@ -204,7 +206,8 @@ pub(super) fn stage(out: &Path) -> Result<Staging, OutputError> {
 }
 
 /// Moves the staged report into place: every written entry (the index files last)
-/// replaces its earlier version with one rename; folders the earlier run recorded and
+/// replaces its earlier version (renamed aside into a trash folder beside the output
+/// folder, then removed); folders the earlier run recorded and
 /// this one did not write are removed. Returns the removed entries.
 pub(super) fn commit(
     target: &Target,

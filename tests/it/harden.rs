@@ -20,6 +20,18 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     p
 }
 
+/// The file system under `dir` but the output folders (`out*`): what a run must leave
+/// as it was.
+fn around(dir: &Path) -> std::collections::BTreeMap<PathBuf, String> {
+    snapshot(dir, &[])
+        .into_iter()
+        .filter(|(p, _)| {
+            let first = p.strip_prefix(dir).ok().and_then(|r| r.components().next());
+            !first.is_some_and(|c| c.as_os_str().to_string_lossy().starts_with("out"))
+        })
+        .collect()
+}
+
 /// No staging folder of a run is left beside the output folder.
 fn no_leftovers(dir: &Path) {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
@@ -65,6 +77,7 @@ fn item_2_overlapping_deep_stacks_cost_frames_plus_stacks() {
         &overlapping_stacks_dump(300_000, 1_000),
     );
     write(dir.path(), "b_small.dmp", &small_dump());
+    let before = snapshot(dir.path(), &[&dir.path().join("out")]);
     let r = run(
         dir.path(),
         &[
@@ -78,6 +91,7 @@ fn item_2_overlapping_deep_stacks_cost_frames_plus_stacks() {
             "1",
         ],
     );
+    assert_eq!(before, snapshot(dir.path(), &[&dir.path().join("out")]));
     assert_eq!(r.code(), 0, "{}", r.stderr());
     let index = read_json(&dir.path().join("out/index.json"));
     assert_eq!(index["ok"], 2, "both dumps reported");
@@ -106,6 +120,7 @@ fn item_3_a_fifo_is_refused_not_waited_on() {
     mkfifo(&dir.path().join("in/pipe.dmp"));
     write(dir.path(), "in/good.dmp", &small_dump());
 
+    let before = around(dir.path());
     let r = run(dir.path(), &["analyze", "x.dmp", "-o", "out", "-q"]);
     assert_eq!(r.code(), 1, "{}", r.stderr());
     assert!(
@@ -130,6 +145,11 @@ fn item_3_a_fifo_is_refused_not_waited_on() {
         .as_str()
         .unwrap()
         .contains("named pipe"));
+    assert_eq!(
+        before,
+        around(dir.path()),
+        "nothing outside the output folders changed"
+    );
 }
 
 #[cfg(unix)]
@@ -168,6 +188,7 @@ fn item_5_a_dump_named_like_a_vendor_folder_keeps_its_report() {
     let d = dir.path();
     let demo = crate::helpers::root().join("examples/demo-incident/dumps/leakyapp_1.dmp");
     std::fs::copy(demo, d.join("vendor-odbcvend.dll.dmp")).unwrap();
+    let before = around(d);
     let r = run(
         d,
         &[
@@ -187,6 +208,12 @@ fn item_5_a_dump_named_like_a_vendor_folder_keeps_its_report() {
     assert!(dump["dump"].is_object(), "the dump's own report, beside it");
     let index = read_json(&d.join("out/index.json"));
     assert_eq!(index["inputs"][0]["report_dir"], "vendor-odbcvend.dll-2");
+    assert!(size_of(&d.join("out")) < 8 * MIB);
+    assert_eq!(
+        before,
+        around(d),
+        "nothing outside the output folders changed"
+    );
 }
 
 #[test]
@@ -194,8 +221,10 @@ fn item_6_summary_pages_and_terminal_carry_no_markup_or_control_characters() {
     let dir = scratch();
     let d = dir.path();
     write(d, "hostile.dmp", &hostile_names_dump());
+    let before = around(d);
     let r = run(d, &["analyze", "hostile.dmp", "-o", "out", "-q"]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
+    assert!(size_of(&d.join("out")) < 4 * MIB);
     let md = std::fs::read_to_string(d.join("out/hostile/summary.md")).unwrap();
     for bad in ["<img", "<svg", "`tick`", "&amp;.dll", "\u{1b}", "\r"] {
         assert!(!md.contains(bad), "summary.md holds {bad:?}:\n{md}");
@@ -237,6 +266,11 @@ fn item_6_summary_pages_and_terminal_carry_no_markup_or_control_characters() {
             .contains("esc\u{fffd}]0;pwned\u{fffd}\u{fffd}[2J.dll"),
         "{}",
         r.stdout()
+    );
+    assert_eq!(
+        before,
+        around(d),
+        "nothing outside the output folders changed"
     );
 }
 
@@ -363,8 +397,18 @@ fn item_9_duplicate_streams_and_overlapping_sections_are_refused() {
             "sections overlap: frames_offset = 96",
         ),
     ];
-    for (name, bytes, message) in &cases {
+    for (name, bytes, _) in &cases {
         write(d, name, bytes);
+    }
+    let sum = dump_with(raw_stream(
+        &[VENDOR + 0x10],
+        &[(0, 1)],
+        &[(u64::MAX, 0), (2, 0)],
+        "",
+    ));
+    write(d, "sum.dmp", &sum);
+    let before = around(d);
+    for (name, _, message) in &cases {
         let r = run(d, &["analyze", name, "-o", &format!("out-{name}"), "-q"]);
         assert_eq!(r.code(), 1, "{name}: {}", r.stderr());
         assert!(r.stderr().contains(message), "{name}: {}", r.stderr());
@@ -377,16 +421,14 @@ fn item_9_duplicate_streams_and_overlapping_sections_are_refused() {
         );
     }
     // A sum past 2^64: inspect refuses it as analyze does.
-    let sum = dump_with(raw_stream(
-        &[VENDOR + 0x10],
-        &[(0, 1)],
-        &[(u64::MAX, 0), (2, 0)],
-        "",
-    ));
-    write(d, "sum.dmp", &sum);
     let r = run(d, &["inspect", "sum.dmp"]);
     assert_eq!(r.code(), 1);
     assert!(r.stdout().contains("more than 2^64"), "{}", r.stdout());
+    assert_eq!(
+        before,
+        around(d),
+        "nothing outside the output folders changed"
+    );
 }
 
 #[test]
