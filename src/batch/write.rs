@@ -56,6 +56,15 @@ pub(super) fn create_file<E>(
     render: impl FnOnce(&mut dyn Write) -> Result<(), E>,
     error: impl FnOnce(E) -> OutputError,
 ) -> Result<(), FileError> {
+    create_file_limited(path, MAX_FILE_BYTES, render, error)
+}
+
+fn create_file_limited<E>(
+    path: &Path,
+    limit: u64,
+    render: impl FnOnce(&mut dyn Write) -> Result<(), E>,
+    error: impl FnOnce(E) -> OutputError,
+) -> Result<(), FileError> {
     let io_error = |source| {
         FileError::Failed(OutputError::Io {
             path: path.to_owned(),
@@ -69,7 +78,7 @@ pub(super) fn create_file<E>(
         .map_err(io_error)?;
     let mut w = ControlFilter::new(Limited {
         inner: io::BufWriter::new(file),
-        left: MAX_FILE_BYTES,
+        left: limit,
         exceeded: false,
     });
     let rendered = render(&mut w);
@@ -176,4 +185,48 @@ pub(super) fn write_one(
         });
     }
     Ok(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io_error(source: io::Error) -> OutputError {
+        OutputError::Io {
+            path: "x".into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn a_file_past_the_limit_is_not_left_behind_and_links_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.json");
+        let r = create_file_limited(&path, 100, |w| w.write_all(&[b'x'; 101]), io_error);
+        assert!(matches!(r, Err(FileError::TooLarge)));
+        assert!(!path.exists(), "the partial file is removed");
+
+        let ok = dir.path().join("ok.json");
+        let r = create_file_limited(&ok, 100, |w| w.write_all(b"a\x1b[2J\rb\n"), io_error);
+        assert!(r.is_ok());
+        assert_eq!(
+            std::fs::read(&ok).unwrap(),
+            b"a[2Jb\n",
+            "control bytes filtered"
+        );
+
+        #[cfg(unix)]
+        {
+            let target = dir.path().join("target.txt");
+            std::fs::write(&target, "keep").unwrap();
+            let link = dir.path().join("link.json");
+            std::os::unix::fs::symlink(&target, &link).unwrap();
+            let r = create_file_limited(&link, 100, |w| w.write_all(b"x"), io_error);
+            assert!(
+                matches!(r, Err(FileError::Failed(_))),
+                "never through a link"
+            );
+            assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        }
+    }
 }
