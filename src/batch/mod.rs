@@ -134,7 +134,7 @@ fn close_to(wanted: &str, names: &BTreeSet<String>) -> Vec<String> {
 
 /// Runs the whole job: check the output folder, discover, analyse, write the reports
 /// and the index beside the output folder, then move them into place (see
-/// [`output`]). Returns the index.
+/// `docs/robustness.md`). Returns the index.
 ///
 /// A run that analysed no dump leaves an earlier report in the output folder as it
 /// was; a run that found no dump at all writes nothing ([`OutputError::NoDumps`]).
