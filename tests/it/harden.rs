@@ -48,6 +48,7 @@ fn item_1_a_million_frame_stack_is_listed_up_to_the_limit_and_counted() {
     write(dir.path(), "deep.dmp", &deep_stack_dump(1_000_000));
     let before = snapshot(dir.path(), &[&dir.path().join("out")]);
     let r = run(dir.path(), &["analyze", "deep.dmp", "-o", "out", "-q"]);
+    eprintln!("item 1: analyze took {:?}", r.took);
     assert_eq!(r.code(), 0, "{}", r.stderr());
     assert!(
         size_of(&dir.path().join("out")) < 4 * MIB,
@@ -92,6 +93,7 @@ fn item_2_overlapping_deep_stacks_cost_frames_plus_stacks() {
         ],
     );
     assert_eq!(before, snapshot(dir.path(), &[&dir.path().join("out")]));
+    eprintln!("item 2: analyze took {:?}", r.took);
     assert_eq!(r.code(), 0, "{}", r.stderr());
     let index = read_json(&dir.path().join("out/index.json"));
     assert_eq!(index["ok"], 2, "both dumps reported");
