@@ -7,6 +7,7 @@ use leakdiag::analysis::attribution::ModuleFilter;
 use leakdiag::analysis::scripts::leak::LeakOptions;
 use leakdiag::analysis::AnalyzeOptions;
 use leakdiag::symbols::{SymbolOptions, Symbolizer};
+use leakdiag::text::one_line;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,8 +100,39 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("leakdiag: error: {e:#}");
+            eprintln!("leakdiag: error: {}", one_line(&format!("{e:#}")));
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Warns about `-s` folders and `--images` paths that do not exist: a typo there
+/// otherwise shows only as missing symbols.
+fn warn_missing_symbol_folders(symbols: &[String], images: &[PathBuf], quiet: bool) {
+    use leakdiag::symbols::path::{parse_symbol_path, StoreLocation, SymbolPathEntry};
+    if quiet {
+        return;
+    }
+    let mut missing: Vec<(String, PathBuf)> = Vec::new();
+    for arg in symbols {
+        for entry in parse_symbol_path(arg).unwrap_or_default() {
+            match entry {
+                SymbolPathEntry::Folder(p)
+                | SymbolPathEntry::Store {
+                    store: StoreLocation::Folder(p),
+                    ..
+                } => missing.push(("-s".into(), p)),
+                _ => {}
+            }
+        }
+    }
+    missing.extend(images.iter().map(|p| ("--images".to_owned(), p.clone())));
+    for (option, path) in missing {
+        if std::fs::metadata(&path).is_err() {
+            eprintln!(
+                "leakdiag: warning: {option} {}: no such file or folder",
+                one_line(&path.display().to_string())
+            );
         }
     }
 }
@@ -122,6 +154,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_redact,
             quiet,
         } => {
+            // An output path that is a file (or a link) is a usage error, found before
+            // anything is analysed.
+            if let Ok(m) = std::fs::symlink_metadata(&out) {
+                if m.file_type().is_symlink() || !m.is_dir() {
+                    let what = if m.file_type().is_symlink() {
+                        "is a symbolic link"
+                    } else {
+                        "exists and is not a folder"
+                    };
+                    eprintln!("leakdiag: -o {}: {what}; name a folder", out.display());
+                    return Ok(ExitCode::from(2));
+                }
+            }
+            warn_missing_symbol_folders(&symbols, &images, quiet);
             let env_path = std::env::var("_NT_SYMBOL_PATH").ok();
             let symbol_options =
                 match SymbolOptions::from_args_and_env(&symbols, env_path.as_deref(), &images) {
@@ -158,15 +204,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 no_redact,
                 progress: !quiet && std::io::stderr().is_terminal(),
             };
-            let index = pool.install(|| leakdiag::batch::run(&inputs, &out, &options, &run))?;
-            if index.inputs.is_empty() {
-                eprintln!(
-                    "leakdiag: no dumps found in the inputs (folders are searched for *.dmp, and for *.txt/*.log files that are UMDH logs)"
-                );
-                return Ok(ExitCode::from(2));
-            }
+            let index = match pool.install(|| leakdiag::batch::run(&inputs, &out, &options, &run)) {
+                Ok(index) => index,
+                Err(e) => {
+                    eprintln!("leakdiag: {}", one_line(&e.to_string()));
+                    return Ok(ExitCode::from(if e.is_usage() { 2 } else { 1 }));
+                }
+            };
             for entry in index.inputs.iter().filter(|e| e.status != "ok") {
-                eprintln!("leakdiag: {}", entry.error.as_deref().unwrap_or("failed"));
+                eprintln!(
+                    "leakdiag: {}",
+                    one_line(entry.error.as_deref().unwrap_or("failed"))
+                );
+            }
+            if !quiet {
+                for s in &index.skipped {
+                    eprintln!("leakdiag: skipped {}: {}", one_line(&s.path), s.reason);
+                }
+                if !index.foreign_entries.is_empty() {
+                    eprintln!(
+                        "leakdiag: {} holds entries leakdiag did not write; left as they are: {}",
+                        out.display(),
+                        one_line(&index.foreign_entries.join(", "))
+                    );
+                }
+            }
+            if index.not_written {
+                eprintln!(
+                    "leakdiag: no dump was analysed; the report in {} was left as it was",
+                    out.display()
+                );
+                return Ok(ExitCode::from(1));
             }
             if !quiet {
                 eprintln!(

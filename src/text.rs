@@ -91,3 +91,120 @@ mod tests {
         assert_eq!(duration(2.5), "2.5s");
     }
 }
+
+/// Whether `c` must not reach an output: a control character (C0 but tab and
+/// newline, DEL, C1) or a bidirectional override that can make text read differently
+/// from what it is.
+fn is_unsafe(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with every control character replaced: tab, newline and carriage return by a
+/// space, the others (ESC, BEL, DEL, C1, bidirectional overrides) by U+FFFD. For text
+/// from a dump shown on one line of a page, a table or a terminal.
+pub fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() || is_unsafe(c)) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    s.chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => ' ',
+            c if is_unsafe(c) => '\u{fffd}',
+            c => c,
+        })
+        .collect::<String>()
+        .into()
+}
+
+/// `s` with the control characters that could act on a terminal or a viewer (all but
+/// newline and tab) replaced by U+FFFD.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(is_unsafe) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    s.chars()
+        .map(|c| if is_unsafe(c) { '\u{fffd}' } else { c })
+        .collect::<String>()
+        .into()
+}
+
+/// A writer that passes UTF-8 text on without its control characters: every C0 byte
+/// but newline and tab, DEL and the C1 controls (U+0080–U+009F) are dropped. The last
+/// guard of every page, summary and terminal listing: whatever a dump holds, no escape
+/// sequence reaches a file or a terminal.
+pub struct ControlFilter<W: std::io::Write> {
+    inner: W,
+    /// A 0xC2 byte held back until the next byte shows whether it starts a C1 control.
+    pending: bool,
+    buf: Vec<u8>,
+}
+
+impl<W: std::io::Write> ControlFilter<W> {
+    pub fn new(inner: W) -> Self {
+        ControlFilter {
+            inner,
+            pending: false,
+            buf: Vec::new(),
+        }
+    }
+
+    /// The inner writer, after anything held back is written.
+    pub fn into_inner(mut self) -> std::io::Result<W> {
+        if std::mem::take(&mut self.pending) {
+            self.inner.write_all(&[0xc2])?;
+        }
+        Ok(self.inner)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for ControlFilter<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.clear();
+        for &b in data {
+            if std::mem::take(&mut self.pending) {
+                if (0x80..=0x9f).contains(&b) {
+                    continue;
+                }
+                self.buf.push(0xc2);
+            }
+            match b {
+                b'\n' | b'\t' => self.buf.push(b),
+                0..=0x1f | 0x7f => {}
+                0xc2 => self.pending = true,
+                _ => self.buf.push(b),
+            }
+        }
+        self.inner.write_all(&self.buf)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod clean_tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn control_characters_do_not_pass() {
+        assert_eq!(
+            one_line("a\r\nb\u{1b}]0;x\u{7}"),
+            "a  b\u{fffd}]0;x\u{fffd}"
+        );
+        assert_eq!(printable("a\nb\u{9b}c\u{202e}"), "a\nb\u{fffd}c\u{fffd}");
+        let mut f = ControlFilter::new(Vec::new());
+        f.write_all("x\u{1b}[2J\r\n\u{9b}é\u{7f}".as_bytes())
+            .unwrap();
+        f.write_all(&[0xc2]).unwrap();
+        f.write_all(&[0x9b, b'!', 0xc2]).unwrap();
+        f.write_all(&[0xa9]).unwrap();
+        assert_eq!(
+            String::from_utf8(f.into_inner().unwrap()).unwrap(),
+            "x[2J\né!©"
+        );
+    }
+}

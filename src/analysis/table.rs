@@ -23,7 +23,7 @@
 //! the stream's size) times the number of partial sums (a few per thread), never to
 //! the allocation count.
 
-use super::attribution::{responsible_frame_by, ModuleFilter, Owner, Responsible};
+use super::attribution::{responsible_frames, ModuleFilter, Owner, Responsible};
 use super::probability::{Bins, TimeHistogram, TIME_BINS};
 use crate::dump::stream::{AllocationStream, AllocatorKind, ALLOCATION_RECORD_SIZE, NO_STACK};
 use crate::model::{ModuleMap, StackId, Totals, SIZE_BUCKETS};
@@ -430,22 +430,7 @@ impl Table {
     ) -> Result<Table, TotalOverflow> {
         let mut skip = system.clone();
         skip.extend(&stream.allocator_modules());
-        let stack_count = stream.stack_count();
-        // The filter is matched once per module, not once per frame.
-        let skipped: Vec<bool> = modules
-            .modules()
-            .iter()
-            .map(|m| skip.matches(&m.name))
-            .collect();
-        let responsible: Vec<Option<Responsible>> = (0..stack_count as u32)
-            .into_par_iter()
-            .with_min_len(1024)
-            .map(|s| {
-                stream
-                    .stack_frames(s)
-                    .and_then(|frames| responsible_frame_by(frames, modules, |m| skipped[m]))
-            })
-            .collect();
+        let responsible: Vec<Option<Responsible>> = responsible_frames(stream, modules, &skip);
 
         let window = stream.header().window_ticks();
         let n = modules.len();
@@ -610,11 +595,14 @@ impl Table {
 /// address for a frame in no module (see [`StackId`]).
 pub fn stack_id(stream: &AllocationStream<'_>, stack: u32, modules: &ModuleMap) -> StackId {
     use crate::model::IdFrame;
+    // At most the innermost MAX_SAMPLE_FRAMES frames: the id of every stack costs
+    // bounded work however deep the stream's stacks are.
     StackId::of(
         stream
             .stack_frames(stack)
             .into_iter()
             .flatten()
+            .take(crate::model::MAX_SAMPLE_FRAMES)
             .map(|addr| match modules.locate(addr) {
                 Some((m, rva)) => IdFrame::Module {
                     name: &modules.get(m).name,

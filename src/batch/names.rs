@@ -3,9 +3,18 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-/// Folder names for the inputs' reports: the file stem, with `-2`, `-3`… for repeats.
-pub fn report_dirs(inputs: &[PathBuf]) -> Vec<String> {
-    let mut used = HashSet::new();
+/// The run's own files in the report folder, which no dump folder may take.
+pub const INDEX_FILES: [&str; 2] = ["index.html", "index.json"];
+
+/// Folder names for the inputs' reports: the file stem, with `-2`, `-3`… for repeats
+/// and for a stem that is one of `reserved` (the vendor folders, the index files),
+/// compared without case, so that no two things of a run share a name.
+pub fn report_dirs(inputs: &[PathBuf], reserved: &[String]) -> Vec<String> {
+    let mut used: HashSet<String> = reserved
+        .iter()
+        .map(|r| r.to_ascii_lowercase())
+        .chain(INDEX_FILES.iter().map(|f| f.to_string()))
+        .collect();
     inputs
         .iter()
         .map(|p| {
@@ -57,13 +66,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dump_folders_never_take_a_vendor_folder_or_an_index_file() {
+        let dirs = report_dirs(
+            &[
+                PathBuf::from("vendor-odbcvend.dll.dmp"),
+                PathBuf::from("Index.html.dmp"),
+                PathBuf::from("index.json.dmp"),
+            ],
+            &[vendor_dir("ODBCVEND.DLL")],
+        );
+        assert_eq!(
+            dirs,
+            vec!["vendor-odbcvend.dll-2", "Index.html-2", "index.json-2"]
+        );
+    }
+
+    #[test]
     fn repeated_stems_get_distinct_folders() {
-        let dirs = report_dirs(&[
-            PathBuf::from("a/w3wp.dmp"),
-            PathBuf::from("b/w3wp.dmp"),
-            PathBuf::from("c/W3WP.dmp"),
-            PathBuf::from("x/we:ird?.dmp"),
-        ]);
+        let dirs = report_dirs(
+            &[
+                PathBuf::from("a/w3wp.dmp"),
+                PathBuf::from("b/w3wp.dmp"),
+                PathBuf::from("c/W3WP.dmp"),
+                PathBuf::from("x/we:ird?.dmp"),
+            ],
+            &[],
+        );
         assert_eq!(dirs, vec!["w3wp", "w3wp-2", "W3WP-3", "we_ird_"]);
     }
 }

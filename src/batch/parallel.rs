@@ -28,7 +28,8 @@ pub fn analyze_all(inputs: &[PathBuf], options: &AnalyzeOptions, progress: bool)
         .par_iter()
         .map(|p| {
             if let Some(bar) = &bar {
-                bar.set_message(file_name(p));
+                // A file name can hold escape sequences; the terminal must not see them.
+                bar.set_message(crate::text::one_line(&file_name(p)).into_owned());
             }
             // A bug must cost one input, not the batch: a panic becomes that input's
             // error (scripts already contain their own; this covers the rest).

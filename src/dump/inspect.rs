@@ -5,6 +5,7 @@
 use super::stream::{StreamHeader, ALLOCATION_STREAM_TYPE};
 use super::{DumpError, DumpFile};
 use crate::model::filetime_to_rfc3339;
+use crate::text::{one_line, ControlFilter};
 use minidump::format::MINIDUMP_STREAM_TYPE;
 use num_traits::FromPrimitive;
 use std::io::{self, Write};
@@ -75,7 +76,17 @@ fn print_header<W: Write>(w: &mut W, h: &StreamHeader) -> io::Result<()> {
 
 /// Prints the listing of the dump at `path` to `w`. Returns the error that stopped the
 /// allocation stream from being read, if any, after printing everything else.
+///
+/// Text from the dump (module names, metadata) never reaches `w` with its control
+/// characters: an escape sequence in a dump cannot retitle or clear a terminal.
 pub fn inspect<W: Write>(w: &mut W, dump: &DumpFile) -> io::Result<Option<DumpError>> {
+    let mut filtered = ControlFilter::new(w);
+    let r = listing(&mut filtered, dump);
+    filtered.into_inner()?;
+    r
+}
+
+fn listing<W: Write>(w: &mut W, dump: &DumpFile) -> io::Result<Option<DumpError>> {
     let md = dump.minidump();
     writeln!(w, "{}", dump.path().display())?;
     writeln!(w, "  size               {} bytes", dump.source().size)?;
@@ -88,16 +99,17 @@ pub fn inspect<W: Write>(w: &mut W, dump: &DumpFile) -> io::Result<Option<DumpEr
         "  {:<10} {:<32} {:>12} {:>12}",
         "type", "name", "offset", "size"
     )?;
-    let mut streams: Vec<_> = md.all_streams().collect();
-    streams.sort_by_key(|d| d.location.rva);
+    // The directory as the file holds it: a duplicate entry is shown, not folded.
+    let mut streams: Vec<_> = dump.directory().to_vec();
+    streams.sort_by_key(|d| d.rva);
     for d in streams {
         writeln!(
             w,
             "  0x{:08x} {:<32} {:>12} {:>12}",
             d.stream_type,
             stream_name(d.stream_type),
-            d.location.rva,
-            d.location.data_size
+            d.rva,
+            d.size
         )?;
     }
     writeln!(w)?;
@@ -106,7 +118,11 @@ pub fn inspect<W: Write>(w: &mut W, dump: &DumpFile) -> io::Result<Option<DumpEr
     let modules = dump.modules(&mut warnings);
     let process = dump.process_info(&modules);
     writeln!(w, "Process")?;
-    let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "–".into());
+    let show = |v: &Option<String>| {
+        v.as_deref()
+            .map(|s| one_line(s).into_owned())
+            .unwrap_or_else(|| "–".into())
+    };
     writeln!(w, "  image              {}", show(&process.image))?;
     writeln!(
         w,
@@ -150,12 +166,12 @@ pub fn inspect<W: Write>(w: &mut W, dump: &DumpFile) -> io::Result<Option<DumpEr
             m.base,
             m.size,
             if m.unloaded { "unloaded" } else { "loaded" },
-            m.name,
-            debug
+            one_line(&m.name),
+            one_line(&debug)
         )?;
     }
     for warning in &warnings {
-        writeln!(w, "  warning: {warning}")?;
+        writeln!(w, "  warning: {}", one_line(warning))?;
     }
     writeln!(w)?;
 
@@ -171,7 +187,18 @@ pub fn inspect<W: Write>(w: &mut W, dump: &DumpFile) -> io::Result<Option<DumpEr
         }
         Ok(Some(s)) => {
             print_header(w, s.header())?;
-            let bytes: u128 = s.allocations().map(|a| u128::from(a.size)).sum();
+            // The same rule 8 as `analyze`: a sum past 2^64 − 1 refuses the stream.
+            let bytes = match s.total_bytes() {
+                Ok(b) => b,
+                Err(source) => {
+                    let e = DumpError::Stream {
+                        path: dump.path().to_owned(),
+                        source: Box::new(source),
+                    };
+                    writeln!(w, "  error: {e}")?;
+                    return Ok(Some(e));
+                }
+            };
             writeln!(
                 w,
                 "  outstanding        {} allocations, {} bytes",
@@ -181,8 +208,8 @@ pub fn inspect<W: Write>(w: &mut W, dump: &DumpFile) -> io::Result<Option<DumpEr
             writeln!(w, "  metadata:")?;
             for e in s.metadata() {
                 match e.value {
-                    Some(v) => writeln!(w, "    {} = {}", e.key, v)?,
-                    None => writeln!(w, "    {} (malformed: no '=')", e.key)?,
+                    Some(v) => writeln!(w, "    {} = {}", one_line(e.key), one_line(v))?,
+                    None => writeln!(w, "    {} (malformed: no '=')", one_line(e.key))?,
                 }
             }
             Ok(None)

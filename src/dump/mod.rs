@@ -37,6 +37,16 @@ pub enum DumpError {
         "{path}: the stream directory entry for the allocation stream (0x{ALLOCATION_STREAM_TYPE:08x}) points outside the file (the dump is truncated?)"
     )]
     StreamOutsideFile { path: PathBuf },
+    #[error("{path}: not a regular file ({kind}): only dump files are read")]
+    NotRegularFile { path: PathBuf, kind: &'static str },
+    #[error(
+        "{path}: the stream directory holds {count} entries of the allocation stream's type 0x{ALLOCATION_STREAM_TYPE:08x} (directory entries {entries}); a dump holds at most one"
+    )]
+    DuplicateStream {
+        path: PathBuf,
+        count: usize,
+        entries: String,
+    },
     #[error("{path}: {source}")]
     Stream {
         path: PathBuf,
@@ -85,7 +95,40 @@ pub fn read_memory(memory: &UnifiedMemoryList<'_>, addr: u64, len: usize) -> Opt
 pub struct DumpFile {
     path: PathBuf,
     size: u64,
+    directory: Vec<DirectoryEntry>,
     dump: Minidump<'static, Mmap>,
+}
+
+/// One entry of the minidump's stream directory, as the file has it (duplicates
+/// included, which the `minidump` crate folds into one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirectoryEntry {
+    pub stream_type: u32,
+    pub size: u32,
+    pub rva: u32,
+}
+
+/// The stream directory's entries that lie inside the file, in file order.
+fn raw_directory(bytes: &[u8]) -> Vec<DirectoryEntry> {
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at.checked_add(4)?)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let (Some(count), Some(rva)) = (u32_at(8), u32_at(12)) else {
+        return Vec::new();
+    };
+    // Bounded by the file: an entry past its end ends the listing.
+    (0..count as usize)
+        .map_while(|i| {
+            let at = (rva as usize).checked_add(i.checked_mul(12)?)?;
+            Some(DirectoryEntry {
+                stream_type: u32_at(at)?,
+                size: u32_at(at + 4)?,
+                rva: u32_at(at + 8)?,
+            })
+        })
+        .collect()
 }
 
 fn describe_open_error(e: &minidump::Error) -> String {
@@ -101,18 +144,59 @@ fn describe_open_error(e: &minidump::Error) -> String {
     }
 }
 
+/// What kind of file system entry `t` is, for an error message.
+pub fn file_kind(t: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a named pipe";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return "a device";
+        }
+    }
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_file() {
+        "a regular file"
+    } else {
+        "not a regular file"
+    }
+}
+
 impl DumpFile {
-    /// Maps and opens `path`.
+    /// Maps and opens `path`. Only a regular file is opened: a named pipe, a device or
+    /// a socket is refused before it is opened, so that reading cannot block.
     pub fn open(path: &Path) -> Result<Self, DumpError> {
         let io = |source| DumpError::Io {
             path: path.to_owned(),
             source,
         };
+        let not_regular = |t: std::fs::FileType| DumpError::NotRegularFile {
+            path: path.to_owned(),
+            kind: file_kind(t),
+        };
+        let before = std::fs::metadata(path).map_err(io)?;
+        if !before.is_file() {
+            return Err(not_regular(before.file_type()));
+        }
         let file = File::open(path).map_err(io)?;
-        let size = file.metadata().map_err(io)?.len();
+        let meta = file.metadata().map_err(io)?;
+        // Replaced between the check and the open: check what was opened.
+        if !meta.is_file() {
+            return Err(not_regular(meta.file_type()));
+        }
+        let size = meta.len();
         // SAFETY: the mapping is read-only. As with any mapped input, a file truncated by
         // another process while we read it would fault; dumps are not written in place.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+        let directory = raw_directory(&map);
         let dump = Minidump::read(map).map_err(|e| DumpError::NotMinidump {
             path: path.to_owned(),
             reason: describe_open_error(&e),
@@ -120,6 +204,7 @@ impl DumpFile {
         Ok(DumpFile {
             path: path.to_owned(),
             size,
+            directory,
             dump,
         })
     }
@@ -132,18 +217,40 @@ impl DumpFile {
         DumpSource::new(&self.path, self.size)
     }
 
+    /// The stream directory as the file holds it, duplicates included.
+    pub fn directory(&self) -> &[DirectoryEntry] {
+        &self.directory
+    }
+
     pub fn minidump(&self) -> &Minidump<'static, Mmap> {
         &self.dump
     }
 
     /// The allocation stream, `Ok(None)` when the dump has none.
+    /// A dump with more than one directory entry of the stream's type is refused
+    /// (docs/allocation-stream.md § 1): which one is meant cannot be known.
     pub fn allocation_stream(&self) -> Result<Option<AllocationStream<'_>>, DumpError> {
-        if !self
-            .dump
-            .all_streams()
-            .any(|d| d.stream_type == ALLOCATION_STREAM_TYPE)
-        {
-            return Ok(None);
+        let entries: Vec<usize> = self
+            .directory
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.stream_type == ALLOCATION_STREAM_TYPE)
+            .map(|(i, _)| i)
+            .collect();
+        match entries.len() {
+            0 => return Ok(None),
+            1 => {}
+            count => {
+                return Err(DumpError::DuplicateStream {
+                    path: self.path.clone(),
+                    count,
+                    entries: entries
+                        .iter()
+                        .map(|i| i.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+            }
         }
         let bytes = self
             .dump

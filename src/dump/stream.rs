@@ -98,6 +98,27 @@ pub enum StreamError {
     },
     #[error("allocation stream metadata is not UTF-8 (invalid byte at metadata offset {at})")]
     MetadataNotUtf8 { at: usize },
+    #[error(
+        "allocation stream {offset_field} = {offset} lies inside the {header_size}-byte header (header_size = {header_size}): the header would be read as records"
+    )]
+    SectionOverlapsHeader {
+        offset_field: &'static str,
+        offset: u64,
+        header_size: u32,
+    },
+    #[error(
+        "allocation stream sections overlap: {first_field} = {first_offset} ({first_len} bytes) and {second_field} = {second_offset} ({second_len} bytes)"
+    )]
+    SectionsOverlap {
+        first_field: &'static str,
+        first_offset: u64,
+        first_len: u64,
+        second_field: &'static str,
+        second_offset: u64,
+        second_len: u64,
+    },
+    #[error("allocation stream: the sizes of the outstanding allocations add up to more than 2^64 bytes (at allocation {index}, size {size})")]
+    TotalOverflow { index: u64, size: u64 },
 }
 
 /// The stream's flags word.
@@ -315,7 +336,57 @@ fn section<'a>(
     }
 }
 
+/// § 9 rule 5.4: no non-empty section starts inside the header or overlaps another
+/// one. `sections` are (offset field, offset, length in bytes), already checked to
+/// lie in the stream; empty ones are not checked (rule 5.2).
+fn check_layout(
+    header_size: u32,
+    sections: &[(&'static str, u64, u64)],
+) -> Result<(), StreamError> {
+    let used: Vec<_> = sections.iter().filter(|s| s.2 > 0).collect();
+    for &&(offset_field, offset, _) in &used {
+        if offset < u64::from(header_size) {
+            return Err(StreamError::SectionOverlapsHeader {
+                offset_field,
+                offset,
+                header_size,
+            });
+        }
+    }
+    for (i, a) in used.iter().enumerate() {
+        for b in &used[i + 1..] {
+            // Both end within the stream, so neither sum overflows.
+            if a.1 < b.1 + b.2 && b.1 < a.1 + a.2 {
+                return Err(StreamError::SectionsOverlap {
+                    first_field: a.0,
+                    first_offset: a.1,
+                    first_len: a.2,
+                    second_field: b.0,
+                    second_offset: b.1,
+                    second_len: b.2,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 impl<'a> AllocationStream<'a> {
+    /// The sum of every allocation's size (§ 9 rule 8), or the record at which it
+    /// passes 2^64 − 1.
+    pub fn total_bytes(&self) -> Result<u64, StreamError> {
+        let mut total = 0u64;
+        for (index, a) in self.allocations().enumerate() {
+            total = total
+                .checked_add(a.size)
+                .ok_or(StreamError::TotalOverflow {
+                    index: index as u64,
+                    size: a.size,
+                })?;
+        }
+        Ok(total)
+    }
+
     /// Checks and decodes the stream header and locates every table. Nothing is copied:
     /// the result borrows `bytes`.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, StreamError> {
@@ -388,6 +459,23 @@ impl<'a> AllocationStream<'a> {
             )?;
             (b, Some(metadata_loc))
         };
+        check_layout(
+            header_size,
+            &[
+                ("frames_offset", frames_loc.offset.0, frames.len() as u64),
+                ("stacks_offset", stacks_loc.offset.0, stacks.len() as u64),
+                (
+                    "allocations_offset",
+                    allocations_loc.offset.0,
+                    allocations.len() as u64,
+                ),
+                (
+                    "metadata_offset",
+                    metadata_loc.offset.0,
+                    metadata_bytes.len() as u64,
+                ),
+            ],
+        )?;
         let metadata_text =
             std::str::from_utf8(metadata_bytes).map_err(|e| StreamError::MetadataNotUtf8 {
                 at: e.valid_up_to(),
@@ -492,6 +580,19 @@ impl<'a> AllocationStream<'a> {
                 .iter()
                 .map(|f| VirtAddr(u64::from_le_bytes(*f))),
         )
+    }
+
+    /// The frame table, in order.
+    pub fn frames(&self) -> impl ExactSizeIterator<Item = VirtAddr> + 'a {
+        let frames: &'a [[u8; FRAME_SIZE]] = self.frames;
+        frames.iter().map(|f| VirtAddr(u64::from_le_bytes(*f)))
+    }
+
+    /// Frame `index` of the frame table.
+    pub fn frame(&self, index: usize) -> Option<VirtAddr> {
+        self.frames
+            .get(index)
+            .map(|f| VirtAddr(u64::from_le_bytes(*f)))
     }
 
     /// All allocation records, in table order.

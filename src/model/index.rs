@@ -75,6 +75,25 @@ pub struct Index {
     /// The dumps grouped by process, with what grew between them.
     pub series: Vec<Series>,
     pub vendor_reports: Vec<VendorEntry>,
+    /// Entries of the searched folders that were not read (not regular files), with
+    /// why; absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedInput>,
+    /// Entries of the output folder that this run neither wrote nor removed, because
+    /// no earlier run of leakdiag recorded them in its index.json; absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub foreign_entries: Vec<String>,
+    /// The run analysed no dump and left the earlier report in the output folder as
+    /// it was: this index was not written.
+    #[serde(skip)]
+    pub not_written: bool,
+}
+
+/// A folder entry the run did not read.
+#[derive(Clone, Debug, Serialize)]
+pub struct SkippedInput {
+    pub path: String,
+    pub reason: String,
 }
 
 /// A vendor report written by the run.

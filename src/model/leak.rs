@@ -142,6 +142,21 @@ pub struct StackSample {
     pub bytes: u64,
     pub leak_probability: Option<u8>,
     pub frames: Vec<Frame>,
+    /// Stack frames not listed in `frames`: a stack deeper than the sample limit
+    /// lists its innermost frames (and the responsible frame, wherever it lies); the
+    /// stack's depth is the frames listed plus these. Absent when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub frames_omitted: u64,
+}
+
+/// Stack frames listed per sample stack. The spec sets no depth limit, so a sample
+/// lists its innermost frames up to this many (and the responsible frame when it lies
+/// deeper); the others are counted in [`StackSample::frames_omitted`]. ldtrack's own
+/// limit is 62 frames, so real stacks are listed whole.
+pub const MAX_SAMPLE_FRAMES: usize = 256;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What a list left out, so totals still add up.

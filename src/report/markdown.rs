@@ -2,32 +2,53 @@
 //! the findings with their recommendations, and the files of the report.
 
 use crate::model::DumpReport;
-use crate::text::{approx_bytes, duration, percent, probability, thousands};
+use crate::text::{
+    approx_bytes, duration, one_line, percent, probability, thousands, ControlFilter,
+};
 use std::io::{self, Write};
 use std::path::Path;
 
 /// Modules listed in the summary.
 const TOP: usize = 5;
 
-/// Keeps a value from breaking a Markdown table row.
-fn cell(s: &str) -> String {
-    // Text from a dump (module names, version strings) is hostile: no HTML, links,
-    // code spans or table breaks may come through.
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+/// Text from a dump (or built from it) made inert for a ticket system: one line, no
+/// control characters, HTML's `&`, `<` and `>` as entities, and the characters that
+/// Markdown (CommonMark, GitHub, GitLab) reads as markup inside a line backslash-
+/// escaped (`\`, `` ` ``, `*`, `_` at a word's edge, `[`, `]`, `|`, `~`, `$`), so that
+/// no tag, link, image, code span, emphasis, math or table cell can start inside it.
+/// (Parentheses and `!` need no escape once `[` and `]` have one; `#` and list
+/// markers only act at a line's start, where no value is written.) The rendered text
+/// reads as the original.
+pub fn inline(s: &str) -> String {
+    let s = one_line(s);
+    let mut out = String::with_capacity(s.len() + 8);
+    let chars: Vec<char> = s.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        // `_` inside a word (`w3wp_4711`) cannot start emphasis: left as it is.
+        let in_word = |j: Option<usize>| {
+            j.and_then(|j| chars.get(j))
+                .is_some_and(|c| c.is_alphanumeric())
+        };
+        if c == '_' && in_word(i.checked_sub(1)) && in_word(Some(i + 1)) {
+            out.push(c);
+            continue;
+        }
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '\\' | '|' | '[' | ']' | '`' => {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '~' | '$' => {
                 out.push('\\');
                 out.push(c);
             }
-            '\n' | '\r' => out.push(' '),
             c => out.push(c),
         }
     }
     out
+}
+
+fn cell(s: &str) -> String {
+    inline(s)
 }
 
 /// Writes the summary of `report` (in folder `report_dir` of the run) to `w`.
@@ -86,9 +107,9 @@ pub fn render_summary<W: Write>(
         .map(|i| crate::model::Module::file_name_of(i).to_owned())
         .unwrap_or_else(|| "unknown process".into());
     let pid = p.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
-    writeln!(w, "- Process: {image}{pid}")?;
+    writeln!(w, "- Process: {}{pid}", inline(&image))?;
     if let Some(t) = &p.dump_time {
-        writeln!(w, "- Dump written: {t}")?;
+        writeln!(w, "- Dump written: {}", inline(t))?;
     }
     match &report.tracking {
         Some(t) if t.source == crate::model::TrackingSource::UmdhSnapshot => writeln!(
@@ -102,7 +123,7 @@ pub fn render_summary<W: Write>(
             w,
             "- Tracking: {} from {} ({} outstanding allocations, {} bytes)",
             duration(t.duration_seconds),
-            t.start.as_deref().unwrap_or("?"),
+            inline(t.start.as_deref().unwrap_or("?")),
             thousands(t.allocations),
             thousands(t.bytes)
         )?,
@@ -219,7 +240,7 @@ pub fn write_summary(
     report_dir: &str,
     vendor_dirs: &[String],
 ) -> io::Result<()> {
-    let mut w = io::BufWriter::new(std::fs::File::create(path)?);
+    let mut w = ControlFilter::new(io::BufWriter::new(std::fs::File::create(path)?));
     render_summary(&mut w, report, report_dir, vendor_dirs)?;
-    w.flush()
+    w.into_inner()?.flush()
 }

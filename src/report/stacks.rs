@@ -128,7 +128,7 @@ pub(crate) fn stack_view(s: &StackSample, tracker: &[String]) -> StackView {
             count(s.allocations, "allocation"),
             thousands(s.bytes),
             probability(s.leak_probability)
-        ),
+        ) + &super::view::frames_omitted_note(s.frames_omitted),
         plumbing_modules: modules.join(", "),
         plumbing,
         frames,
@@ -172,6 +172,7 @@ mod tests {
                 frame(None, 0, false),
                 frame(Some("app.exe"), 0x4000_14d0, false),
             ],
+            frames_omitted: 0,
         };
         let v = stack_view(&s, &["ldtrack.dll".to_owned()]);
         assert_eq!(v.anchor, "stack-0000000000000abc");

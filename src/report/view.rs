@@ -154,3 +154,16 @@ pub struct PageLinks {
     /// The run's vendor reports: module, link.
     pub vendors: Vec<(String, String)>,
 }
+
+/// The note a sample stack's title carries when not all its frames are listed.
+pub fn frames_omitted_note(omitted: u64) -> String {
+    if omitted == 0 {
+        String::new()
+    } else {
+        format!(
+            " — {} more frames not listed (the stack is deeper than {} frames; see report.json's frames_omitted)",
+            crate::text::thousands(omitted),
+            crate::model::MAX_SAMPLE_FRAMES
+        )
+    }
+}

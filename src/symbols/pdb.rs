@@ -31,7 +31,7 @@ use super::SymbolFrame;
 use pdb_addr2line::pdb::PDB;
 use pdb_addr2line::{Context, ContextPdbData, TypeFormatterFlags};
 use std::io::Cursor;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
@@ -130,14 +130,47 @@ self_cell::self_cell!(
     }
 );
 
+thread_local! {
+    /// Set while a parser call runs under [`catch_unwind`]: its panic is reported as
+    /// one error line naming the PDB, so the panic hook must print nothing.
+    static QUIET_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `std::panic::catch_unwind` with the panic hook silenced for this call on this
+/// thread: a parser panic on a malformed PDB becomes the caller's one-line error,
+/// never a "panicked at" line and a backtrace on stderr. Other threads' panics, and
+/// this thread's outside the call, still reach the hook that was installed before.
+pub(crate) fn catch_unwind<R>(
+    f: impl FnOnce() -> R + std::panic::UnwindSafe,
+) -> std::thread::Result<R> {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET_PANICS.with(|q| q.get()) {
+                previous(info);
+            }
+        }));
+    });
+    let was = QUIET_PANICS.with(|q| q.replace(true));
+    let result = std::panic::catch_unwind(f);
+    QUIET_PANICS.with(|q| q.set(was));
+    result
+}
+
+/// The first line of a caught panic's message: the error is one line.
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
+    let text = if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = p.downcast_ref::<String>() {
         s.clone()
     } else {
-        "parser panicked".to_string()
-    }
+        return "the parser stopped on an internal error".to_string();
+    };
+    format!(
+        "the parser stopped on an internal error: {}",
+        text.lines().next().unwrap_or("")
+    )
 }
 
 const MSF7_MAGIC: &[u8; 32] = b"Microsoft C/C++ MSF 7.00\r\n\x1aDS\0\0\0";
@@ -392,4 +425,46 @@ pub fn display_name(name: &str) -> String {
         }
     }
     name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A parser panic is silenced for the call that catches it, on its thread only;
+    /// the hook installed before still sees every other panic.
+    #[test]
+    fn a_caught_parser_panic_prints_nothing() {
+        static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        let marker = format!("pdb-hook-test-{:?}", std::thread::current().id());
+        let m = marker.clone();
+        // Installed first, then wrapped by `catch_unwind`'s own hook.
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            CALLS.fetch_add(1, Ordering::Relaxed);
+            SEEN.lock()
+                .unwrap()
+                .push(info.payload_as_str().unwrap_or("").to_owned());
+            previous(info);
+        }));
+        let quiet = catch_unwind(|| -> u32 { panic!("{m}-quiet") });
+        let message = panic_message(quiet.unwrap_err());
+        assert_eq!(
+            message,
+            format!("the parser stopped on an internal error: {marker}-quiet")
+        );
+        let loud = std::panic::catch_unwind(|| -> u32 { panic!("{marker}-loud") });
+        assert!(loud.is_err());
+        let seen = SEEN.lock().unwrap().clone();
+        assert!(
+            !seen.iter().any(|s| s == &format!("{marker}-quiet")),
+            "{seen:?}"
+        );
+        assert!(
+            seen.iter().any(|s| s == &format!("{marker}-loud")),
+            "{seen:?}"
+        );
+    }
 }

@@ -42,6 +42,8 @@ impl Default for LeakOptions {
 /// Heap handles listed per module.
 pub const TOP_HEAPS: usize = 10;
 
+pub use crate::model::MAX_SAMPLE_FRAMES;
+
 fn owner_name(owner: Owner, modules: &ModuleMap) -> String {
     match owner {
         Owner::Module(i) => modules.get(i).name.clone(),
@@ -65,38 +67,10 @@ fn function_name(r: &Responsible, modules: &ModuleMap, symbols: &Symbols) -> Str
     }
 }
 
-/// The modules any frame of any stack lies in, whose symbols the report needs.
+/// The modules any frame of any stack lies in, whose symbols the report needs
+/// (O(frames + stacks), see [`crate::analysis::attribution::modules_in_stacks`]).
 pub fn modules_in_stacks(stream: &AllocationStream<'_>, modules: &ModuleMap) -> BTreeSet<usize> {
-    use rayon::prelude::*;
-    // A flag per module, per worker, merged.
-    let found = (0..stream.stack_count() as u32)
-        .into_par_iter()
-        .with_min_len(1024)
-        .fold(
-            || vec![false; modules.len()],
-            |mut found, s| {
-                for addr in stream.stack_frames(s).into_iter().flatten() {
-                    if let Some(i) = modules.find(addr) {
-                        found[i] = true;
-                    }
-                }
-                found
-            },
-        )
-        .reduce(
-            || vec![false; modules.len()],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(b) {
-                    *x |= y;
-                }
-                a
-            },
-        );
-    found
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, f)| f.then_some(i))
-        .collect()
+    crate::analysis::attribution::modules_in_stacks(stream, modules)
 }
 
 /// The report frames of one stack address.
@@ -279,17 +253,30 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
             let mut times = TimeHistogram::default();
             stack_times.merge_into(s as usize, &mut times);
             let charged = responsible[s as usize].map(|r| r.frame);
+            let frames = stream.stack_frames(s);
+            let depth = frames.as_ref().map_or(0, |f| f.len());
+            // The innermost frames, and the responsible one wherever it lies; the
+            // rest are only counted.
+            let listed: Vec<(usize, VirtAddr)> = frames
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .take(MAX_SAMPLE_FRAMES)
+                .chain(
+                    charged
+                        .filter(|&c| c >= MAX_SAMPLE_FRAMES)
+                        .and_then(|c| Some((c, stream.stack_frames(s)?.nth(c)?))),
+                )
+                .collect();
             StackSample {
                 stack: s,
                 id: stack_id(stream, s, modules),
                 allocations: per_stack[s as usize].allocations,
                 bytes: per_stack[s as usize].bytes,
                 leak_probability: times.leak_probability(window),
-                frames: stream
-                    .stack_frames(s)
+                frames_omitted: (depth - listed.len()) as u64,
+                frames: listed
                     .into_iter()
-                    .flatten()
-                    .enumerate()
                     .flat_map(|(i, address)| {
                         frames_at(address, charged == Some(i), modules, symbols)
                     })
