@@ -87,6 +87,12 @@ pub fn detect_bytes(prefix: &[u8]) -> Option<LogKind> {
 /// does not look like UMDH.
 pub fn detect(path: &Path) -> std::io::Result<Option<LogKind>> {
     use std::io::Read;
+    // Only a regular file is opened: opening a named pipe or a device to look at
+    // it would block, or consume it. Anything else is "not a log", and the dump
+    // reader then says what it is.
+    if !std::fs::metadata(path)?.is_file() {
+        return Ok(None);
+    }
     let mut prefix = Vec::with_capacity(DETECT_BYTES);
     File::open(path)?
         .take(DETECT_BYTES as u64)
