@@ -12,7 +12,7 @@
 //! ([`MAX_MODULE_STRING`]) and encoding, and names the field of the first broken rule.
 //! A broken section does not refuse the stream: it is left out whole, with a warning.
 
-use super::stream::AllocationStream;
+use super::stream::{u16_at, u32_at, u64_at, AllocationStream};
 use crate::addr::VirtAddr;
 use crate::model::VersionStrings;
 use thiserror::Error;
@@ -150,20 +150,6 @@ pub enum ModuleStringsError {
         field: &'static str,
         at: usize,
     },
-}
-
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
 }
 
 /// The stream's module-strings section: `Ok(None)` when it has none (a header under

@@ -203,15 +203,8 @@ impl AllocatorKind {
 
     /// The byte the stream uses for this kind.
     pub fn to_byte(self) -> u8 {
-        match self {
-            Self::Unknown => 0,
-            Self::Heap => 1,
-            Self::CRuntime => 2,
-            Self::Virtual => 3,
-            Self::Com => 4,
-            Self::Bstr => 5,
-            Self::LocalGlobal => 6,
-        }
+        // The stream's byte is the kind's position in `AllocatorKind::ALL`.
+        self.index() as u8
     }
 }
 
@@ -278,17 +271,19 @@ pub struct AllocationStream<'a> {
     bytes: &'a [u8],
 }
 
-fn u16_at(b: &[u8], at: usize) -> u16 {
+/// Little-endian readers for offsets already checked against the slice (shared by
+/// the stream's sections).
+pub(super) fn u16_at(b: &[u8], at: usize) -> u16 {
     let mut a = [0u8; 2];
     a.copy_from_slice(&b[at..at + 2]);
     u16::from_le_bytes(a)
 }
-fn u32_at(b: &[u8], at: usize) -> u32 {
+pub(super) fn u32_at(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[at..at + 4]);
     u32::from_le_bytes(a)
 }
-fn u64_at(b: &[u8], at: usize) -> u64 {
+pub(super) fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)
