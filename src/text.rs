@@ -137,7 +137,6 @@ pub struct ControlFilter<W: std::io::Write> {
     inner: W,
     /// A 0xC2 byte held back until the next byte shows whether it starts a C1 control.
     pending: bool,
-    buf: Vec<u8>,
 }
 
 impl<W: std::io::Write> ControlFilter<W> {
@@ -145,7 +144,6 @@ impl<W: std::io::Write> ControlFilter<W> {
         ControlFilter {
             inner,
             pending: false,
-            buf: Vec::new(),
         }
     }
 
@@ -160,22 +158,35 @@ impl<W: std::io::Write> ControlFilter<W> {
 
 impl<W: std::io::Write> std::io::Write for ControlFilter<W> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.clear();
-        for &b in data {
-            if std::mem::take(&mut self.pending) {
-                if (0x80..=0x9f).contains(&b) {
-                    continue;
-                }
-                self.buf.push(0xc2);
+        // Runs of ordinary bytes go straight through: the serializers write many small
+        // pieces, and almost none holds a control byte.
+        fn special(b: u8) -> bool {
+            (b < 0x20 && b != b'\n' && b != b'\t') || b == 0x7f || b == 0xc2
+        }
+        let mut rest = data;
+        if self.pending {
+            match rest.first() {
+                None => return Ok(0),
+                // 0xC2 0x80..0x9F is a C1 control: both bytes are dropped.
+                Some(b) if (0x80..=0x9f).contains(b) => rest = &rest[1..],
+                Some(_) => self.inner.write_all(&[0xc2])?,
             }
-            match b {
-                b'\n' | b'\t' => self.buf.push(b),
-                0..=0x1f | 0x7f => {}
-                0xc2 => self.pending = true,
-                _ => self.buf.push(b),
+            self.pending = false;
+        }
+        while let Some(at) = rest.iter().position(|&b| special(b)) {
+            self.inner.write_all(&rest[..at])?;
+            let b = rest[at];
+            rest = &rest[at + 1..];
+            if b != 0xc2 {
+                continue; // a C0 control or DEL: dropped
+            }
+            match rest.first() {
+                None => self.pending = true,
+                Some(n) if (0x80..=0x9f).contains(n) => rest = &rest[1..],
+                Some(_) => self.inner.write_all(&[0xc2])?,
             }
         }
-        self.inner.write_all(&self.buf)?;
+        self.inner.write_all(rest)?;
         Ok(data.len())
     }
 
@@ -188,6 +199,52 @@ impl<W: std::io::Write> std::io::Write for ControlFilter<W> {
 mod clean_tests {
     use super::*;
     use std::io::Write;
+
+    /// The filter's rule, one byte at a time over the whole input.
+    fn reference(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < data.len() {
+            let b = data[i];
+            match b {
+                b'\n' | b'\t' => out.push(b),
+                0..=0x1f | 0x7f => {}
+                0xc2 if data.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)) => i += 1,
+                _ => out.push(b),
+            }
+            i += 1;
+        }
+        out
+    }
+
+    #[test]
+    fn any_chunking_gives_the_same_bytes_as_the_rule() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = [
+            b'a', b'\n', b'\t', 0x00, 0x1b, 0x7f, 0xc2, 0x80, 0x9f, 0xa9, b'x',
+        ];
+        for _ in 0..2000 {
+            let len = (next() % 40) as usize;
+            let data: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let mut f = ControlFilter::new(Vec::new());
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                let n = 1 + (next() % 5) as usize;
+                let (chunk, tail) = rest.split_at(n.min(rest.len()));
+                f.write_all(chunk).unwrap();
+                rest = tail;
+            }
+            assert_eq!(f.into_inner().unwrap(), reference(&data), "{data:?}");
+        }
+    }
 
     #[test]
     fn control_characters_do_not_pass() {

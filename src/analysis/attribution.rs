@@ -254,17 +254,22 @@ pub fn modules_in_stacks(stream: &AllocationStream<'_>, modules: &ModuleMap) -> 
             delta[r.first_frame as usize + r.frame_count as usize] -= 1;
         }
     }
-    let mut found = BTreeSet::new();
+    // A flag per module: a set insertion per frame would cost more than the lookup.
+    let mut found = vec![false; modules.len()];
     let mut covering = 0i64;
     for (i, addr) in stream.frames().enumerate() {
         covering += delta[i];
         if covering > 0 {
             if let Some(m) = modules.find(addr) {
-                found.insert(m);
+                found[m] = true;
             }
         }
     }
     found
+        .into_iter()
+        .enumerate()
+        .filter_map(|(m, f)| f.then_some(m))
+        .collect()
 }
 
 #[cfg(test)]
