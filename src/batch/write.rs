@@ -76,13 +76,22 @@ fn create_file_limited<E>(
         .create_new(true)
         .open(path)
         .map_err(io_error)?;
-    let mut w = ControlFilter::new(Limited {
-        inner: io::BufWriter::new(file),
-        left: limit,
-        exceeded: false,
-    });
+    // Buffered before the filter: the serializers write many tiny pieces, and the
+    // filter is cheapest on large ones.
+    let mut w = io::BufWriter::with_capacity(
+        1 << 16,
+        ControlFilter::new(Limited {
+            inner: io::BufWriter::new(file),
+            left: limit,
+            exceeded: false,
+        }),
+    );
     let rendered = render(&mut w);
-    let mut limited = match w.into_inner() {
+    let filter = match w.into_inner() {
+        Ok(f) => f,
+        Err(e) => return Err(io_error(e.into_error())),
+    };
+    let mut limited = match filter.into_inner() {
         Ok(l) => l,
         Err(e) => return Err(io_error(e)),
     };

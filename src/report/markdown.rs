@@ -240,7 +240,10 @@ pub fn write_summary(
     report_dir: &str,
     vendor_dirs: &[String],
 ) -> io::Result<()> {
-    let mut w = ControlFilter::new(io::BufWriter::new(std::fs::File::create(path)?));
+    let mut w = io::BufWriter::new(ControlFilter::new(std::fs::File::create(path)?));
     render_summary(&mut w, report, report_dir, vendor_dirs)?;
-    w.into_inner()?.flush()
+    w.into_inner()
+        .map_err(io::IntoInnerError::into_error)?
+        .into_inner()?
+        .flush()
 }
