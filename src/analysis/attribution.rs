@@ -179,6 +179,54 @@ where
     innermost
 }
 
+/// The module of every entry of the stream's frame table, found once: the walks over
+/// frames (responsible frames, modules in stacks, stack ids) share it instead of each
+/// searching the module map for every frame again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameModules {
+    /// Index into the [`ModuleMap`] per frame, `u32::MAX` for none.
+    module: Vec<u32>,
+}
+
+impl FrameModules {
+    const NONE: u32 = u32::MAX;
+
+    /// Locates every frame of `stream` in `modules`, in parallel.
+    pub fn locate(stream: &AllocationStream<'_>, modules: &ModuleMap) -> Self {
+        use rayon::prelude::*;
+        let module = (0..stream.frame_count())
+            .into_par_iter()
+            .with_min_len(1 << 12)
+            .map(|i| {
+                stream
+                    .frame(i)
+                    .and_then(|a| modules.find(a))
+                    .map_or(Self::NONE, |m| m as u32)
+            })
+            .collect();
+        FrameModules { module }
+    }
+
+    /// The module of frame-table entry `frame`.
+    pub fn get(&self, frame: usize) -> Option<usize> {
+        match self.module.get(frame).copied() {
+            Some(Self::NONE) | None => None,
+            Some(m) => Some(m as usize),
+        }
+    }
+
+    /// The module and the offset in it of frame-table entry `frame` at `address`.
+    pub fn locate_frame(
+        &self,
+        frame: usize,
+        address: VirtAddr,
+        modules: &ModuleMap,
+    ) -> Option<(usize, Rva)> {
+        let m = self.get(frame)?;
+        Some((m, address.rva_from(modules.get(m).base)?))
+    }
+}
+
 /// The responsible frame of every stack of `stream`, by stack index, in
 /// O(frames + stacks): the rule of [`responsible_frame`] without walking each stack.
 ///
@@ -191,6 +239,7 @@ where
 pub fn responsible_frames(
     stream: &AllocationStream<'_>,
     modules: &ModuleMap,
+    located: &FrameModules,
     skip: &ModuleFilter,
 ) -> Vec<Option<Responsible>> {
     let n = stream.frame_count();
@@ -202,15 +251,12 @@ pub fn responsible_frames(
         .collect();
     let mut next_kept = vec![n; n + 1];
     for i in (0..n).rev() {
-        let skipped = stream
-            .frame(i)
-            .and_then(|addr| modules.locate(addr))
-            .is_some_and(|(m, _)| skipped_module[m]);
+        let skipped = located.get(i).is_some_and(|m| skipped_module[m]);
         next_kept[i] = if skipped { next_kept[i + 1] } else { i };
     }
     let candidate = |i: usize, first: usize| -> Option<Responsible> {
         let address = stream.frame(i)?;
-        Some(match modules.locate(address) {
+        Some(match located.locate_frame(i, address, modules) {
             Some((m, rva)) => Responsible {
                 owner: Owner::Module(m),
                 frame: i - first,
@@ -241,9 +287,13 @@ pub fn responsible_frames(
 }
 
 /// The modules that any frame of any stack lies in, in O(frames + stacks): the frames
-/// some stack covers are marked in one pass over the stack table, then each is
-/// located once.
-pub fn modules_in_stacks(stream: &AllocationStream<'_>, modules: &ModuleMap) -> BTreeSet<usize> {
+/// some stack covers are marked in one pass over the stack table, then each one's
+/// module (located once, in `located`) is flagged.
+pub fn modules_in_stacks(
+    stream: &AllocationStream<'_>,
+    located: &FrameModules,
+    module_count: usize,
+) -> BTreeSet<usize> {
     let n = stream.frame_count();
     // +1 where a stack starts, −1 where it ends: the running sum is the number of
     // stacks covering a frame.
@@ -255,12 +305,12 @@ pub fn modules_in_stacks(stream: &AllocationStream<'_>, modules: &ModuleMap) -> 
         }
     }
     // A flag per module: a set insertion per frame would cost more than the lookup.
-    let mut found = vec![false; modules.len()];
+    let mut found = vec![false; module_count];
     let mut covering = 0i64;
-    for (i, addr) in stream.frames().enumerate() {
-        covering += delta[i];
+    for (i, d) in delta.iter().enumerate().take(n) {
+        covering += d;
         if covering > 0 {
-            if let Some(m) = modules.find(addr) {
+            if let Some(m) = located.get(i) {
                 found[m] = true;
             }
         }

@@ -23,7 +23,7 @@
 //! the stream's size) times the number of partial sums (a few per thread), never to
 //! the allocation count.
 
-use super::attribution::{responsible_frames, ModuleFilter, Owner, Responsible};
+use super::attribution::{responsible_frames, FrameModules, ModuleFilter, Owner, Responsible};
 use super::probability::{Bins, TimeHistogram, TIME_BINS};
 use crate::dump::stream::{AllocationStream, AllocatorKind, ALLOCATION_RECORD_SIZE, NO_STACK};
 use crate::model::{ModuleMap, StackId, Totals, SIZE_BUCKETS};
@@ -119,6 +119,8 @@ pub struct Table {
     pub invalid: Totals,
     /// The responsible frame of every stack, by stack index.
     pub responsible: Vec<Option<Responsible>>,
+    /// The module of every frame-table entry, located once.
+    pub frames: FrameModules,
     /// Outstanding allocations per stack, by stack index.
     pub per_stack: Vec<Totals>,
     pub stack_times: StackTimes,
@@ -430,7 +432,9 @@ impl Table {
     ) -> Result<Table, TotalOverflow> {
         let mut skip = system.clone();
         skip.extend(&stream.allocator_modules());
-        let responsible: Vec<Option<Responsible>> = responsible_frames(stream, modules, &skip);
+        let frames = FrameModules::locate(stream, modules);
+        let responsible: Vec<Option<Responsible>> =
+            responsible_frames(stream, modules, &frames, &skip);
 
         let window = stream.header().window_ticks();
         let n = modules.len();
@@ -469,7 +473,7 @@ impl Table {
         if sums.bytes > u128::from(u64::MAX) {
             return Err(first_overflow(stream));
         }
-        Ok(Self::from_sums(sums, &ctx, responsible, window, n))
+        Ok(Self::from_sums(sums, &ctx, responsible, frames, window, n))
     }
 
     /// The table from the merged partial sums: per-stack totals and time counts, then
@@ -478,6 +482,7 @@ impl Table {
         sums: Partial,
         ctx: &Context,
         responsible: Vec<Option<Responsible>>,
+        frames: FrameModules,
         window: u64,
         modules: usize,
     ) -> Table {
@@ -557,6 +562,7 @@ impl Table {
             no_stack: sums.no_stack,
             invalid: sums.invalid,
             responsible,
+            frames,
             per_stack,
             stack_times: times,
             by_owner,
@@ -580,7 +586,7 @@ impl Table {
             .enumerate()
             .filter(|(_, t)| t.allocations > 0)
             .map_init(Vec::new, |buf, (s, t)| {
-                (encoder.id(stream, s as u32, modules, buf), *t)
+                (encoder.id(stream, s as u32, modules, &self.frames, buf), *t)
             })
             .collect();
         let mut out: HashMap<StackId, Totals> = HashMap::with_capacity(ids.len());
@@ -641,17 +647,26 @@ impl StackIdEncoder {
         StackIdEncoder { prefixes }
     }
 
-    /// The id of stack `stack`, as [`stack_id`] computes it; `buf` is scratch space.
+    /// The id of stack `stack`, as [`stack_id`] computes it (its innermost
+    /// [`MAX_SAMPLE_FRAMES`](crate::model::MAX_SAMPLE_FRAMES) frames), with the frames'
+    /// modules from `located`; `buf` is scratch space.
     pub fn id(
         &self,
         stream: &AllocationStream<'_>,
         stack: u32,
         modules: &ModuleMap,
+        located: &FrameModules,
         buf: &mut Vec<u8>,
     ) -> StackId {
         buf.clear();
-        for addr in stream.stack_frames(stack).into_iter().flatten() {
-            match modules.locate(addr) {
+        let first = stream.stack(stack).map_or(0, |r| r.first_frame as usize);
+        let frames = stream
+            .stack_frames(stack)
+            .into_iter()
+            .flatten()
+            .take(crate::model::MAX_SAMPLE_FRAMES);
+        for (i, addr) in frames.enumerate() {
+            match located.locate_frame(first + i, addr, modules) {
                 Some((m, rva)) => {
                     buf.extend_from_slice(&self.prefixes[m]);
                     buf.extend_from_slice(&rva.0.to_le_bytes());
@@ -697,6 +712,10 @@ mod tests {
             vec![0x40_1234, 0x7ff0_0010, 0x1234, 0x40_0000],
             vec![0xdead_beef_0000, 0x7ff0_0fff],
             (0..200).map(|i| 0x40_0000 + i * 0x111).collect(),
+            // Deeper than the id's frame limit: both take the same innermost frames.
+            (0..(crate::model::MAX_SAMPLE_FRAMES as u64 + 40))
+                .map(|i| 0x40_0000 + i * 0x10)
+                .collect(),
         ];
         for s in &stacks {
             b.add_stack(s);
@@ -704,10 +723,11 @@ mod tests {
         let bytes = b.build();
         let stream = AllocationStream::parse(&bytes).unwrap();
         let encoder = StackIdEncoder::new(&modules);
+        let located = FrameModules::locate(&stream, &modules);
         let mut buf = Vec::new();
         for s in 0..stream.stack_count() as u32 {
             assert_eq!(
-                encoder.id(&stream, s, &modules, &mut buf),
+                encoder.id(&stream, s, &modules, &located, &mut buf),
                 stack_id(&stream, s, &modules),
                 "stack {s}"
             );

@@ -70,7 +70,8 @@ fn function_name(r: &Responsible, modules: &ModuleMap, symbols: &Symbols) -> Str
 /// The modules any frame of any stack lies in, whose symbols the report needs
 /// (O(frames + stacks), see [`crate::analysis::attribution::modules_in_stacks`]).
 pub fn modules_in_stacks(stream: &AllocationStream<'_>, modules: &ModuleMap) -> BTreeSet<usize> {
-    crate::analysis::attribution::modules_in_stacks(stream, modules)
+    let located = crate::analysis::attribution::FrameModules::locate(stream, modules);
+    crate::analysis::attribution::modules_in_stacks(stream, &located, modules.len())
 }
 
 /// The report frames of one stack address.

@@ -41,7 +41,12 @@ impl Script for LeakScript {
         let symbols = symbols::Symbols::load(
             &ctx.options.symbolizer,
             ctx.modules,
-            &modules_in_stacks(stream, ctx.modules),
+            // Every frame was located when the table was read.
+            &crate::analysis::attribution::modules_in_stacks(
+                stream,
+                &table.frames,
+                ctx.modules.len(),
+            ),
             &reader,
             stream.flags().return_addresses(),
         );
