@@ -148,11 +148,20 @@ impl<W: std::io::Write> ControlFilter<W> {
     }
 
     /// The inner writer, after anything held back is written.
-    pub fn into_inner(mut self) -> std::io::Result<W> {
-        if std::mem::take(&mut self.pending) {
-            self.inner.write_all(&[0xc2])?;
-        }
-        Ok(self.inner)
+    pub fn into_inner(self) -> std::io::Result<W> {
+        let (inner, written) = self.finish();
+        written.map(|()| inner)
+    }
+
+    /// Writes anything held back and gives the inner writer back whatever happened,
+    /// with the outcome of that last write.
+    pub fn finish(mut self) -> (W, std::io::Result<()>) {
+        let written = if std::mem::take(&mut self.pending) {
+            self.inner.write_all(&[0xc2])
+        } else {
+            Ok(())
+        };
+        (self.inner, written)
     }
 }
 

@@ -87,19 +87,17 @@ fn create_file_limited<E>(
         }),
     );
     let rendered = render(&mut w);
-    let filter = match w.into_inner() {
-        Ok(f) => f,
-        Err(e) => return Err(io_error(e.into_error())),
-    };
-    let mut limited = match filter.into_inner() {
-        Ok(l) => l,
-        Err(e) => return Err(io_error(e)),
-    };
+    // Everything buffered is pushed down before the limit is judged; a write error
+    // past the limit is the limit's, reported as such below.
+    let flushed = w.flush();
+    let (filter, _) = w.into_parts();
+    let (mut limited, finished) = filter.finish();
     if limited.exceeded {
         drop(limited);
         let _ = std::fs::remove_file(path);
         return Err(FileError::TooLarge);
     }
+    flushed.and(finished).map_err(io_error)?;
     rendered.map_err(|e| FileError::Failed(error(e)))?;
     limited.flush().map_err(io_error)
 }
