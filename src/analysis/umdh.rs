@@ -122,25 +122,6 @@ fn empty_report(path: &Path) -> DumpReport {
     }
 }
 
-/// `--images` files by lower-case name; the first folder holding a name wins.
-fn image_files(images: &[PathBuf]) -> HashMap<String, PathBuf> {
-    let mut files = HashMap::new();
-    for path in images {
-        if path.is_file() {
-            if let Some(name) = path.file_name() {
-                let name = name.to_string_lossy().to_ascii_lowercase();
-                files.entry(name).or_insert_with(|| path.clone());
-            }
-            continue;
-        }
-        for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().to_ascii_lowercase();
-            files.entry(name).or_insert_with(|| e.path());
-        }
-    }
-    files
-}
-
 /// The PDB identity of `m` from its image in `--images`, when the image's size
 /// matches the module's; a log has none of its own.
 fn image_identity(
@@ -171,7 +152,7 @@ fn image_identity(
 }
 
 fn module_map(snap: &Snapshot, images: &[PathBuf], warnings: &mut Vec<String>) -> ModuleMap {
-    let files = image_files(images);
+    let files = super::scripts::modules::image_files(images);
     ModuleMap::new(
         snap.modules
             .iter()
@@ -296,7 +277,7 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
             source,
         }
     })?;
-    let wanted = leak::modules_in_stacks(&stream, &modules);
+    let wanted = super::attribution::modules_in_stacks(&stream, &table.frames, modules.len());
     let no_memory = |_: u64, _: usize| None;
     let symbols = Symbols::load(&options.symbolizer, &modules, &wanted, &no_memory, true);
     let mut analysis = leak::build(&stream, &table, &modules, &options.leak, &symbols);

@@ -593,15 +593,7 @@ impl<'a> AllocationStream<'a> {
     /// All allocation records, in table order.
     pub fn allocations(&self) -> impl ExactSizeIterator<Item = AllocationRecord> + 'a {
         let table: &'a [[u8; ALLOCATION_RECORD_SIZE]] = self.allocations;
-        table.iter().map(|r| AllocationRecord {
-            address: VirtAddr(u64_at(r, 0)),
-            size: u64_at(r, 8),
-            time: u64_at(r, 16),
-            heap: u64_at(r, 24),
-            stack: u32_at(r, 32),
-            allocator_byte: r[36],
-            flags: r[37],
-        })
+        table.iter().map(AllocationRecord::decode)
     }
 
     /// The allocation table's raw records, in table order, for readers that split the

@@ -35,29 +35,31 @@ pub struct ImageReader<'a> {
     files: HashMap<String, PathBuf>,
 }
 
+/// The files of the `--images` entries by lower-case name: an entry is a folder of
+/// images or one image file; the first entry holding a name wins.
+pub fn image_files(images: &[PathBuf]) -> HashMap<String, PathBuf> {
+    let mut files = HashMap::new();
+    for path in images {
+        if path.is_file() {
+            if let Some(name) = path.file_name() {
+                let name = name.to_string_lossy().to_ascii_lowercase();
+                files.entry(name).or_insert_with(|| path.clone());
+            }
+            continue;
+        }
+        for e in std::fs::read_dir(path).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().to_ascii_lowercase();
+            files.entry(name).or_insert_with(|| e.path());
+        }
+    }
+    files
+}
+
 impl<'a> ImageReader<'a> {
     pub fn new(dump: &'a Minidump<'static, memmap2::Mmap>, images: &'a [PathBuf]) -> Self {
-        let mut files = HashMap::new();
-        for path in images {
-            // An `--images` entry is a folder of images or one image file.
-            if path.is_file() {
-                if let Some(name) = path.file_name() {
-                    let name = name.to_string_lossy().to_ascii_lowercase();
-                    files.entry(name).or_insert_with(|| path.clone());
-                }
-                continue;
-            }
-            let Ok(entries) = std::fs::read_dir(path) else {
-                continue;
-            };
-            for e in entries.filter_map(Result::ok) {
-                let name = e.file_name().to_string_lossy().to_ascii_lowercase();
-                files.entry(name).or_insert_with(|| e.path());
-            }
-        }
         ImageReader {
             memory: dump.get_memory(),
-            files,
+            files: image_files(images),
         }
     }
 

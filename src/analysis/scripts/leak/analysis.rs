@@ -13,7 +13,7 @@ use crate::model::{
     ModuleLeak, ModuleMap, Omitted, RankEntry, SizeBucket, StackSample, TimelineBin, Totals,
     NO_STACK_MODULE, SIZE_BUCKETS, UNKNOWN_MODULE,
 };
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 /// How much detail to keep per module.
 #[derive(Clone, Debug)]
@@ -65,13 +65,6 @@ fn function_name(r: &Responsible, modules: &ModuleMap, symbols: &Symbols) -> Str
         }
         _ => format!("{}", r.address),
     }
-}
-
-/// The modules any frame of any stack lies in, whose symbols the report needs
-/// (O(frames + stacks), see [`crate::analysis::attribution::modules_in_stacks`]).
-pub fn modules_in_stacks(stream: &AllocationStream<'_>, modules: &ModuleMap) -> BTreeSet<usize> {
-    let located = crate::analysis::attribution::FrameModules::locate(stream, modules);
-    crate::analysis::attribution::modules_in_stacks(stream, &located, modules.len())
 }
 
 /// The report frames of one stack address.
