@@ -129,6 +129,55 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
+/// The bytes [`ControlFilter`] has to look at: the C0 controls but newline and tab,
+/// DEL, and 0xC2 (which starts a C1 control when 0x80–0x9F follows).
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b < 0x20 && b != b'\n' as usize && b != b'\t' as usize) || b == 0x7f || b == 0xc2;
+        b += 1;
+    }
+    t
+};
+
+/// The first byte of `data` that [`SPECIAL`] marks. Eight bytes at a time: a word with
+/// no byte below 0x20, no 0x7F and no 0xC2 is skipped with a few operations (exact
+/// tests for "some byte is less than / equal to"); only a word that may hold one (in
+/// practice, one with a newline) is looked at byte by byte.
+#[inline]
+fn find_special(data: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    #[inline(always)]
+    fn has_zero(x: u64) -> bool {
+        x.wrapping_sub(ONES) & !x & HIGH != 0
+    }
+    #[inline(always)]
+    fn may_hold_special(x: u64) -> bool {
+        // Bytes below 0x20 (exact for "any", as long as the bound is at most 0x80).
+        (x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0)
+            || has_zero(x ^ (ONES * 0x7f))
+            || has_zero(x ^ (ONES * 0xc2))
+    }
+    let mut words = data.chunks_exact(8);
+    let mut at = 0;
+    for w in &mut words {
+        let x = u64::from_le_bytes(w.try_into().unwrap_or_default());
+        if may_hold_special(x) {
+            if let Some(i) = w.iter().position(|&b| SPECIAL[usize::from(b)]) {
+                return Some(at + i);
+            }
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| SPECIAL[usize::from(b)])
+        .map(|i| at + i)
+}
+
 /// A writer that passes UTF-8 text on without its control characters: every C0 byte
 /// but newline and tab, DEL and the C1 controls (U+0080–U+009F) are dropped. The last
 /// guard of every page, summary and terminal listing: whatever a dump holds, no escape
@@ -169,9 +218,6 @@ impl<W: std::io::Write> std::io::Write for ControlFilter<W> {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         // Runs of ordinary bytes go straight through: the serializers write many small
         // pieces, and almost none holds a control byte.
-        fn special(b: u8) -> bool {
-            (b < 0x20 && b != b'\n' && b != b'\t') || b == 0x7f || b == 0xc2
-        }
         let mut rest = data;
         if self.pending {
             match rest.first() {
@@ -182,7 +228,7 @@ impl<W: std::io::Write> std::io::Write for ControlFilter<W> {
             }
             self.pending = false;
         }
-        while let Some(at) = rest.iter().position(|&b| special(b)) {
+        while let Some(at) = find_special(rest) {
             self.inner.write_all(&rest[..at])?;
             let b = rest[at];
             rest = &rest[at + 1..];
@@ -224,6 +270,26 @@ mod clean_tests {
             i += 1;
         }
         out
+    }
+
+    #[test]
+    fn find_special_finds_the_first_special_byte() {
+        for b in 0..=255u8 {
+            for len in [1usize, 7, 8, 9, 16, 23] {
+                for pos in 0..len {
+                    let mut data = vec![b'a'; len];
+                    data[pos] = b;
+                    let want = SPECIAL[usize::from(b)].then_some(pos);
+                    assert_eq!(find_special(&data), want, "byte {b:#x} at {pos} of {len}");
+                    // A newline or tab before it is ordinary.
+                    if pos > 0 {
+                        data[pos - 1] = b'\n';
+                        assert_eq!(find_special(&data), want, "after a newline");
+                    }
+                }
+            }
+        }
+        assert_eq!(find_special(b""), None);
     }
 
     #[test]

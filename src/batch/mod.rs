@@ -335,7 +335,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError {
 /// One file of the run (index, vendor report), created new, filtered and limited.
 fn write_file<E>(
     path: &Path,
-    render: impl FnOnce(&mut dyn std::io::Write) -> Result<(), E>,
+    render: impl FnOnce(&mut write::FileWriter) -> Result<(), E>,
     error: impl FnOnce(E) -> OutputError,
 ) -> Result<(), OutputError> {
     match write::create_file(path, render, error) {
