@@ -3,7 +3,7 @@
 //! and ranked.
 
 use super::symbols::Symbols;
-use crate::addr::VirtAddr;
+use crate::addr::{Rva, VirtAddr};
 use crate::analysis::attribution::{ModuleFilter, Owner, Responsible};
 use crate::analysis::probability::{TimeHistogram, TIME_BINS};
 use crate::analysis::table::{stack_id, OwnerSums, Table, TotalOverflow};
@@ -13,7 +13,6 @@ use crate::model::{
     ModuleLeak, ModuleMap, Omitted, RankEntry, SizeBucket, StackSample, TimelineBin, Totals,
     NO_STACK_MODULE, SIZE_BUCKETS, UNKNOWN_MODULE,
 };
-use std::collections::HashMap;
 
 /// How much detail to keep per module.
 #[derive(Clone, Debug)]
@@ -52,19 +51,48 @@ fn owner_name(owner: Owner, modules: &ModuleMap) -> String {
     }
 }
 
-/// The name a responsible frame is grouped under: `module!function` of the innermost
-/// (inlined) function when symbols resolve it, else `module+0xRVA`, else the address.
-fn function_name(r: &Responsible, modules: &ModuleMap, symbols: &Symbols) -> String {
-    match (r.owner, r.rva) {
-        (Owner::Module(i), Some(rva)) => {
-            let name = &modules.get(i).name;
-            match symbols.lookup(i, rva).as_deref() {
-                Some([innermost, ..]) => format!("{name}!{}", innermost.function),
-                _ => format!("{name}+{rva}"),
-            }
+/// What a responsible frame is grouped under: its function's name, `module!function`
+/// of the innermost (inlined) function when symbols resolve it, else `module+0xRVA`,
+/// else the address. A frame with no symbol is keyed by its module and offset, which
+/// name it as `module+0xRVA` and which no other key shares (a resolved name has a `!`
+/// where this has a `+`, an address has neither), so grouping by the key is grouping
+/// by the name, without making the name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum FunctionKey {
+    Named(String),
+    /// Module index and offset: named `module+0xRVA`.
+    Offset(usize, Rva),
+}
+
+impl FunctionKey {
+    /// The function's name.
+    fn name(&self, modules: &ModuleMap) -> String {
+        match self {
+            FunctionKey::Named(name) => name.clone(),
+            FunctionKey::Offset(m, rva) => format!("{}+{rva}", modules.get(*m).name),
         }
-        _ => format!("{}", r.address),
     }
+}
+
+fn function_key(r: &Responsible, modules: &ModuleMap, symbols: &Symbols) -> FunctionKey {
+    match (r.owner, r.rva) {
+        (Owner::Module(i), Some(rva)) => match symbols.lookup(i, rva).as_deref() {
+            Some([innermost, ..]) => FunctionKey::Named(format!(
+                "{}!{}",
+                modules.get(i).name,
+                innermost.function
+            )),
+            _ => FunctionKey::Offset(i, rva),
+        },
+        _ => FunctionKey::Named(format!("{}", r.address)),
+    }
+}
+
+/// One function of a module: its stacks are `keyed[start..end]`.
+struct FunctionGroup {
+    start: usize,
+    end: usize,
+    totals: Totals,
 }
 
 /// The report frames of one stack address.
@@ -196,35 +224,55 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
         &table.stack_times,
         table.window,
     );
-    // Functions: the responsible frames of the module's stacks, grouped by name.
-    let mut functions: HashMap<String, (Totals, TimeHistogram)> = HashMap::new();
-    for &s in &acc.stacks {
-        if let Some(r) = &responsible[s as usize] {
-            let f = functions
-                .entry(function_name(r, modules, symbols))
-                .or_default();
-            f.0.merge(per_stack[s as usize]);
-            stack_times.merge_into(s as usize, &mut f.1);
+    // Functions: the responsible frames of the module's stacks, grouped by name. Names
+    // are made only for the functions kept (see `FunctionKey`), and the time histogram
+    // and leak probability only for them; the others are only counted.
+    let mut keyed: Vec<(FunctionKey, u32)> = acc
+        .stacks
+        .iter()
+        .filter_map(|&s| Some((function_key(responsible[s as usize].as_ref()?, modules, symbols), s)))
+        .collect();
+    keyed.sort_unstable();
+    let mut groups: Vec<FunctionGroup> = Vec::new();
+    for (i, (key, s)) in keyed.iter().enumerate() {
+        match groups.last_mut() {
+            Some(g) if keyed[g.start].0 == *key => {
+                g.totals.merge(per_stack[*s as usize]);
+                g.end = i + 1;
+            }
+            _ => groups.push(FunctionGroup {
+                start: i,
+                end: i + 1,
+                totals: per_stack[*s as usize],
+            }),
         }
     }
-    let mut functions: Vec<FunctionLeak> = functions
-        .into_iter()
-        .map(|(name, (t, times))| FunctionLeak {
-            name,
-            allocations: t.allocations,
-            bytes: t.bytes,
-            leak_probability: times.leak_probability(window),
+    // Names are unique, so the order is total: only the kept ones need sorting (and
+    // naming: two groups are named only when their totals tie).
+    let name_of = |g: &FunctionGroup| keyed[g.start].0.name(modules);
+    top_ranked(&mut groups, options.top_functions, |a, b| {
+        a.totals
+            .rank(&b.totals)
+            .then_with(|| name_of(a).cmp(&name_of(b)))
+    });
+    let functions_omitted = omit(&mut groups, options.top_functions, |g| {
+        (g.totals.allocations, g.totals.bytes)
+    });
+    let functions: Vec<FunctionLeak> = groups
+        .iter()
+        .map(|g| {
+            let mut times = TimeHistogram::default();
+            for &(_, s) in &keyed[g.start..g.end] {
+                stack_times.merge_into(s as usize, &mut times);
+            }
+            FunctionLeak {
+                name: name_of(g),
+                allocations: g.totals.allocations,
+                bytes: g.totals.bytes,
+                leak_probability: times.leak_probability(window),
+            }
         })
         .collect();
-    // Names are unique, so the order is total: only the kept ones need sorting.
-    top_ranked(&mut functions, options.top_functions, |a, b| {
-        a.totals()
-            .rank(&b.totals())
-            .then_with(|| a.name.cmp(&b.name))
-    });
-    let functions_omitted = omit(&mut functions, options.top_functions, |f| {
-        (f.allocations, f.bytes)
-    });
 
     let mut stacks = acc.stacks.clone();
     top_ranked(&mut stacks, options.sample_stacks, |&a, &b| {
