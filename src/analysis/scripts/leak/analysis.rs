@@ -77,11 +77,9 @@ impl FunctionKey {
 fn function_key(r: &Responsible, modules: &ModuleMap, symbols: &Symbols) -> FunctionKey {
     match (r.owner, r.rva) {
         (Owner::Module(i), Some(rva)) => match symbols.lookup(i, rva).as_deref() {
-            Some([innermost, ..]) => FunctionKey::Named(format!(
-                "{}!{}",
-                modules.get(i).name,
-                innermost.function
-            )),
+            Some([innermost, ..]) => {
+                FunctionKey::Named(format!("{}!{}", modules.get(i).name, innermost.function))
+            }
             _ => FunctionKey::Offset(i, rva),
         },
         _ => FunctionKey::Named(format!("{}", r.address)),
@@ -230,7 +228,12 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
     let mut keyed: Vec<(FunctionKey, u32)> = acc
         .stacks
         .iter()
-        .filter_map(|&s| Some((function_key(responsible[s as usize].as_ref()?, modules, symbols), s)))
+        .filter_map(|&s| {
+            Some((
+                function_key(responsible[s as usize].as_ref()?, modules, symbols),
+                s,
+            ))
+        })
         .collect();
     keyed.sort_unstable();
     let mut groups: Vec<FunctionGroup> = Vec::new();
