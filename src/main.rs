@@ -190,6 +190,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     sample_stacks: stacks,
                     top_functions: functions,
                     min_window_seconds: min_window.saturating_mul(60),
+                    all_stack_totals: true,
                 },
                 scripts,
                 images,

@@ -597,6 +597,75 @@ impl Table {
     }
 }
 
+/// What every stack with the same [`StackId`] as another shares: its depth (up to
+/// the id's frame limit) and its innermost frame as the id encodes it (the module by
+/// its first index among the modules of the same lower-case name, and the offset; or
+/// the address). Cheap to compute, and equal for equal ids (equal ids hash equal bytes,
+/// and the encoding of a frame delimits itself), so only stacks of a wanted shape need
+/// their id.
+type StackShape = (usize, u32, u64);
+
+impl Table {
+    /// [`Table::totals_by_stack_id`] for the ids of `wanted` (stack indices) only: the
+    /// same entries as the full map for these ids, and no others; only the stacks of
+    /// a wanted stack's [`StackShape`] are hashed.
+    pub fn totals_of_stack_ids(
+        &self,
+        stream: &AllocationStream<'_>,
+        modules: &ModuleMap,
+        wanted: impl IntoIterator<Item = u32>,
+    ) -> HashMap<StackId, Totals> {
+        let mut canonical: HashMap<String, u32> = HashMap::new();
+        let canon: Vec<u32> = modules
+            .modules()
+            .iter()
+            .enumerate()
+            .map(|(i, m)| *canonical.entry(m.name.to_ascii_lowercase()).or_insert(i as u32))
+            .collect();
+        let shape = |stack: u32| -> StackShape {
+            let Some(r) = stream.stack(stack) else {
+                return (0, u32::MAX, 0);
+            };
+            let depth = (r.frame_count as usize).min(crate::model::MAX_SAMPLE_FRAMES);
+            let first = r.first_frame as usize;
+            match stream.frame(first).filter(|_| depth > 0) {
+                None => (depth, u32::MAX, 0),
+                Some(addr) => match self.frames.locate_frame(first, addr, modules) {
+                    Some((m, rva)) => (depth, canon[m], rva.0),
+                    None => (depth, u32::MAX - 1, addr.0),
+                },
+            }
+        };
+        let encoder = StackIdEncoder::new(modules);
+        let mut buf = Vec::new();
+        let wanted: Vec<u32> = wanted.into_iter().collect();
+        let mut shapes: Vec<StackShape> = wanted.iter().map(|&s| shape(s)).collect();
+        shapes.sort_unstable();
+        shapes.dedup();
+        let mut out: HashMap<StackId, Totals> = wanted
+            .iter()
+            .map(|&s| {
+                let id = encoder.id(stream, s, modules, &self.frames, &mut buf);
+                (id, Totals::default())
+            })
+            .collect();
+        for (s, t) in self.per_stack.iter().enumerate() {
+            if t.allocations == 0 || shapes.binary_search(&shape(s as u32)).is_err() {
+                continue;
+            }
+            let id = encoder.id(stream, s as u32, modules, &self.frames, &mut buf);
+            // Stacks of the same shape but another id are not wanted.
+            if let Some(sum) = out.get_mut(&id) {
+                sum.merge(*t);
+            }
+        }
+        // An id whose stacks have no outstanding allocations has no entry, as in the
+        // full map.
+        out.retain(|_, t| t.allocations > 0);
+        out
+    }
+}
+
 /// A stack's identity across dumps: its frames as (module name, offset), or the
 /// address for a frame in no module (see [`StackId`]).
 pub fn stack_id(stream: &AllocationStream<'_>, stack: u32, modules: &ModuleMap) -> StackId {
@@ -732,6 +801,60 @@ mod tests {
                 "stack {s}"
             );
         }
+    }
+
+    #[test]
+    fn totals_of_stack_ids_are_those_of_the_full_map() {
+        let module = |name: &str, base: u64| Module {
+            name: name.into(),
+            path: format!("C:\\app\\{name}"),
+            base: crate::addr::VirtAddr(base),
+            size: 0x10_0000,
+            unloaded: false,
+            timestamp: 0,
+            debug_id: None,
+            debug_file: None,
+            version: None,
+            pdb: None,
+        };
+        // The same module name twice (loaded, unloaded, loaded again elsewhere): its
+        // stacks at either base have the same id.
+        let modules = ModuleMap::new(vec![
+            module("App.EXE", 0x40_0000),
+            module("app.exe", 0x80_0000),
+            module("other.dll", 0xc0_0000),
+        ]);
+        let mut b = AllocationStreamBuilder::new(0, 10_000_000);
+        let stacks: Vec<Vec<u64>> = vec![
+            vec![0x40_1000, 0x40_2000],
+            vec![0x80_1000, 0x80_2000],
+            vec![0x40_1000, 0x40_3000],
+            vec![0x40_1000],
+            vec![0xc0_1000, 0x40_2000],
+            vec![0xdead_0000, 0x40_2000],
+            vec![0xdead_0000],
+            (0..300).map(|i| 0x40_0000 + i * 0x10).collect(),
+            (0..301).map(|i| 0x40_0000 + i * 0x10).collect(),
+        ];
+        for (i, s) in stacks.iter().enumerate() {
+            for k in 0..=i as u64 {
+                b.allocate(0x1000 * (k + 1), 10 + k, 5, AllocatorKind::CRuntime, s);
+            }
+        }
+        let bytes = b.build();
+        let stream = AllocationStream::parse(&bytes).unwrap();
+        let table = Table::read(&stream, &modules, &ModuleFilter::new::<[&str; 0], &str>([]))
+            .unwrap();
+        let full = table.totals_by_stack_id(&stream, &modules);
+        assert!(full.len() < stacks.len(), "some stacks share an id");
+        for s in 0..stream.stack_count() as u32 {
+            let id = stack_id(&stream, s, &modules);
+            let some = table.totals_of_stack_ids(&stream, &modules, [s]);
+            assert_eq!(some.len(), 1, "stack {s}");
+            assert_eq!(some.get(&id), full.get(&id), "stack {s}");
+        }
+        let all = table.totals_of_stack_ids(&stream, &modules, 0..stream.stack_count() as u32);
+        assert_eq!(all, full);
     }
 
     #[test]

@@ -167,6 +167,17 @@ pub fn run(
     let vendor_dirs: Vec<String> = vendors.iter().map(|(_, d)| d.clone()).collect();
     let dirs = report_dirs(&files, &vendor_dirs);
     target.check_names(dirs.iter().chain(&vendor_dirs).map(String::as_str))?;
+    // One input is a series of one: it follows only its own sample stacks, so the
+    // analysis need not hash the id of every stack (see `LeakOptions`).
+    let single;
+    let options = if files.len() == 1 && options.leak.all_stack_totals {
+        let mut o = options.clone();
+        o.leak.all_stack_totals = false;
+        single = o;
+        &single
+    } else {
+        options
+    };
     let mut outcomes = analyze_all(&files, options, run.progress);
     let analysed = outcomes
         .iter()

@@ -25,6 +25,11 @@ pub struct LeakOptions {
     pub top_functions: usize,
     /// A tracking window shorter than this (seconds) is too short to judge.
     pub min_window_seconds: u64,
+    /// Whether [`LeakAnalysis::stack_totals`] holds every stack (for a series of
+    /// several dumps, which follows the last dump's stacks back through the others),
+    /// or only the ids of this dump's sample stacks (enough for a dump alone: hashing
+    /// every stack's id is a large part of the work on 100,000 stacks).
+    pub all_stack_totals: bool,
 }
 
 impl Default for LeakOptions {
@@ -34,6 +39,7 @@ impl Default for LeakOptions {
             sample_stacks: 3,
             top_functions: 10,
             min_window_seconds: 15 * 60,
+            all_stack_totals: true,
         }
     }
 }
@@ -185,6 +191,12 @@ pub fn build(
             .then_with(|| a.name.cmp(&b.name))
     });
 
+    let stack_totals = if options.all_stack_totals {
+        table.totals_by_stack_id(stream, modules)
+    } else {
+        let samples = modules_out.iter().flat_map(|m| m.stacks.iter().map(|s| s.stack));
+        table.totals_of_stack_ids(stream, modules, samples)
+    };
     LeakAnalysis {
         totals: table.totals,
         no_stack: table.no_stack,
@@ -192,7 +204,7 @@ pub fn build(
         modules: modules_out,
         modules_by_count,
         symbols: symbols.rows(modules),
-        stack_totals: table.totals_by_stack_id(stream, modules),
+        stack_totals,
     }
 }
 
