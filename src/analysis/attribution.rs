@@ -243,17 +243,50 @@ pub fn responsible_frames(
     skip: &ModuleFilter,
 ) -> Vec<Option<Responsible>> {
     let n = stream.frame_count();
+    // Where the stacks cover the frame table about once (the tracker writes each
+    // stack's frames once), each stack is walked from its first frame to its first
+    // kept one: no table as large as the frame table. Where they overlap more, the
+    // table of the nearest kept frame keeps the work in O(frames + stacks).
+    let covered: u64 = (0..stream.stack_count() as u32)
+        .filter_map(|s| stream.stack(s))
+        .map(|r| u64::from(r.frame_count))
+        .sum();
+    responsible_frames_with(stream, modules, located, skip, covered > 2 * n as u64)
+}
+
+/// [`responsible_frames`] with the table of the nearest kept frame (`table`) or a walk
+/// of each stack; the two give the same answer (a test checks it).
+fn responsible_frames_with(
+    stream: &AllocationStream<'_>,
+    modules: &ModuleMap,
+    located: &FrameModules,
+    skip: &ModuleFilter,
+    table: bool,
+) -> Vec<Option<Responsible>> {
+    let n = stream.frame_count();
     // Whether each module is plumbing, decided once per module, not once per frame.
     let skipped_module: Vec<bool> = modules
         .modules()
         .iter()
         .map(|m| skip.matches(&m.name))
         .collect();
-    let mut next_kept = vec![n; n + 1];
-    for i in (0..n).rev() {
-        let skipped = located.get(i).is_some_and(|m| skipped_module[m]);
-        next_kept[i] = if skipped { next_kept[i + 1] } else { i };
-    }
+    let skipped = |i: usize| located.get(i).is_some_and(|m| skipped_module[m]);
+    let next_kept: Vec<usize> = if !table {
+        Vec::new()
+    } else {
+        let mut next_kept = vec![n; n + 1];
+        for i in (0..n).rev() {
+            next_kept[i] = if skipped(i) { next_kept[i + 1] } else { i };
+        }
+        next_kept
+    };
+    let first_kept = |first: usize, end: usize| -> usize {
+        if next_kept.is_empty() {
+            (first..end).find(|&i| !skipped(i)).unwrap_or(n)
+        } else {
+            next_kept[first]
+        }
+    };
     let candidate = |i: usize, first: usize| -> Option<Responsible> {
         let address = stream.frame(i)?;
         Some(match located.locate_frame(i, address, modules) {
@@ -280,40 +313,45 @@ pub fn responsible_frames(
             // Ranges were checked when the stream was parsed.
             let first = r.first_frame as usize;
             let end = first + r.frame_count as usize;
-            let kept = next_kept[first];
+            let kept = first_kept(first, end);
             candidate(if kept < end { kept } else { first }, first)
         })
         .collect()
 }
 
-/// The modules that any frame of any stack lies in, in O(frames + stacks): the frames
-/// some stack covers are marked in one pass over the stack table, then each one's
-/// module (located once, in `located`) is flagged.
+/// The modules that any frame of any stack lies in, in O(frames + stacks log stacks):
+/// the stacks' frame ranges in order, each frame some stack covers visited once and
+/// its module (located once, in `located`) flagged.
 pub fn modules_in_stacks(
     stream: &AllocationStream<'_>,
     located: &FrameModules,
     module_count: usize,
 ) -> BTreeSet<usize> {
     let n = stream.frame_count();
-    // +1 where a stack starts, −1 where it ends: the running sum is the number of
-    // stacks covering a frame.
-    let mut delta = vec![0i64; n + 1];
-    for s in 0..stream.stack_count() as u32 {
-        if let Some(r) = stream.stack(s).filter(|r| r.frame_count > 0) {
-            delta[r.first_frame as usize] += 1;
-            delta[r.first_frame as usize + r.frame_count as usize] -= 1;
-        }
+    // The stacks' frame ranges in order, merged where they overlap or touch: every
+    // frame some stack covers is visited once, with no table as large as the frame
+    // table (the ranges come from the stack table, mostly in order already).
+    let mut ranges: Vec<(usize, usize)> = (0..stream.stack_count() as u32)
+        .filter_map(|s| stream.stack(s))
+        .filter(|r| r.frame_count > 0)
+        .map(|r| {
+            let first = r.first_frame as usize;
+            (first, (first + r.frame_count as usize).min(n))
+        })
+        .collect();
+    if !ranges.is_sorted() {
+        ranges.sort_unstable();
     }
     // A flag per module: a set insertion per frame would cost more than the lookup.
     let mut found = vec![false; module_count];
-    let mut covering = 0i64;
-    for (i, d) in delta.iter().enumerate().take(n) {
-        covering += d;
-        if covering > 0 {
+    let mut done = 0;
+    for (first, end) in ranges {
+        for i in first.max(done)..end {
             if let Some(m) = located.get(i) {
                 found[m] = true;
             }
         }
+        done = done.max(end);
     }
     found
         .into_iter()
@@ -326,6 +364,72 @@ pub fn modules_in_stacks(
 mod tests {
     use super::*;
     use crate::model::Module;
+
+    #[test]
+    fn responsible_frames_and_modules_in_stacks_follow_the_rule_either_way() {
+        use crate::dump::stream::AllocationStream;
+        use crate::dump::writer::AllocationStreamBuilder;
+        let module = |name: &str, base: u64| Module {
+            name: name.into(),
+            path: format!("C:\\x\\{name}"),
+            base: VirtAddr(base),
+            size: 0x1000,
+            unloaded: false,
+            timestamp: 0,
+            debug_id: None,
+            debug_file: None,
+            version: None,
+            pdb: None,
+        };
+        let modules = ModuleMap::new(vec![
+            module("ntdll.dll", 0x1000),
+            module("app.exe", 0x3000),
+            module("lib.dll", 0x5000),
+            module("unused.dll", 0x7000),
+        ]);
+        let skip = ModuleFilter::system_with::<&str>(&[]);
+        let mut b = AllocationStreamBuilder::new(0, 10);
+        let mut state = 7u64;
+        let mut next = |n: u64| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (state >> 33) % n
+        };
+        // Frames in ntdll (skipped), app, lib and in no module, in every mix.
+        let places = [0x1010, 0x1020, 0x3010, 0x3020, 0x5010, 0x9010];
+        let mut stacks = vec![vec![0x1010], vec![0x9010], vec![0x1010, 0x1020]];
+        for _ in 0..200 {
+            let depth = 1 + next(6) as usize;
+            stacks.push((0..depth).map(|_| places[next(6) as usize]).collect());
+        }
+        for s in &stacks {
+            b.add_stack(s);
+        }
+        let bytes = b.build();
+        let stream = AllocationStream::parse(&bytes).unwrap();
+        let located = FrameModules::locate(&stream, &modules);
+        let want: Vec<Option<Responsible>> = (0..stream.stack_count() as u32)
+            .map(|s| responsible_frame(stream.stack_frames(s)?, &modules, &skip))
+            .collect();
+        for table in [false, true] {
+            assert_eq!(
+                responsible_frames_with(&stream, &modules, &located, &skip, table),
+                want,
+                "table: {table}"
+            );
+        }
+        assert_eq!(responsible_frames(&stream, &modules, &located, &skip), want);
+        let mut used = BTreeSet::new();
+        for s in 0..stream.stack_count() as u32 {
+            used.extend(
+                stream
+                    .stack_frames(s)
+                    .unwrap()
+                    .filter_map(|a| modules.find(a)),
+            );
+        }
+        assert_eq!(modules_in_stacks(&stream, &located, 4), used);
+        assert!(!used.contains(&3));
+    }
 
     #[test]
     fn default_list_matches_runtime_names() {

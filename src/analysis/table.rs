@@ -453,11 +453,20 @@ impl Table {
         };
 
         // At most two partial sums per thread (each as large as the stack table: 64
-        // bytes per stack), so that a busy thread leaves work to steal.
+        // bytes per stack), so that a busy thread leaves work to steal; one per thread
+        // where the records are few for the stacks (fewer than 16 a stack), as there
+        // making, zeroing and merging a partial sum costs about as much as its records.
         let records = stream.allocation_table();
         let chunk = chunk.max(1);
         let chunks = records.len().div_ceil(chunk);
-        let per_split = chunks.div_ceil(2 * rayon::current_num_threads()).max(1);
+        let per_thread = if records.len() >= 16 * ctx.owner_of.len() {
+            2
+        } else {
+            1
+        };
+        let per_split = chunks
+            .div_ceil(per_thread * rayon::current_num_threads())
+            .max(1);
         let sums = records
             .par_chunks(chunk)
             .with_min_len(per_split)
@@ -620,7 +629,11 @@ impl Table {
             .modules()
             .iter()
             .enumerate()
-            .map(|(i, m)| *canonical.entry(m.name.to_ascii_lowercase()).or_insert(i as u32))
+            .map(|(i, m)| {
+                *canonical
+                    .entry(m.name.to_ascii_lowercase())
+                    .or_insert(i as u32)
+            })
             .collect();
         let shape = |stack: u32| -> StackShape {
             let Some(r) = stream.stack(stack) else {
@@ -843,8 +856,8 @@ mod tests {
         }
         let bytes = b.build();
         let stream = AllocationStream::parse(&bytes).unwrap();
-        let table = Table::read(&stream, &modules, &ModuleFilter::new::<[&str; 0], &str>([]))
-            .unwrap();
+        let table =
+            Table::read(&stream, &modules, &ModuleFilter::new::<[&str; 0], &str>([])).unwrap();
         let full = table.totals_by_stack_id(&stream, &modules);
         assert!(full.len() < stacks.len(), "some stacks share an id");
         for s in 0..stream.stack_count() as u32 {

@@ -194,7 +194,9 @@ pub fn build(
     let stack_totals = if options.all_stack_totals {
         table.totals_by_stack_id(stream, modules)
     } else {
-        let samples = modules_out.iter().flat_map(|m| m.stacks.iter().map(|s| s.stack));
+        let samples = modules_out
+            .iter()
+            .flat_map(|m| m.stacks.iter().map(|s| s.stack));
         table.totals_of_stack_ids(stream, modules, samples)
     };
     LeakAnalysis {
