@@ -504,9 +504,18 @@ impl Table {
         let mut owner_times = vec![[0u64; TIME_BINS]; owners];
         let mut owner_stacks: Vec<Vec<u32>> = vec![Vec::new(); owners];
         let mut per_stack = vec![Totals::default(); sums.stacks.len()];
+        // Sized once: growing it by doubling copies it over and over (megabytes for
+        // 100,000 stacks). A stack without a count this side of a carry may still
+        // have allocations, so carried stacks count too.
+        let used = sums
+            .stacks
+            .iter()
+            .filter(|s| s.times.iter().any(|&c| c > 0))
+            .count()
+            + sums.carries.len();
         let mut times = StackTimes {
             slot: vec![StackTimes::NONE; sums.stacks.len()],
-            counts: Vec::new(),
+            counts: Vec::with_capacity(used.min(sums.stacks.len())),
         };
         for (s, sum) in sums.stacks.iter().enumerate() {
             let mut exact = [0u64; TIME_BINS];
