@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! bench-gen large OUT.dmp              case 1: 1,000,000 allocations, 20,000 stacks
-//! bench-gen batch DIR                  case 3: 64 dumps of 100,000 allocations
+//! bench-gen batch DIR [N ALLOCS STACKS] case 3: 64 dumps of 100,000 allocations, 5,000 stacks
 //! bench-gen full OUT.dmp               case 4: 2 GiB Memory64List, 500,000 allocations
 //! bench-gen huge OUT.dmp               case 5: 10,000,000 allocations, 100,000 stacks
 //! bench-gen scale N OUT.dmp            case 5's shape with N allocations (1M, 3M: scaling)
@@ -377,16 +377,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let s = stream(1, &mods, 20_000, 32, 1_000_000, 2 * 3600);
             write_dump(Path::new(arg(1)?), &mods, 4242, T0 as u32 + 7200, &s, None)?;
         }
+        // `batch DIR [COUNT ALLOCATIONS STACKS]`: COUNT dumps (default 64) of
+        // ALLOCATIONS allocations (100,000) over STACKS stacks (5,000), written in
+        // parallel; the defaults are case 3, `bench/scaling.sh` asks for larger ones.
         "batch" => {
+            use rayon::prelude::*;
             let dir = Path::new(arg(1)?);
+            let number = |i: usize, default: u64| -> Result<u64, Box<dyn std::error::Error>> {
+                Ok(match args.get(i) {
+                    Some(n) => n.parse()?,
+                    None => default,
+                })
+            };
+            let (count, allocations, stacks) =
+                (number(2, 64)?, number(3, 100_000)?, number(4, 5_000)?);
             std::fs::create_dir_all(dir)?;
-            for i in 0..64u64 {
+            (0..count).into_par_iter().try_for_each(|i| {
                 // One process, dumped every 10 minutes: the window grows.
                 let window = 3600 + i * 600;
-                let s = stream(100 + i, &mods, 5_000, 32, 100_000, window);
+                let s = stream(
+                    100 + i,
+                    &mods,
+                    stacks as usize,
+                    32,
+                    allocations as usize,
+                    window,
+                );
                 let path = dir.join(format!("batch_{i:02}.dmp"));
-                write_dump(&path, &mods, 4343, (T0 + window) as u32, &s, None)?;
-            }
+                write_dump(&path, &mods, 4343, (T0 + window) as u32, &s, None)
+            })?;
         }
         "full" => {
             let s = stream(7, &mods, 20_000, 32, 500_000, 2 * 3600);
