@@ -13,6 +13,7 @@ use crate::model::{
     ModuleLeak, ModuleMap, Omitted, RankEntry, SizeBucket, StackSample, TimelineBin, Totals,
     NO_STACK_MODULE, SIZE_BUCKETS, UNKNOWN_MODULE,
 };
+use std::collections::HashMap;
 
 /// How much detail to keep per module.
 #[derive(Clone, Debug)]
@@ -91,6 +92,9 @@ fn function_key(r: &Responsible, modules: &ModuleMap, symbols: &Symbols) -> Func
         _ => FunctionKey::Named(format!("{}", r.address)),
     }
 }
+
+/// The module index of a named function's sort key (no module has it).
+const NAMED: usize = usize::MAX;
 
 /// One function of a module: its stacks are `keyed[start..end]`.
 struct FunctionGroup {
@@ -239,14 +243,24 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
     // Functions: the responsible frames of the module's stacks, grouped by name. Names
     // are made only for the functions kept (see `FunctionKey`), and the time histogram
     // and leak probability only for them; the others are only counted.
-    let mut keyed: Vec<(FunctionKey, u32)> = acc
+    // Sorted as integers: (module, offset), or (NAMED, the name's index in `names`).
+    let mut names: Vec<String> = Vec::new();
+    let mut name_index: HashMap<String, u64> = HashMap::new();
+    let mut keyed: Vec<((usize, u64), u32)> = acc
         .stacks
         .iter()
         .filter_map(|&s| {
-            Some((
-                function_key(responsible[s as usize].as_ref()?, modules, symbols),
-                s,
-            ))
+            let key = match function_key(responsible[s as usize].as_ref()?, modules, symbols) {
+                FunctionKey::Offset(m, rva) => (m, rva.0),
+                FunctionKey::Named(name) => {
+                    let i = *name_index.entry(name).or_insert_with_key(|name| {
+                        names.push(name.clone());
+                        names.len() as u64 - 1
+                    });
+                    (NAMED, i)
+                }
+            };
+            Some((key, s))
         })
         .collect();
     keyed.sort_unstable();
@@ -266,7 +280,10 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
     }
     // Names are unique, so the order is total: only the kept ones need sorting (and
     // naming: two groups are named only when their totals tie).
-    let name_of = |g: &FunctionGroup| keyed[g.start].0.name(modules);
+    let name_of = |g: &FunctionGroup| match keyed[g.start].0 {
+        (NAMED, i) => names[i as usize].clone(),
+        (m, rva) => FunctionKey::Offset(m, Rva(rva)).name(modules),
+    };
     top_ranked(&mut groups, options.top_functions, |a, b| {
         a.totals
             .rank(&b.totals)
