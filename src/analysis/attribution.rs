@@ -342,17 +342,38 @@ pub fn modules_in_stacks(
     if !ranges.is_sorted() {
         ranges.sort_unstable();
     }
-    // A flag per module: a set insertion per frame would cost more than the lookup.
-    let mut found = vec![false; module_count];
+    // Disjoint pieces, then a flag per module for each share of them, in parallel (a
+    // set insertion per frame would cost more than the lookup).
+    let mut pieces: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
     let mut done = 0;
     for (first, end) in ranges {
-        for i in first.max(done)..end {
-            if let Some(m) = located.get(i) {
-                found[m] = true;
-            }
+        if end > first.max(done) {
+            pieces.push((first.max(done), end));
         }
         done = done.max(end);
     }
+    use rayon::prelude::*;
+    let found = pieces
+        .par_iter()
+        .with_min_len(1 << 10)
+        .fold(
+            || vec![false; module_count],
+            |mut found, &(first, end)| {
+                for i in first..end {
+                    if let Some(m) = located.get(i) {
+                        found[m] = true;
+                    }
+                }
+                found
+            },
+        )
+        .reduce_with(|mut a, b| {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x |= y;
+            }
+            a
+        })
+        .unwrap_or_default();
     found
         .into_iter()
         .enumerate()

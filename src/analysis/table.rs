@@ -671,14 +671,20 @@ impl Table {
                 (id, Totals::default())
             })
             .collect();
-        for (s, t) in self.per_stack.iter().enumerate() {
-            if t.allocations == 0 || shapes.binary_search(&shape(s as u32)).is_err() {
-                continue;
-            }
+        // The stacks of a wanted shape, found in parallel, in stack order.
+        let candidates: Vec<usize> = self
+            .per_stack
+            .par_iter()
+            .with_min_len(1 << 12)
+            .enumerate()
+            .filter(|(s, t)| t.allocations > 0 && shapes.binary_search(&shape(*s as u32)).is_ok())
+            .map(|(s, _)| s)
+            .collect();
+        for s in candidates {
             let id = encoder.id(stream, s as u32, modules, &self.frames, &mut buf);
             // Stacks of the same shape but another id are not wanted.
             if let Some(sum) = out.get_mut(&id) {
-                sum.merge(*t);
+                sum.merge(self.per_stack[s]);
             }
         }
         // An id whose stacks have no outstanding allocations has no entry, as in the
