@@ -626,7 +626,7 @@ type StackShape = (usize, u32, u64);
 impl Table {
     /// [`Table::totals_by_stack_id`] for the ids of `wanted` (stack indices) only: the
     /// same entries as the full map for these ids, and no others; only the stacks of
-    /// a wanted stack's [`StackShape`] are hashed.
+    /// a wanted stack's shape (depth and innermost frame, equal for equal ids) are hashed.
     pub fn totals_of_stack_ids(
         &self,
         stream: &AllocationStream<'_>,
