@@ -148,6 +148,10 @@ impl Hasher for FoldHasher {
         self.write_u64(u64::from(n));
     }
     #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    #[inline]
     fn write_u64(&mut self, n: u64) {
         let p = u128::from(self.0 ^ n) * 0x9e37_79b9_7f4a_7c15_u128;
         self.0 = (p as u64) ^ ((p >> 64) as u64).rotate_left(17);
@@ -661,9 +665,8 @@ impl Table {
         let encoder = StackIdEncoder::new(modules);
         let mut buf = Vec::new();
         let wanted: Vec<u32> = wanted.into_iter().collect();
-        let mut shapes: Vec<StackShape> = wanted.iter().map(|&s| shape(s)).collect();
-        shapes.sort_unstable();
-        shapes.dedup();
+        let shapes: std::collections::HashSet<StackShape, BuildHasherDefault<FoldHasher>> =
+            wanted.iter().map(|&s| shape(s)).collect();
         let mut out: HashMap<StackId, Totals> = wanted
             .iter()
             .map(|&s| {
@@ -677,7 +680,7 @@ impl Table {
             .par_iter()
             .with_min_len(1 << 12)
             .enumerate()
-            .filter(|(s, t)| t.allocations > 0 && shapes.binary_search(&shape(*s as u32)).is_ok())
+            .filter(|(s, t)| t.allocations > 0 && shapes.contains(&shape(*s as u32)))
             .map(|(s, _)| s)
             .collect();
         for s in candidates {
