@@ -304,7 +304,11 @@ fn responsible_frames_with(
             },
         })
     };
+    // Stacks are independent: in parallel, collected in stack order.
+    use rayon::prelude::*;
     (0..stream.stack_count() as u32)
+        .into_par_iter()
+        .with_min_len(1 << 12)
         .map(|s| {
             let r = stream.stack(s)?;
             if r.frame_count == 0 {
