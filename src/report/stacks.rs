@@ -173,6 +173,7 @@ mod tests {
                 frame(Some("app.exe"), 0x4000_14d0, false),
             ],
             frames_omitted: 0,
+            reach: None,
         };
         let v = stack_view(&s, &["ldtrack.dll".to_owned()]);
         assert_eq!(v.anchor, "stack-0000000000000abc");

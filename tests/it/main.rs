@@ -17,6 +17,7 @@ mod module_strings;
 mod modules;
 mod probability;
 mod props;
+mod reachability;
 mod scripts;
 mod stream;
 mod symbolized;

@@ -1,0 +1,293 @@
+//! The reachability scan on synthetic dumps: chains, cycles, interior pointers,
+//! stacks (live and dead), untracked memory, overlapping blocks, bad memory lists.
+
+use crate::helpers::analyze_synth;
+use crate::synth::{filetime, SynthDump, SynthModule};
+use leakdiag::analysis::AnalyzeOptions;
+use leakdiag::dump::stream::AllocatorKind;
+use leakdiag::dump::writer::AllocationStreamBuilder;
+use leakdiag::model::{DumpReport, RootKind, Totals};
+
+const APP: u64 = 0x40_0000;
+const HEAP: u64 = 0x2000_0000;
+const STACK: u64 = 0x3000_0000;
+
+/// A dump with app.exe (its image captured: 0x100 bytes of "globals"), a heap
+/// range holding the blocks, one thread whose stack is `stack` with the stack
+/// pointer at `sp`, and an untracked range.
+struct Case {
+    blocks: Vec<(u64, u64, u64)>, // (address, size, return address in app.exe)
+    heap: Vec<u8>,
+    globals: Vec<u8>,
+    stack: Vec<u8>,
+    sp: u64,
+    untracked: Vec<u8>,
+}
+
+fn put(buf: &mut Vec<u8>, offset: usize, value: u64) {
+    if buf.len() < offset + 8 {
+        buf.resize(offset + 8, 0);
+    }
+    buf[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
+}
+
+impl Case {
+    fn new() -> Self {
+        Case {
+            blocks: Vec::new(),
+            heap: vec![0; 0x1000],
+            globals: vec![0; 0x100],
+            stack: vec![0; 0x100],
+            sp: STACK + 0x80,
+            untracked: vec![0; 0x100],
+        }
+    }
+
+    /// A block of `size` bytes at heap offset `offset`, allocated by function `f`.
+    fn block(&mut self, offset: u64, size: u64, f: u64) -> u64 {
+        self.blocks
+            .push((HEAP + offset, size, APP + 0x1000 + f * 0x10));
+        HEAP + offset
+    }
+
+    /// Writes pointer `value` at `at` (absolute, in one of the ranges).
+    fn pointer(&mut self, at: u64, value: u64) {
+        let (buf, base) = if (HEAP..HEAP + 0x10_0000).contains(&at) {
+            (&mut self.heap, HEAP)
+        } else if (STACK..STACK + 0x1000).contains(&at) {
+            (&mut self.stack, STACK)
+        } else if (APP..APP + 0x1000).contains(&at) {
+            (&mut self.globals, APP)
+        } else {
+            (&mut self.untracked, 0x5000_0000)
+        };
+        put(buf, (at - base) as usize, value);
+    }
+
+    fn report(&self, memory64: bool) -> DumpReport {
+        let start = filetime(1_700_000_000);
+        let mut b = AllocationStreamBuilder::new(start, start + 3600 * 10_000_000);
+        b.flags = 1;
+        for &(address, size, ret) in &self.blocks {
+            b.allocate(
+                address,
+                size,
+                10,
+                AllocatorKind::CRuntime,
+                &[ret, APP + 0x2000],
+            );
+        }
+        let dump = SynthDump {
+            modules: vec![SynthModule::new(r"C:\app\app.exe", APP, 0x10000)],
+            stream: Some(b.build()),
+            system_info: true,
+            memory: vec![
+                (APP, self.globals.clone()),
+                (HEAP, self.heap.clone()),
+                (0x5000_0000, self.untracked.clone()),
+            ],
+            thread_stacks: vec![(77, STACK, self.stack.clone(), self.sp)],
+            memory64,
+            ..Default::default()
+        };
+        analyze_synth(dump.build(), &AnalyzeOptions::default())
+    }
+}
+
+fn t(allocations: u64, bytes: u64) -> Totals {
+    Totals { allocations, bytes }
+}
+
+/// The classes of function `app.exe+0x…` (as the leak section names it without
+/// symbols) by its index in [`Case::block`].
+fn function(r: &DumpReport, f: u64) -> leakdiag::model::ReachabilityTotals {
+    let name = format!("app.exe+0x{:x}", 0x1000 + f * 0x10);
+    let leak = r.leak().unwrap();
+    leak.modules
+        .iter()
+        .flat_map(|m| &m.functions)
+        .find(|x| x.name == name)
+        .unwrap_or_else(|| panic!("no function {name}"))
+        .reachability
+        .expect("reachability per function")
+}
+
+#[test]
+fn chains_cycles_interior_pointers_stacks_and_untracked_memory() {
+    let mut c = Case::new();
+    // f0: global → A → B → C.
+    let a = c.block(0x000, 32, 0);
+    let bb = c.block(0x040, 32, 0);
+    let cc = c.block(0x080, 32, 0);
+    c.pointer(APP + 0x10, a);
+    c.pointer(a + 8, bb);
+    c.pointer(bb + 16, cc);
+    // f1: an unreachable cycle D ↔ E.
+    let d = c.block(0x100, 48, 1);
+    let e = c.block(0x140, 48, 1);
+    c.pointer(d, e);
+    c.pointer(e, d);
+    // f2: F held by an interior pointer from a global.
+    let f = c.block(0x200, 64, 2);
+    c.pointer(APP + 0x18, f + 40);
+    // f3: G on the live stack, H only below the stack pointer (dead).
+    let g = c.block(0x300, 16, 3);
+    let h = c.block(0x340, 16, 4);
+    c.pointer(STACK + 0x90, g);
+    c.pointer(STACK + 0x20, h);
+    // f5: I only in untracked memory.
+    let i = c.block(0x400, 24, 5);
+    c.pointer(0x5000_0010, i);
+    // f6: a leaked list J → K → L: J unreferenced, K and L referenced.
+    let j = c.block(0x500, 32, 6);
+    let k = c.block(0x540, 32, 6);
+    let l = c.block(0x580, 32, 6);
+    c.pointer(j, k);
+    c.pointer(k, l);
+
+    for memory64 in [false, true] {
+        let r = c.report(memory64);
+        let f0 = function(&r, 0);
+        assert_eq!(f0.reachable, t(3, 96), "{f0:?}");
+        assert_eq!(f0.unreachable, t(0, 0));
+        let f1 = function(&r, 1);
+        assert_eq!(f1.unreachable, t(2, 96), "a cycle is unreachable");
+        assert_eq!(
+            f1.unreferenced,
+            t(0, 0),
+            "each block of a cycle is referenced"
+        );
+        assert_eq!(function(&r, 2).reachable, t(1, 64), "interior pointer");
+        assert_eq!(function(&r, 3).reachable, t(1, 16), "live stack");
+        let f4 = function(&r, 4);
+        assert_eq!(f4.unreachable, t(1, 16), "below the stack pointer is dead");
+        assert_eq!(f4.unreferenced, t(1, 16));
+        let f5 = function(&r, 5);
+        assert_eq!(f5.held_by_untracked, t(1, 24));
+        assert_eq!(f5.reachable, t(0, 0));
+        let f6 = function(&r, 6);
+        assert_eq!(f6.unreachable, t(3, 96));
+        assert_eq!(f6.unreferenced, t(1, 32), "only the list's head");
+
+        let section = r.reachability().expect("the reachability section");
+        assert_eq!(section.totals.total(), section.blocks, "classes add up");
+        assert_eq!(section.totals.unreachable, t(6, 208));
+        assert_eq!(section.totals.unreferenced, t(2, 48));
+        assert_eq!(section.totals.reachable, t(5, 176));
+        assert_eq!(section.totals.held_by_untracked, t(1, 24));
+        // Holders: the module's data (no PDB, no PE headers: module+offset), the
+        // thread, untracked memory.
+        let global = section
+            .holders
+            .iter()
+            .find(|h| h.kind == RootKind::Global)
+            .expect("a global holder");
+        assert_eq!(global.root, "app.exe");
+        assert_eq!(global.allocations, 4);
+        assert_eq!(global.chain.root, "app.exe+0x10");
+        assert_eq!(global.chain.links.len(), 1);
+        let thread = section
+            .holders
+            .iter()
+            .find(|h| h.kind == RootKind::Stack)
+            .unwrap();
+        assert_eq!(thread.root, "thread 77");
+        assert!(
+            thread
+                .chain
+                .root
+                .starts_with("thread 77 stack at 0x30000090"),
+            "{}",
+            thread.chain.root
+        );
+        let untracked = section
+            .holders
+            .iter()
+            .find(|h| h.kind == RootKind::Untracked)
+            .unwrap();
+        assert_eq!(untracked.allocations, 1);
+        assert_eq!(untracked.chain.root, "untracked memory at 0x50000010");
+        // The chain to C runs global → A → B → C, each link naming where the next
+        // pointer lies.
+        let m = &r.leak().unwrap().modules[0];
+        let view = m.reach.as_ref().expect("module view");
+        assert_eq!(view.reachability.total().allocations, 12);
+        assert!(section
+            .warnings
+            .iter()
+            .any(|w| w.contains("does not declare the tracker's own memory")));
+    }
+}
+
+#[test]
+fn a_long_chain_keeps_its_ends_and_names_every_pointer_offset() {
+    let mut c = Case::new();
+    // A global → block 11 → block 10 → … → block 0: the holder's chain goes to the
+    // first block by address, twelve links, of which the middle five are left out.
+    let addrs: Vec<u64> = (0..12u64).map(|n| c.block(0x40 * n, 32, 0)).collect();
+    c.pointer(APP + 0x8, addrs[11]);
+    for n in (1..12).rev() {
+        c.pointer(addrs[n] + 24, addrs[n - 1]);
+    }
+    let r = c.report(true);
+    let s = r.reachability().unwrap();
+    assert_eq!(s.totals.reachable, t(12, 384));
+    let h = &s.holders[0];
+    assert_eq!(h.allocations, 12);
+    assert_eq!(h.chain.root, "app.exe+0x8");
+    assert_eq!(h.chain.links_omitted, 5);
+    let kept: Vec<u64> = h.chain.links.iter().map(|l| l.address.0).collect();
+    assert_eq!(
+        kept,
+        vec![addrs[11], addrs[10], addrs[9], addrs[8], addrs[2], addrs[1], addrs[0]]
+    );
+    assert!(h.chain.links[..6].iter().all(|l| l.next_at == Some(24)));
+    assert_eq!(h.chain.links[6].next_at, None);
+    assert!(h
+        .chain
+        .links
+        .iter()
+        .all(|l| l.stack.is_some() && l.size == 32));
+}
+
+#[test]
+fn a_dump_without_memory_says_why_there_is_no_scan() {
+    let start = filetime(1_700_000_000);
+    let mut b = AllocationStreamBuilder::new(start, start + 10_000_000);
+    b.allocate(HEAP, 32, 1, AllocatorKind::CRuntime, &[APP + 0x1010]);
+    let dump = SynthDump {
+        modules: vec![SynthModule::new(r"C:\app\app.exe", APP, 0x10000)],
+        stream: Some(b.build()),
+        system_info: true,
+        ..Default::default()
+    };
+    let r = analyze_synth(dump.build(), &AnalyzeOptions::default());
+    let s = r
+        .sections
+        .iter()
+        .find(|s| s.script == "reachability")
+        .unwrap();
+    let e = s.result.as_ref().unwrap_err();
+    assert!(e.message().contains("full-memory dump"), "{}", e.message());
+    assert!(r.leak().unwrap().modules[0].reach.is_none());
+}
+
+#[test]
+fn overlapping_blocks_are_not_judged_and_named() {
+    let mut c = Case::new();
+    let a = c.block(0x000, 64, 0);
+    c.block(0x020, 64, 1); // overlaps A
+    c.pointer(APP + 0x10, a);
+    let r = c.report(false);
+    let s = r.reachability().unwrap();
+    assert_eq!(s.totals.not_judged, t(1, 64));
+    assert_eq!(s.totals.reachable, t(1, 64));
+    assert_eq!(s.totals.total(), s.blocks);
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("overlaps an earlier block")),
+        "{:?}",
+        s.warnings
+    );
+}
