@@ -295,7 +295,7 @@ mod tests {
             .warnings
             .iter()
             .any(|w| w.contains("descriptor 3") && w.contains("past the end of the file")));
-        assert_eq!(m.slice(0x1004, 4), Some(&file[68..72]));
+        assert_eq!(m.slice(0x1004, 4), Some(&file[84..88]));
         assert_eq!(m.slice(0x100e, 4), None);
     }
 
@@ -303,7 +303,9 @@ mod tests {
     fn an_absurd_count_is_checked_before_anything_is_read() {
         let mut stream = list64(&[(0x1000, 8)], 32);
         stream[0..8].copy_from_slice(&u64::MAX.to_le_bytes());
-        let m = DumpMemory::read(&stream, &[(MEMORY64_LIST_STREAM, stream.len() as u32, 0)]);
+        let mut file = stream.clone();
+        file.extend_from_slice(&[7; 8]);
+        let m = DumpMemory::read(&file, &[(MEMORY64_LIST_STREAM, stream.len() as u32, 0)]);
         assert!(m.warnings[0].contains("number_of_memory_ranges"));
         assert_eq!(m.ranges.len(), 1);
     }

@@ -63,8 +63,6 @@ pub enum FindingKind {
     ModuleGrowth,
     /// A UMDH snapshot has no allocation times: leak probability is not judged.
     NoAllocationTimes,
-    /// The reachability scan found blocks no pointer leads to: proven leaked.
-    Unreachable,
 }
 
 /// A conclusion for the analysis summary.

@@ -6,7 +6,7 @@ use crate::synth::{filetime, SynthDump, SynthModule};
 use leakdiag::analysis::AnalyzeOptions;
 use leakdiag::dump::stream::AllocatorKind;
 use leakdiag::dump::writer::AllocationStreamBuilder;
-use leakdiag::model::{DumpReport, RootKind, Totals};
+use leakdiag::model::{Confidence, DumpReport, EvidenceKind, RootKind, Totals, VerdictStatus};
 
 const APP: u64 = 0x40_0000;
 const HEAP: u64 = 0x2000_0000;
@@ -22,6 +22,9 @@ struct Case {
     stack: Vec<u8>,
     sp: u64,
     untracked: Vec<u8>,
+    /// Allocation times spread evenly over the hour (leak probability high), else
+    /// all at the start.
+    steadily: bool,
 }
 
 fn put(buf: &mut Vec<u8>, offset: usize, value: u64) {
@@ -40,6 +43,7 @@ impl Case {
             stack: vec![0; 0x100],
             sp: STACK + 0x80,
             untracked: vec![0; 0x100],
+            steadily: false,
         }
     }
 
@@ -68,11 +72,17 @@ impl Case {
         let start = filetime(1_700_000_000);
         let mut b = AllocationStreamBuilder::new(start, start + 3600 * 10_000_000);
         b.flags = 1;
-        for &(address, size, ret) in &self.blocks {
+        let n = self.blocks.len() as u64;
+        for (i, &(address, size, ret)) in self.blocks.iter().enumerate() {
+            let time = if self.steadily {
+                (i as u64 + 1) * 3600 * 10_000_000 / (n + 1)
+            } else {
+                10
+            };
             b.allocate(
                 address,
                 size,
-                10,
+                time,
                 AllocatorKind::CRuntime,
                 &[ret, APP + 0x2000],
             );
@@ -290,4 +300,82 @@ fn overlapping_blocks_are_not_judged_and_named() {
         "{:?}",
         s.warnings
     );
+}
+
+#[test]
+fn unreachable_blocks_in_a_full_dump_prove_a_leak() {
+    let mut c = Case::new();
+    // A leaked list, and a block the global still holds.
+    let j = c.block(0x500, 32, 6);
+    let k = c.block(0x540, 32, 6);
+    c.pointer(j, k);
+    let a = c.block(0x000, 64, 0);
+    c.pointer(APP + 0x10, a);
+    let r = c.report(true);
+    assert_eq!(
+        r.verdict.status,
+        VerdictStatus::Leak,
+        "{}",
+        r.verdict.headline
+    );
+    assert_eq!(r.verdict.confidence, Confidence::High);
+    assert_eq!(r.verdict.modules[0].name, "app.exe");
+    assert_eq!(r.verdict.modules[0].unreachable, Some(t(2, 64)));
+    assert!(
+        r.verdict
+            .headline
+            .contains("64 bytes in blocks that no pointer"),
+        "{}",
+        r.verdict.headline
+    );
+    assert!(r
+        .verdict
+        .evidence
+        .iter()
+        .any(|e| e.kind == EvidenceKind::Unreachable));
+    crate::verdict::consistent(&r);
+
+    // Without a full-memory dump the same blocks prove nothing: a root may lie in
+    // memory the dump lacks.
+    let r = c.report(false);
+    assert_ne!(
+        r.verdict.status,
+        VerdictStatus::Leak,
+        "{}",
+        r.verdict.headline
+    );
+    crate::verdict::consistent(&r);
+}
+
+#[test]
+fn blocks_all_held_by_one_global_are_named_as_its_cache() {
+    let mut c = Case::new();
+    c.steadily = true;
+    for n in 0..24u64 {
+        let b = c.block(0x40 * n, 48, 0);
+        c.pointer(APP + 0x20 + 8 * n, b);
+    }
+    let r = c.report(true);
+    assert_eq!(
+        r.verdict.status,
+        VerdictStatus::PossibleLeak,
+        "{}",
+        r.verdict.headline
+    );
+    let m = &r.verdict.modules[0];
+    assert_eq!(m.held_by.as_deref(), Some("app.exe"));
+    assert_eq!(m.unreachable, Some(t(0, 0)));
+    assert!(
+        r.verdict
+            .headline
+            .contains("app.exe is held by app.exe: a cache or list"),
+        "{}",
+        r.verdict.headline
+    );
+    assert!(r
+        .verdict
+        .evidence
+        .iter()
+        .any(|e| e.kind == EvidenceKind::HeldBy));
+    crate::verdict::consistent(&r);
 }

@@ -94,6 +94,17 @@ pub fn compute<'a>(
     let pointer_size = pointer_size(dump);
     let blocks = Blocks::read(stream);
     warnings.extend(blocks.warnings.iter().cloned());
+    let without_memory = scan::without_memory(&memory, &blocks);
+    let missing = without_memory.iter().filter(|&&w| w).count();
+    // A dump that holds little more than its thread stacks (a plain minidump)
+    // would make almost every block look unreachable.
+    if missing * 2 > blocks.len() {
+        return Outcome::NotRun(format!(
+            "the dump holds the memory of only {} of the {} outstanding blocks (it is not a full-memory dump): reachability needs one, e.g. from `ldtrack dump PID --full`",
+            blocks.len() - missing,
+            blocks.len()
+        ));
+    }
     let index = BlockIndex::new(&blocks);
     let threads = dump.threads();
     let tracker = declared_tracker_regions(stream);
@@ -123,14 +134,17 @@ pub fn compute<'a>(
     if threads.is_empty() {
         warnings.push("the dump has no thread list: stacks and registers are not roots, so blocks only a stack holds look leaked".into());
     }
-    let scan = Scan::run(&scan::Input {
-        memory: &memory,
-        blocks: &blocks,
-        index: &index,
-        layout: &layout,
-        pointer_size,
-        registers: &registers,
-    });
+    let scan = Scan::run(
+        &scan::Input {
+            memory: &memory,
+            blocks: &blocks,
+            index: &index,
+            layout: &layout,
+            pointer_size,
+            registers: &registers,
+        },
+        without_memory,
+    );
 
     let reader = |address: u64, len: usize| memory.slice(address, len as u64).map(<[u8]>::to_vec);
     let namer = RootNamer {

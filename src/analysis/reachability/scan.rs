@@ -124,12 +124,24 @@ pub fn block_words(
     }
 }
 
+/// For every block: the dump holds none of its bytes.
+pub fn without_memory(memory: &DumpMemory<'_>, blocks: &Blocks) -> Vec<bool> {
+    (0..blocks.len())
+        .into_par_iter()
+        .map(|b| {
+            let (start, end) = (blocks.start[b], blocks.end[b]);
+            let i = memory.ranges.partition_point(|r| r.end() <= start);
+            memory.ranges.get(i).is_none_or(|r| r.base.0 >= end)
+        })
+        .collect()
+}
+
 /// Pieces of memory scanned in parallel, split at 1 MiB address boundaries (so a
 /// word never straddles two).
 const PIECE: u64 = 1 << 20;
 
 impl Scan {
-    pub fn run(input: &Input<'_>) -> Scan {
+    pub fn run(input: &Input<'_>, without_memory: Vec<bool>) -> Scan {
         let n = input.blocks.len();
         let best: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(NO_ROOT)).collect();
         let scanned = scan_roots(input, &best);
@@ -143,15 +155,6 @@ impl Scan {
             }
         }
         let best: Vec<RootKey> = best.into_iter().map(AtomicU64::into_inner).collect();
-        let without_memory: Vec<bool> = (0..n)
-            .into_par_iter()
-            .map(|b| {
-                let (start, end) = (input.blocks.start[b], input.blocks.end[b]);
-                let ranges = &input.memory.ranges;
-                let i = ranges.partition_point(|r| r.end() <= start);
-                ranges.get(i).is_none_or(|r| r.base.0 >= end)
-            })
-            .collect();
         let mut scan = Scan {
             state: vec![UNREACHABLE; n],
             parent: vec![u32::MAX; n],

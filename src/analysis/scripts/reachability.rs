@@ -1,17 +1,15 @@
 //! The reachability script: the section of the scan that [`crate::analysis::reachability`]
 //! ran over the dump's memory — the blocks by class, the roots that hold the most,
-//! the stacks with the most unreachable bytes — and a finding when blocks are
-//! unreachable.
+//! the stacks with the most unreachable bytes. What the scan proves is stated by
+//! the verdict.
 
 use super::leak::symbols::Symbols;
 use super::{Need, Script, ScriptContext, ScriptInfo, ScriptOutput};
 use crate::analysis::attribution::Owner;
 use crate::analysis::reachability::{Outcome, Reach};
 use crate::model::{
-    Finding, FindingKind, Omitted, Reachability, SectionData, SectionError, Severity, Totals,
-    UnreachableStack, UNKNOWN_MODULE,
+    Omitted, Reachability, SectionData, SectionError, Totals, UnreachableStack, UNKNOWN_MODULE,
 };
-use crate::text::{approx_bytes, thousands};
 use std::collections::BTreeSet;
 
 /// The reachability script.
@@ -69,39 +67,11 @@ impl Script for ReachabilityScript {
             unreachable_stacks_omitted,
             warnings: reach.warnings.clone(),
         };
-        let mut findings = Vec::new();
-        if totals.unreachable.allocations > 0 {
-            let top = section
-                .unreachable_stacks
-                .first()
-                .map(|s| {
-                    format!(
-                        " Most of them were allocated by {}.",
-                        s.function.as_deref().unwrap_or(&s.module)
-                    )
-                })
-                .unwrap_or_default();
-            findings.push(Finding::new(
-                Severity::Warning,
-                FindingKind::Unreachable,
-                INFO.name,
-                format!(
-                    "{} blocks ({}) are unreachable: leaked",
-                    thousands(totals.unreachable.allocations),
-                    approx_bytes(totals.unreachable.bytes)
-                ),
-                format!(
-                    "No pointer anywhere in the process's memory, stacks or registers leads to {} outstanding blocks ({} bytes): the process can never free them, whatever their age. {} of them are unreferenced, the heads of leaked structures.{top}",
-                    thousands(totals.unreachable.allocations),
-                    thousands(totals.unreachable.bytes),
-                    thousands(totals.unreferenced.allocations),
-                ),
-                "Fix the unreferenced blocks' stacks first: freeing the head of a structure frees the rest with it.".into(),
-            ));
-        }
+        // The verdict states what the scan proves (docs/verdict.md), so that no
+        // finding here can contradict it.
         Ok(ScriptOutput::new(
             SectionData::Reachability(Box::new(section)),
-            findings,
+            Vec::new(),
         ))
     }
 }
