@@ -128,7 +128,17 @@ pub(crate) fn stack_view(s: &StackSample, tracker: &[String]) -> StackView {
             count(s.allocations, "allocation"),
             thousands(s.bytes),
             probability(s.leak_probability)
-        ) + &super::view::frames_omitted_note(s.frames_omitted),
+        ) + &super::view::frames_omitted_note(s.frames_omitted)
+            + &s.reach
+                .as_ref()
+                .map(|r| {
+                    format!(
+                        "; {} of {} unreachable",
+                        thousands(r.reachability.unreachable.allocations),
+                        thousands(r.reachability.total().allocations)
+                    )
+                })
+                .unwrap_or_default(),
         plumbing_modules: modules.join(", "),
         plumbing,
         frames,

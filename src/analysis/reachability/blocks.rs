@@ -2,15 +2,12 @@
 //! block holds this address?" for every word of a dump.
 //!
 //! Most words of a process are not pointers into a tracked block, so a lookup
-//! first tests the range `[lowest block, end of highest block)`, then a hash of the
-//! address's 64 KiB granule, and only then searches the few blocks of that granule.
-//! Blocks over 1 MiB (virtual allocations) are kept apart so that one huge block
-//! does not fill the granule table; they are searched by address.
+//! first tests the range `[lowest block, end of highest block)`, then the page
+//! table of [`BlockIndex`], and only then looks at the one or two blocks of that
+//! page.
 
 use crate::dump::stream::AllocationStream;
 
-/// Granules of 64 KiB: a heap block of under 1 MiB spans at most 17 of them.
-const GRANULE_SHIFT: u32 = 16;
 /// Blocks at least this large are searched apart.
 const LARGE_BLOCK: u64 = 1 << 20;
 
@@ -104,83 +101,76 @@ impl Blocks {
 }
 
 /// Finds the block holding an address.
+///
+/// Small blocks are found through a page table: the 4 KiB pages their blocks
+/// cover are grouped into runs ("segments", a few per heap region, searched by
+/// address), and each page of a run holds the index of the first block that ends
+/// after the page's start. A lookup is then a search of a short, cache-resident
+/// segment list, one read of the page table and a look at one or two blocks, whose
+/// bounds sit side by side. Blocks of 1 MiB or more are searched apart, so that a
+/// huge reservation does not fill the page table.
 #[derive(Debug)]
 pub struct BlockIndex {
     low: u64,
     high: u64,
-    /// Open addressing, keyed by granule; `EMPTY` marks a free slot.
-    keys: Vec<u64>,
-    /// For each key: the blocks `[first, last)` (indices into [`Blocks`]) that
-    /// overlap the granule.
-    ranges: Vec<(u32, u32)>,
-    shift: u32,
+    /// `(start, end)` of every block, by address: one cache line holds both bounds.
+    bounds: Vec<(u64, u64)>,
+    /// Runs of pages: `(first page, page count, offset into page_first)`.
+    segments: Vec<(u64, u64, usize)>,
+    /// Per page of every segment: the first block that ends after the page start.
+    page_first: Vec<u32>,
     /// Indices of the large blocks, by address.
     large: Vec<u32>,
 }
 
-const EMPTY: u64 = u64::MAX;
+const PAGE_SHIFT: u32 = 12;
+/// Pages without a block between two blocks' pages still join one segment when the
+/// gap is at most this many pages (2 MiB): fewer segments to search, at most 2 KiB
+/// more table per gap.
+const SEGMENT_GAP: u64 = 512;
 
 impl BlockIndex {
     pub fn new(blocks: &Blocks) -> Self {
         let n = blocks.len();
         let low = blocks.start.first().copied().unwrap_or(u64::MAX);
         let high = blocks.end.iter().copied().max().unwrap_or(0);
+        let bounds: Vec<(u64, u64)> = (0..n).map(|i| (blocks.start[i], blocks.end[i])).collect();
         let mut large = Vec::new();
-        // Granule entries: the distinct granules of the small blocks.
-        let mut entries = 0usize;
-        let mut last = EMPTY;
+        // The page runs covered by small blocks, in address order.
+        let mut runs: Vec<(u64, u64)> = Vec::new();
         for i in 0..n {
-            if blocks.end[i] - blocks.start[i] >= LARGE_BLOCK {
+            let (start, end) = bounds[i];
+            if end - start >= LARGE_BLOCK {
                 large.push(i as u32);
                 continue;
             }
-            let (g0, g1) = granules(blocks.start[i], blocks.end[i]);
-            for g in g0..=g1 {
-                if g != last {
-                    entries += 1;
-                    last = g;
-                }
+            let (p0, p1) = (start >> PAGE_SHIFT, (end - 1) >> PAGE_SHIFT);
+            match runs.last_mut() {
+                Some(last) if p0 <= last.1 + SEGMENT_GAP => last.1 = last.1.max(p1),
+                _ => runs.push((p0, p1)),
             }
         }
-        let capacity = (entries * 2).max(16).next_power_of_two();
-        let shift = 64 - capacity.trailing_zeros();
-        let mut index = BlockIndex {
+        let mut segments = Vec::with_capacity(runs.len());
+        let mut page_first = Vec::new();
+        let mut next = 0usize;
+        for (p0, p1) in runs {
+            segments.push((p0, p1 - p0 + 1, page_first.len()));
+            for page in p0..=p1 {
+                let page_start = page << PAGE_SHIFT;
+                // Blocks are sorted and disjoint, so their ends are sorted too.
+                while next < n && bounds[next].1 <= page_start {
+                    next += 1;
+                }
+                page_first.push(next as u32);
+            }
+        }
+        BlockIndex {
             low,
             high,
-            keys: vec![EMPTY; capacity],
-            ranges: vec![(0, 0); capacity],
-            shift,
+            bounds,
+            segments,
+            page_first,
             large,
-        };
-        for i in 0..n {
-            if blocks.end[i] - blocks.start[i] >= LARGE_BLOCK {
-                continue;
-            }
-            let (g0, g1) = granules(blocks.start[i], blocks.end[i]);
-            for g in g0..=g1 {
-                let slot = index.slot(g);
-                if index.keys[slot] == EMPTY {
-                    index.keys[slot] = g;
-                    index.ranges[slot] = (i as u32, i as u32 + 1);
-                } else {
-                    index.ranges[slot].1 = i as u32 + 1;
-                }
-            }
-        }
-        index
-    }
-
-    /// The slot of granule `g`: its own, or the empty one where it would go.
-    #[inline]
-    fn slot(&self, g: u64) -> usize {
-        let mask = self.keys.len() - 1;
-        let mut slot = (g.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize;
-        loop {
-            let k = self.keys[slot];
-            if k == g || k == EMPTY {
-                return slot;
-            }
-            slot = (slot + 1) & mask;
         }
     }
 
@@ -193,37 +183,99 @@ impl BlockIndex {
 
     /// The block holding address `value`.
     #[inline]
-    pub fn find(&self, blocks: &Blocks, value: u64) -> Option<u32> {
+    pub fn find(&self, value: u64) -> Option<u32> {
         if !self.in_range(value) {
             return None;
         }
-        let slot = self.slot(value >> GRANULE_SHIFT);
-        if self.keys[slot] != EMPTY {
-            let (first, last) = self.ranges[slot];
-            let starts = &blocks.start[first as usize..last as usize];
-            let k = starts.partition_point(|&s| s <= value);
-            if k > 0 {
-                let i = first as usize + k - 1;
-                if value < blocks.end[i] {
-                    return Some(i as u32);
+        match self.page_slot(value) {
+            Some(slot) => self.find_from(value, self.page_first[slot] as usize),
+            None => self.find_large(value),
+        }
+    }
+
+    /// The page-table entry of `value`'s page, when a segment holds it.
+    #[inline]
+    fn page_slot(&self, value: u64) -> Option<usize> {
+        let page = value >> PAGE_SHIFT;
+        let s = self
+            .segments
+            .partition_point(|&(first, _, _)| first <= page);
+        let &(first, count, offset) = self.segments.get(s.checked_sub(1)?)?;
+        (page - first < count).then(|| offset + (page - first) as usize)
+    }
+
+    /// The block holding `value`, searching from block `from` (its page's first),
+    /// then among the large blocks.
+    #[inline]
+    fn find_from(&self, value: u64, from: usize) -> Option<u32> {
+        let mut i = from;
+        while let Some(&(start, end)) = self.bounds.get(i) {
+            if start > value {
+                break;
+            }
+            if value < end {
+                return Some(i as u32);
+            }
+            i += 1;
+            if i - from > 8 {
+                // Many tiny blocks in one page: search the rest.
+                let rest = &self.bounds[i..];
+                let k = rest.partition_point(|&(start, _)| start <= value);
+                if k > 0 && value < self.bounds[i + k - 1].1 {
+                    return Some((i + k - 1) as u32);
                 }
+                break;
             }
         }
+        self.find_large(value)
+    }
+
+    fn find_large(&self, value: u64) -> Option<u32> {
         if self.large.is_empty() {
             return None;
         }
         let k = self
             .large
-            .partition_point(|&i| blocks.start[i as usize] <= value);
+            .partition_point(|&i| self.bounds[i as usize].0 <= value);
         let i = *self.large.get(k.checked_sub(1)?)?;
-        (value < blocks.end[i as usize]).then_some(i)
+        (value < self.bounds[i as usize].1).then_some(i)
+    }
+
+    /// Looks up many values at once: `f(tag, block)` for each `(tag, value)` that
+    /// lies in a block, in order. The table and block reads of a batch are
+    /// independent, so the processor overlaps their cache misses instead of waiting
+    /// for each in turn — most of a scan's time is those misses.
+    #[inline]
+    pub fn find_batch(&self, batch: &[(u64, u64)], mut f: impl FnMut(u64, u32)) {
+        let mut from = [u32::MAX; BATCH];
+        for (k, &(_, value)) in batch.iter().enumerate() {
+            if let Some(slot) = self.page_slot(value) {
+                from[k] = self.page_first[slot];
+            }
+        }
+        // Touch each candidate's bounds first: independent loads, in flight together.
+        let mut first = [0u64; BATCH];
+        for (k, &i) in from.iter().enumerate().take(batch.len()) {
+            first[k] = self.bounds.get(i as usize).map_or(u64::MAX, |b| b.0);
+        }
+        for (k, &(tag, value)) in batch.iter().enumerate() {
+            let found = if from[k] == u32::MAX {
+                self.find_large(value)
+            } else if first[k] > value {
+                // The page's first candidate starts after the value.
+                self.find_large(value)
+            } else {
+                self.find_from(value, from[k] as usize)
+            };
+            if let Some(t) = found {
+                f(tag, t);
+            }
+        }
     }
 }
 
-fn granules(start: u64, end: u64) -> (u64, u64) {
-    (start >> GRANULE_SHIFT, (end - 1) >> GRANULE_SHIFT)
-}
-
+/// Values looked up together by [`BlockIndex::find_batch`].
+pub const BATCH: usize = 32;
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,18 +301,18 @@ mod tests {
             (0x7000_0000, 32),
         ]);
         let ix = BlockIndex::new(&b);
-        assert_eq!(ix.find(&b, 0x1000), Some(0));
-        assert_eq!(ix.find(&b, 0x100f), Some(0));
-        assert_eq!(ix.find(&b, 0x1010), None, "one past the end is not inside");
-        assert_eq!(ix.find(&b, 0xfff), None);
-        assert_eq!(ix.find(&b, 0x1_0004), Some(1));
-        assert_eq!(ix.find(&b, 0xfffa), Some(1));
-        assert_eq!(ix.find(&b, 0x20_0000), Some(2));
-        assert_eq!(ix.find(&b, 0x20_0001), None);
-        assert_eq!(ix.find(&b, 0x300_0000), Some(3));
-        assert_eq!(ix.find(&b, 0x500_0000), None);
-        assert_eq!(ix.find(&b, 0x7000_001f), Some(4));
-        assert_eq!(ix.find(&b, 0x7000_0020), None);
-        assert_eq!(ix.find(&b, u64::MAX), None);
+        assert_eq!(ix.find(0x1000), Some(0));
+        assert_eq!(ix.find(0x100f), Some(0));
+        assert_eq!(ix.find(0x1010), None, "one past the end is not inside");
+        assert_eq!(ix.find(0xfff), None);
+        assert_eq!(ix.find(0x1_0004), Some(1));
+        assert_eq!(ix.find(0xfffa), Some(1));
+        assert_eq!(ix.find(0x20_0000), Some(2));
+        assert_eq!(ix.find(0x20_0001), None);
+        assert_eq!(ix.find(0x300_0000), Some(3));
+        assert_eq!(ix.find(0x500_0000), None);
+        assert_eq!(ix.find(0x7000_001f), Some(4));
+        assert_eq!(ix.find(0x7000_0020), None);
+        assert_eq!(ix.find(u64::MAX), None);
     }
 }

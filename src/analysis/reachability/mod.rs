@@ -134,6 +134,7 @@ pub fn compute<'a>(
     if threads.is_empty() {
         warnings.push("the dump has no thread list: stacks and registers are not roots, so blocks only a stack holds look leaked".into());
     }
+    let overlaid = scan::overlaid(&blocks, &layout);
     let scan = Scan::run(
         &scan::Input {
             memory: &memory,
@@ -142,6 +143,7 @@ pub fn compute<'a>(
             layout: &layout,
             pointer_size,
             registers: &registers,
+            overlaid: &overlaid,
         },
         without_memory,
     );

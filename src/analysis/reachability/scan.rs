@@ -7,7 +7,7 @@
 //! count: a block's root is the minimum of a total order (root kind, then address),
 //! and each breadth-first level is merged in the order of the level before.
 
-use super::blocks::{BlockIndex, Blocks};
+use super::blocks::{BlockIndex, Blocks, BATCH};
 use super::layout::{Area, Layout};
 use crate::dump::memory::DumpMemory;
 use crate::model::ScannedMemory;
@@ -72,6 +72,26 @@ pub struct Input<'a> {
     pub pointer_size: u64,
     /// Register roots: `(thread index, register index, value)`.
     pub registers: &'a [(u32, u32, u64)],
+    /// Per block: an area painted above blocks (tracker memory, a stack) overlaps
+    /// it, so each of its words must be checked ([`overlaid`]).
+    pub overlaid: &'a [bool],
+}
+
+/// For every block, whether an area painted above blocks overlaps it.
+pub fn overlaid(blocks: &Blocks, layout: &Layout) -> Vec<bool> {
+    let mut out = vec![false; blocks.len()];
+    for k in 0..layout.start.len() {
+        if !layout.area[k].above_blocks() {
+            continue;
+        }
+        let (s, e) = (layout.start[k], layout.end[k]);
+        let mut i = blocks.end.partition_point(|&end| end <= s);
+        while i < blocks.len() && blocks.start[i] < e {
+            out[i] = true;
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Calls `f(address, value)` for every whole, aligned word of `bytes` (captured at
@@ -136,6 +156,52 @@ pub fn without_memory(memory: &DumpMemory<'_>, blocks: &Blocks) -> Vec<bool> {
         .collect()
 }
 
+/// Calls `f(address, block)` for every word of `[from, to)` (captured at `base`)
+/// whose value points into a block, looking values up in batches.
+#[inline]
+fn hits(
+    index: &BlockIndex,
+    bytes: &[u8],
+    base: u64,
+    from: u64,
+    to: u64,
+    ps: u64,
+    mut f: impl FnMut(u64, u32),
+) {
+    let mut batch = [(0u64, 0u64); BATCH];
+    let mut n = 0;
+    words(bytes, base, from, to, ps, |at, value| {
+        if index.in_range(value) {
+            batch[n] = (at, value);
+            n += 1;
+            if n == BATCH {
+                index.find_batch(&batch, &mut f);
+                n = 0;
+            }
+        }
+    });
+    index.find_batch(&batch[..n], &mut f);
+}
+
+/// [`hits`] over every captured range of `[from, to)`.
+fn block_hits(
+    memory: &DumpMemory<'_>,
+    index: &BlockIndex,
+    from: u64,
+    to: u64,
+    ps: u64,
+    mut f: impl FnMut(u64, u32),
+) {
+    let mut i = memory.ranges.partition_point(|r| r.end() <= from);
+    while let Some(r) = memory.ranges.get(i) {
+        if r.base.0 >= to {
+            break;
+        }
+        hits(index, r.bytes, r.base.0, from, to, ps, &mut f);
+        i += 1;
+    }
+}
+
 /// Pieces of memory scanned in parallel, split at 1 MiB address boundaries (so a
 /// word never straddles two).
 const PIECE: u64 = 1 << 20;
@@ -146,7 +212,7 @@ impl Scan {
         let best: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(NO_ROOT)).collect();
         let scanned = scan_roots(input, &best);
         for &(thread, register, value) in input.registers {
-            if let Some(t) = input.index.find(input.blocks, value) {
+            if let Some(t) = input.index.find(value) {
                 let key = root_key(
                     priority::REGISTER,
                     u64::from(thread) * 64 + u64::from(register),
@@ -198,16 +264,16 @@ impl Scan {
                         let mut out = Vec::new();
                         let (from, to) =
                             (input.blocks.start[b as usize], input.blocks.end[b as usize]);
-                        block_words(input.memory, from, to, input.pointer_size, |at, value| {
+                        let overlaid = input.overlaid[b as usize];
+                        let ps = input.pointer_size;
+                        block_hits(input.memory, input.index, from, to, ps, |at, t| {
                             // A pointer in a part of the block painted above blocks
                             // (tracker memory, a stack) is not the block's.
-                            if !input.index.in_range(value) || above_blocks(input.layout, at) {
-                                return;
-                            }
-                            if let Some(t) = input.index.find(input.blocks, value) {
-                                if t != b && !visited[t as usize] {
-                                    out.push(t);
-                                }
+                            if t != b
+                                && !visited[t as usize]
+                                && !(overlaid && above_blocks(input.layout, at))
+                            {
+                                out.push(t);
                             }
                         });
                         out.sort_unstable();
@@ -244,14 +310,11 @@ impl Scan {
             .filter(|&b| state[b as usize] == UNREACHABLE)
             .for_each(|b| {
                 let (from, to) = (input.blocks.start[b as usize], input.blocks.end[b as usize]);
-                block_words(input.memory, from, to, input.pointer_size, |at, value| {
-                    if !input.index.in_range(value) || above_blocks(input.layout, at) {
-                        return;
-                    }
-                    if let Some(t) = input.index.find(input.blocks, value) {
-                        if t != b {
-                            marks[t as usize].store(true, Ordering::Relaxed);
-                        }
+                let overlaid = input.overlaid[b as usize];
+                let ps = input.pointer_size;
+                block_hits(input.memory, input.index, from, to, ps, |at, t| {
+                    if t != b && !(overlaid && above_blocks(input.layout, at)) {
+                        marks[t as usize].store(true, Ordering::Relaxed);
                     }
                 });
             });
@@ -393,12 +456,8 @@ fn scan_piece(
             }
         };
         if let Some(p) = priority {
-            words(bytes, base, at, stop, ps, |address, value| {
-                if index.in_range(value) {
-                    if let Some(t) = index.find(blocks, value) {
-                        best[t as usize].fetch_min(root_key(p, address), Ordering::Relaxed);
-                    }
-                }
+            hits(index, bytes, base, at, stop, ps, |address, t| {
+                best[t as usize].fetch_min(root_key(p, address), Ordering::Relaxed);
             });
         }
         at = stop;
