@@ -134,7 +134,9 @@ static void serve_request(void)
         if (g_snapshot) VirtualFree(g_snapshot, 0, MEM_RELEASE);
         const char *delay = getenv("LDTRACK_TEST_SNAPSHOT_DELAY_MS");   /* tests only */
         if (delay) Sleep((DWORD)atoi(delay));
-        g_snapshot = dump_stream(g_ctl->dump_type, &size);
+        /* the launcher frees it (LD_OP_RELEASE) before it writes the dump:
+         * not a region of the process then, so not declared */
+        g_snapshot = dump_stream(g_ctl->dump_type, 0, &size);
         g_ctl->addr = (uint64_t)(uintptr_t)g_snapshot;
         g_ctl->size = size;
         if (!g_snapshot) r = ERROR_OUTOFMEMORY;
@@ -203,6 +205,7 @@ static void init(HMODULE self)
     LONG result = -1;
     exe_stem();
     dump_set_attached((int)g_cfg.attached);
+    dump_set_image(self);
     int guarded = hooks_guard_enter();   /* no-op before hooks_install */
     (void)guarded;
     if (tbl_init(g_cfg.max_allocations, g_cfg.max_stacks, g_cfg.max_depth) &&
