@@ -288,7 +288,11 @@ impl AllocationStreamBuilder {
             put(&mut out, strings_offset, b);
         }
         if self.tracker_regions.is_some() {
-            let offset = if regions.is_empty() { 0 } else { regions_offset };
+            let offset = if regions.is_empty() {
+                0
+            } else {
+                regions_offset
+            };
             put(
                 &mut out,
                 field::TRACKER_REGIONS_OFFSET,

@@ -195,7 +195,11 @@ fn reachability_matches_the_programs_own_truth_under_wine() {
             .filter(|h| matches(h))
             .map(|h| h["allocations"].as_u64().unwrap())
             .sum();
-        assert_eq!(by_root, case.reachable, "{}: {}", case.function, stack["holders"]);
+        assert_eq!(
+            by_root, case.reachable,
+            "{}: {}",
+            case.function, stack["holders"]
+        );
         assert_eq!(class(stack, "reachable").0, case.reachable);
     }
     // The cache's holder root is the global's symbol, e.g. "reach.exe!g_cache+0x18".

@@ -302,7 +302,9 @@ fn dump_types_are_recorded(out: &std::path::Path, first: &std::path::Path) {
         // ldtrack.dll's image; the snapshot buffer only where it still exists while
         // the dump is written (the rule dumps, written in the process; `ldtrack dump`
         // frees it first).
-        let regions = s.tracker_regions().expect("stream 1.3 declares its regions");
+        let regions = s
+            .tracker_regions()
+            .expect("stream 1.3 declares its regions");
         let count = |k: TrackerRegionKind| regions.iter().filter(|r| r.kind == k).count();
         assert_eq!(count(TrackerRegionKind::AllocationTable), 64, "{d:?}");
         assert_eq!(count(TrackerRegionKind::StackTable), 3, "{d:?}");

@@ -69,7 +69,11 @@ fn a_1_3_stream_declares_its_regions() {
     assert_eq!(regions[5].kind, TrackerRegionKind::TrackerImage);
     assert_eq!(regions[5].end(), 0x1_8008_1000);
     assert!(regions[5].contains(0x1_8008_0fff) && !regions[5].contains(0x1_8008_1000));
-    assert_eq!(regions[6].kind, TrackerRegionKind::Other, "unknown kinds read as 0");
+    assert_eq!(
+        regions[6].kind,
+        TrackerRegionKind::Other,
+        "unknown kinds read as 0"
+    );
     // The rest of the stream reads as always.
     assert_eq!(s.allocation_count(), 2);
     assert_eq!(s.metadata_value("tracker"), Some("test"));
@@ -99,19 +103,28 @@ fn a_count_of_zero_declares_no_tracker_memory() {
 fn older_streams_and_short_headers_declare_nothing() {
     // 1.0 (96 bytes) and 1.2 with module strings (112 bytes).
     let plain = base_stream().build();
-    assert_eq!(AllocationStream::parse(&plain).unwrap().tracker_regions(), None);
+    assert_eq!(
+        AllocationStream::parse(&plain).unwrap().tracker_regions(),
+        None
+    );
     let mut b = base_stream();
     b.empty_module_strings();
     let v12 = b.build();
     let s = AllocationStream::parse(&v12).unwrap();
     assert_eq!(s.header().version_minor, 2);
-    assert_eq!((s.tracker_regions(), s.header().tracker_regions), (None, None));
+    assert_eq!(
+        (s.tracker_regions(), s.header().tracker_regions),
+        (None, None)
+    );
     // A 1.3 stream whose header is shorter than 128 bytes: no fields, nothing declared.
     let mut b = base_stream();
     b.version_minor = 3;
     b.header_size = 112;
     let short = b.build();
-    assert_eq!(AllocationStream::parse(&short).unwrap().tracker_regions(), None);
+    assert_eq!(
+        AllocationStream::parse(&short).unwrap().tracker_regions(),
+        None
+    );
     // A 1.2 stream with a 128-byte header: bytes 112..128 mean nothing yet.
     let mut b = base_stream();
     b.version_minor = 2;
@@ -119,7 +132,9 @@ fn older_streams_and_short_headers_declare_nothing() {
     let mut v12_long = b.build();
     put_u64(&mut v12_long, field::TRACKER_REGION_COUNT, u64::MAX);
     assert_eq!(
-        AllocationStream::parse(&v12_long).unwrap().tracker_regions(),
+        AllocationStream::parse(&v12_long)
+            .unwrap()
+            .tracker_regions(),
         None
     );
 }
