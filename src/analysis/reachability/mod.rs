@@ -235,8 +235,9 @@ pub fn compute<'a>(
 /// The regions the tracker declares as its own (stream format 1.3), as
 /// `(base, size)`; `None` when the stream declares nothing.
 fn declared_tracker_regions(stream: &AllocationStream<'_>) -> Option<Vec<(u64, u64)>> {
-    let _ = stream;
-    None
+    stream
+        .tracker_regions()
+        .map(|regions| regions.iter().map(|r| (r.base.0, r.size)).collect())
 }
 
 fn pointer_size(dump: &DumpFile) -> u64 {
