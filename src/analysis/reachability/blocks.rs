@@ -138,8 +138,7 @@ impl BlockIndex {
         let mut large = Vec::new();
         // The page runs covered by small blocks, in address order.
         let mut runs: Vec<(u64, u64)> = Vec::new();
-        for i in 0..n {
-            let (start, end) = bounds[i];
+        for (i, &(start, end)) in bounds.iter().enumerate() {
             if end - start >= LARGE_BLOCK {
                 large.push(i as u32);
                 continue;
