@@ -158,13 +158,13 @@ fn stream_depths(
 
 /// Memory of a full dump: `ranges` ranges of `range_size` bytes.
 /// Writes the bytes of one memory range (its index, its buffer).
-type Fill = dyn Fn(u64, &mut [u8]);
+type Fill<'a> = dyn Fn(u64, &mut [u8]) + 'a;
 
 struct FullMemory<'a> {
     ranges: u64,
     range_size: u64,
     /// Fills range `i`'s bytes; `None`: a fixed pseudo-random pattern.
-    fill: Option<&'a Fill>,
+    fill: Option<&'a Fill<'a>>,
 }
 
 /// Where range `i` of a [`FullMemory`] lies: 1 MiB ranges 2 MiB apart.
