@@ -379,3 +379,67 @@ fn blocks_all_held_by_one_global_are_named_as_its_cache() {
         .any(|e| e.kind == EvidenceKind::HeldBy));
     crate::verdict::consistent(&r);
 }
+
+/// The directory entry `(size, rva)` of stream `ty` in a dump's bytes.
+fn stream_entry(bytes: &[u8], ty: u32) -> (usize, usize) {
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    let (count, dir) = (u32_at(8) as usize, u32_at(12) as usize);
+    (0..count)
+        .map(|i| dir + 12 * i)
+        .find(|&e| u32_at(e) == ty)
+        .map(|e| (u32_at(e + 4) as usize, u32_at(e + 8) as usize))
+        .expect("stream present")
+}
+
+#[test]
+fn absurd_blocks_and_broken_memory_lists_are_named_not_fatal() {
+    let mut c = Case::new();
+    let a = c.block(0x000, 32, 0);
+    c.pointer(APP + 0x10, a);
+    for n in 1..4 {
+        c.block(0x100 * n, 16, 1);
+    }
+    // A block of a terabyte, and one whose end passes the top of the address space.
+    c.blocks.push((0x10_0000_0000, 1 << 40, APP + 0x1000));
+    c.blocks.push((u64::MAX - 8, 64, APP + 0x1000));
+    let start = filetime(1_700_000_000);
+    let mut b = AllocationStreamBuilder::new(start, start + 3600 * 10_000_000);
+    for &(address, size, ret) in &c.blocks {
+        b.allocate(address, size, 10, AllocatorKind::CRuntime, &[ret]);
+    }
+    let dump = SynthDump {
+        modules: vec![SynthModule::new(r"C:\app\app.exe", APP, 0x10000)],
+        stream: Some(b.build()),
+        system_info: true,
+        memory: vec![(APP, c.globals.clone()), (HEAP, c.heap.clone())],
+        ..Default::default()
+    };
+    let mut bytes = dump.build();
+    // The heap range's descriptor (the second) claims 4 GiB: past the end of the file.
+    let (_, list) = stream_entry(&bytes, 5);
+    let d = list + 4 + 16;
+    bytes[d + 8..d + 12].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
+    let r = analyze_synth(bytes, &AnalyzeOptions::default());
+    let s = r.reachability().expect("the scan still runs");
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("MemoryListStream descriptor 1")
+                && w.contains("past the end of the file")),
+        "{:?}",
+        s.warnings
+    );
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("passes the top of the address space")),
+        "{:?}",
+        s.warnings
+    );
+    assert_eq!(s.totals.total(), s.blocks, "classes add up");
+    assert_eq!(s.blocks.allocations, 6);
+    assert_eq!(s.blocks_without_memory.allocations, 2);
+    // The heap block is still found (its range is read up to the end of the file).
+    assert_eq!(s.totals.reachable, t(1, 32));
+    assert!(r.leak().is_some(), "the other sections are unharmed");
+}
