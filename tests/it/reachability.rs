@@ -15,7 +15,7 @@ const STACK: u64 = 0x3000_0000;
 /// A dump with app.exe (its image captured: 0x100 bytes of "globals"), a heap
 /// range holding the blocks, one thread whose stack is `stack` with the stack
 /// pointer at `sp`, and an untracked range.
-struct Case {
+pub(crate) struct Case {
     blocks: Vec<(u64, u64, u64)>, // (address, size, return address in app.exe)
     heap: Vec<u8>,
     globals: Vec<u8>,
@@ -35,7 +35,7 @@ fn put(buf: &mut Vec<u8>, offset: usize, value: u64) {
 }
 
 impl Case {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Case {
             blocks: Vec::new(),
             heap: vec![0; 0x1000],
@@ -48,14 +48,14 @@ impl Case {
     }
 
     /// A block of `size` bytes at heap offset `offset`, allocated by function `f`.
-    fn block(&mut self, offset: u64, size: u64, f: u64) -> u64 {
+    pub(crate) fn block(&mut self, offset: u64, size: u64, f: u64) -> u64 {
         self.blocks
             .push((HEAP + offset, size, APP + 0x1000 + f * 0x10));
         HEAP + offset
     }
 
     /// Writes pointer `value` at `at` (absolute, in one of the ranges).
-    fn pointer(&mut self, at: u64, value: u64) {
+    pub(crate) fn pointer(&mut self, at: u64, value: u64) {
         let (buf, base) = if (HEAP..HEAP + 0x10_0000).contains(&at) {
             (&mut self.heap, HEAP)
         } else if (STACK..STACK + 0x1000).contains(&at) {
@@ -69,6 +69,11 @@ impl Case {
     }
 
     fn report(&self, memory64: bool) -> DumpReport {
+        analyze_synth(self.bytes(memory64), &AnalyzeOptions::default())
+    }
+
+    /// The dump's bytes.
+    pub(crate) fn bytes(&self, memory64: bool) -> Vec<u8> {
         let start = filetime(1_700_000_000);
         let mut b = AllocationStreamBuilder::new(start, start + 3600 * 10_000_000);
         b.flags = 1;
@@ -100,7 +105,7 @@ impl Case {
             memory64,
             ..Default::default()
         };
-        analyze_synth(dump.build(), &AnalyzeOptions::default())
+        dump.build()
     }
 }
 
@@ -442,4 +447,28 @@ fn absurd_blocks_and_broken_memory_lists_are_named_not_fatal() {
     // The heap block is still found (its range is read up to the end of the file).
     assert_eq!(s.totals.reachable, t(1, 32));
     assert!(r.leak().is_some(), "the other sections are unharmed");
+}
+
+/// A small full dump with every class, holders and a long chain: the pages'
+/// reachability views, for the browser test.
+pub(crate) fn showcase() -> Vec<u8> {
+    let mut c = Case::new();
+    c.steadily = true;
+    for n in 0..12u64 {
+        let b = c.block(0x40 * n, 48, 0);
+        c.pointer(APP + 0x20 + 8 * n, b);
+    }
+    let addrs: Vec<u64> = (0..12u64)
+        .map(|n| c.block(0x400 + 0x40 * n, 32, 1))
+        .collect();
+    c.pointer(STACK + 0x90, addrs[11]);
+    for n in (1..12).rev() {
+        c.pointer(addrs[n] + 24, addrs[n - 1]);
+    }
+    let j = c.block(0x800, 32, 2);
+    let k = c.block(0x840, 32, 2);
+    c.pointer(j, k);
+    let i = c.block(0x900, 24, 3);
+    c.pointer(0x5000_0010, i);
+    c.bytes(true)
 }
