@@ -6,6 +6,7 @@
 #   RUNS=3 SCRATCH=/tmp/ldbench bash bench/run.sh
 #   CASES=huge bash bench/run.sh      case 5 only: 10M allocations, and 1M/3M for scaling
 #   CASES=reach bash bench/run.sh     case 7 only: reachability scan of a 2 GiB full dump
+#   PREBUILT=DIR bash bench/run.sh    use DIR/leakdiag and DIR/bench-gen … (no cargo build)
 #
 # Inputs are generated deterministically into $SCRATCH (default bench/scratch, not
 # committed) on the first run and reused afterwards (FORCE=1 regenerates). Each case
@@ -28,11 +29,18 @@ SCRATCH=$(cd "$SCRATCH" && pwd)
 
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
 
-echo "building (release)..." >&2
-cargo build --release --quiet --bin leakdiag --example bench-gen \
-    --example bench-aggregate --example bench-symbolize --example make-umdh-logs
-BIN=$ROOT/target/release/leakdiag
-EX=$ROOT/target/release/examples
+if [ -n "${PREBUILT:-}" ]; then
+    # A machine without the toolchain: leakdiag and the examples built elsewhere,
+    # all in one folder.
+    BIN=$PREBUILT/leakdiag
+    EX=$PREBUILT
+else
+    echo "building (release)..." >&2
+    cargo build --release --quiet --bin leakdiag --example bench-gen \
+        --example bench-aggregate --example bench-symbolize --example make-umdh-logs
+    BIN=$ROOT/target/release/leakdiag
+    EX=$ROOT/target/release/examples
+fi
 
 # --- helpers -----------------------------------------------------------------
 ROWS=()
