@@ -472,3 +472,53 @@ pub(crate) fn showcase() -> Vec<u8> {
     c.pointer(0x5000_0010, i);
     c.bytes(true)
 }
+
+#[test]
+fn results_are_identical_at_any_thread_count() {
+    // 3,000 blocks over 192 KiB of heap, one in sixteen words a pointer to a random
+    // place in a random block, a few roots: many levels, many blocks reached from
+    // several parents in one level.
+    let mut c = Case::new();
+    c.heap = vec![0; 0x3_0000];
+    let mut state = 0x1234_5678_u64;
+    let mut rand = move |n: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % n
+    };
+    let blocks: Vec<(u64, u64)> = (0..3000u64)
+        .map(|i| (c.block(0x40 * i, 32 + 8 * rand(3), i % 7), 0))
+        .collect();
+    for &(a, _) in &blocks {
+        for w in 0..4 {
+            if rand(4) == 0 {
+                let (t, _) = blocks[rand(blocks.len() as u64) as usize];
+                c.pointer(a + 8 * w, t + 8 * rand(4));
+            }
+        }
+    }
+    for g in 0..8 {
+        let (t, _) = blocks[rand(blocks.len() as u64) as usize];
+        c.pointer(APP + 0x40 + 8 * g, t);
+    }
+    c.pointer(STACK + 0x88, blocks[7].0);
+    c.pointer(0x5000_0020, blocks[11].0);
+    let bytes = c.bytes(true);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let r = pool.install(|| analyze_synth(bytes.clone(), &AnalyzeOptions::default()));
+        (
+            serde_json::to_string(r.reachability().unwrap()).unwrap(),
+            serde_json::to_string(r.leak().unwrap()).unwrap(),
+        )
+    };
+    let one = run(1);
+    assert!(one.0.contains("\"links\""));
+    for threads in [2, 3, 8] {
+        assert_eq!(run(threads), one, "{threads} threads");
+    }
+}

@@ -12,7 +12,7 @@ use super::layout::{Area, Layout};
 use crate::dump::memory::DumpMemory;
 use crate::model::ScannedMemory;
 use rayon::prelude::*;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Root kinds by strength: a block hit by several roots is held by the strongest
 /// (lowest), then by the lowest address.
@@ -230,6 +230,7 @@ impl Scan {
             scanned,
         };
         let mut visited = vec![false; n];
+        let claim: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(u32::MAX)).collect();
         // Strong roots first; untracked memory holds only what they did not reach.
         for (state, weak) in [(REACHABLE, false), (HELD_BY_UNTRACKED, true)] {
             let frontier: Vec<u32> = (0..n as u32)
@@ -245,22 +246,34 @@ impl Scan {
                 scan.state[b as usize] = state;
                 scan.holder[b as usize] = best[b as usize];
             }
-            scan.walk(input, frontier, state, &mut visited);
+            scan.walk(input, frontier, state, &mut visited, &claim);
         }
         scan.mark_referenced(input);
         scan
     }
 
-    /// Breadth first from `frontier`: each level's blocks are read in parallel, the
-    /// blocks they reach are claimed in the level's order.
-    fn walk(&mut self, input: &Input<'_>, mut frontier: Vec<u32>, state: u8, visited: &mut [bool]) {
+    /// Breadth first from `frontier`: each level's blocks are read in parallel. A
+    /// block reached from several of them takes as parent the first in the level's
+    /// order (an atomic minimum of its position, so the result does not depend on
+    /// which thread read first), and is collected once, by the reader that claimed
+    /// it first: a level holds each block once, whatever the number of pointers to
+    /// it, so memory stays bounded by the number of blocks.
+    fn walk(
+        &mut self,
+        input: &Input<'_>,
+        mut frontier: Vec<u32>,
+        state: u8,
+        visited: &mut [bool],
+        claim: &[AtomicU32],
+    ) {
         while !frontier.is_empty() {
-            let reached: Vec<Vec<u32>> = {
+            let mut next: Vec<u32> = {
                 let visited = &*visited;
                 frontier
                     .par_iter()
+                    .enumerate()
                     .with_min_len(64)
-                    .map(|&b| {
+                    .flat_map_iter(|(position, &b)| {
                         let mut out = Vec::new();
                         let (from, to) =
                             (input.blocks.start[b as usize], input.blocks.end[b as usize]);
@@ -272,27 +285,23 @@ impl Scan {
                             if t != b
                                 && !visited[t as usize]
                                 && !(overlaid && above_blocks(input.layout, at))
+                                && claim[t as usize].fetch_min(position as u32, Ordering::Relaxed)
+                                    == u32::MAX
                             {
                                 out.push(t);
                             }
                         });
-                        out.sort_unstable();
-                        out.dedup();
                         out
                     })
                     .collect()
             };
-            let mut next = Vec::new();
-            for (&b, targets) in frontier.iter().zip(reached) {
-                for t in targets {
-                    if !visited[t as usize] {
-                        visited[t as usize] = true;
-                        self.state[t as usize] = state;
-                        self.parent[t as usize] = b;
-                        self.holder[t as usize] = self.holder[b as usize];
-                        next.push(t);
-                    }
-                }
+            next.sort_unstable();
+            for &t in &next {
+                let parent = frontier[claim[t as usize].load(Ordering::Relaxed) as usize];
+                visited[t as usize] = true;
+                self.state[t as usize] = state;
+                self.parent[t as usize] = parent;
+                self.holder[t as usize] = self.holder[parent as usize];
             }
             frontier = next;
         }
