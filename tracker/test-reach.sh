@@ -27,27 +27,13 @@ OUTDIR=$(readlink -f "$1")
 cd "$(dirname "$0")"
 B=${LDTRACK_BUILD:-build}
 
-winpath() { local p; p=$(readlink -f "$1"); echo "Z:${p//\//\\}"; }
-fail() { echo "FAIL: $*"; exit 1; }
+# shellcheck source=wine-env.sh
+source ./wine-env.sh
 
-for tool in clang-14 ld.lld-14 llvm-dlltool-14 x86_64-w64-mingw32-windres cargo wine wineserver python3 make; do
-    command -v "$tool" >/dev/null || fail "$tool missing: apt-get install -y clang-14 lld-14 llvm-14 mingw-w64 wine wine64 python3 make (and cargo)"
-done
+require_tools clang-14 ld.lld-14 llvm-dlltool-14 x86_64-w64-mingw32-windres cargo wine wineserver python3 make -- "clang-14 lld-14 llvm-14 mingw-w64 wine wine64 python3 make (and cargo)"
 make -s B="$B" all
 
-export WINEDEBUG=-all DISPLAY= WINEDLLOVERRIDES="mscoree,mshtml="
-if [ -n "${LDTRACK_WINEPREFIX:-}" ]; then
-    export WINEPREFIX=$LDTRACK_WINEPREFIX
-    CLEAN_PREFIX=
-else
-    export WINEPREFIX=$(mktemp -d /tmp/ldtrack-wine.XXXXXX)
-    CLEAN_PREFIX=$WINEPREFIX
-fi
-cleanup() {
-    wineserver -k >/dev/null 2>&1 || true
-    if [ -n "$CLEAN_PREFIX" ]; then rm -rf "$CLEAN_PREFIX"; fi
-}
-trap cleanup EXIT
+wine_prefix
 wine wineboot -i >/dev/null 2>&1 || fail "wineboot"
 wineserver -w
 wineserver -p 60 >/dev/null 2>&1 &
@@ -69,8 +55,11 @@ grep -q "reach ready" "$LOG" || { cat "$LOG"; fail "reach.exe never got ready"; 
 P=$(sed -n 's/.*reach ready pid=\([0-9]*\).*/\1/p' "$LOG" | head -1)
 wine "$B/ldtrack.exe" dump "$P" --full -o "$OW\\reach.dmp" >"$OUTDIR/dump.log" 2>&1 \
     || { cat "$OUTDIR/dump.log"; touch "$OUTDIR/go"; fail "ldtrack dump --full"; }
+# The tracker logs the rule dump once the dump process it started has exited (the
+# file appears a moment before): wait for that line, so that reach.exe does not
+# exit, and take the tracker's thread with it, in between.
 for _ in $(seq 1200); do
-    ls "$OUTDIR" | grep -qE '^reach_[0-9]+_1\.dmp$' && break
+    grep -q "wrote .*reach_${P}_1.dmp" "$LOG" && break
     sleep 0.1
 done
 touch "$OUTDIR/go"

@@ -249,13 +249,7 @@ pub fn dump_verdict(report: &DumpReport, ctx: &VerdictContext<'_>) -> Verdict {
     let (_, unreachable_anywhere) = reach::proven(leak.modules.iter());
     if complete_scan && !proven.is_empty() {
         evidence.extend(proven.iter().filter_map(|m| reach::evidence(m)));
-        let modules = proven
-            .iter()
-            .map(|m| {
-                let rate = series.and_then(|s| growth(s, &m.name)).and_then(|g| g.1);
-                verdict_module(report, leak, m, rate, ctx)
-            })
-            .collect();
+        let modules = named(report, leak, &proven, series, ctx);
         return finish(
             VerdictStatus::Leak,
             modules,
@@ -329,13 +323,7 @@ pub fn dump_verdict(report: &DumpReport, ctx: &VerdictContext<'_>) -> Verdict {
     };
     if !dominant.is_empty() {
         evidence.extend(dominant.iter().filter_map(|m| reach::evidence(m)));
-        let modules = dominant
-            .iter()
-            .map(|m| {
-                let rate = series.and_then(|s| growth(s, &m.name)).and_then(|g| g.1);
-                verdict_module(report, leak, m, rate, ctx)
-            })
-            .collect();
+        let modules = named(report, leak, &dominant, series, ctx);
         return finish(
             VerdictStatus::PossibleLeak,
             modules,
@@ -545,6 +533,23 @@ fn verdict_module(
         unreachable: reach::unreachable(m),
         held_by: reach::held_by(m),
     }
+}
+
+/// The modules a one-dump verdict names, with their growth when a series is known.
+fn named(
+    report: &DumpReport,
+    leak: &LeakAnalysis,
+    modules: &[&ModuleLeak],
+    series: Option<&Series>,
+    ctx: &VerdictContext<'_>,
+) -> Vec<VerdictModule> {
+    modules
+        .iter()
+        .map(|m| {
+            let rate = series.and_then(|s| growth(s, &m.name)).and_then(|g| g.1);
+            verdict_module(report, leak, m, rate, ctx)
+        })
+        .collect()
 }
 
 fn format_share(p: f64) -> String {

@@ -16,6 +16,7 @@
 
 pub mod cab;
 pub mod globals;
+pub mod nearest;
 pub mod path;
 pub mod pdb;
 pub mod pe;

@@ -1,9 +1,10 @@
 //! The leak-analysis section: charts of the top modules, the module table, and a
 //! card per module with its functions, sizes, allocators and sample stacks.
 
-use crate::model::{LeakAnalysis, ModuleLeak, Omitted};
+use crate::model::{LeakAnalysis, ModuleLeak};
 use crate::report::charts::{bar_chart, timeline_chart, Unit};
 use crate::report::stacks::{stack_view, StackView};
+use crate::report::view::omitted_text;
 use crate::report::view::{kv, module_anchor, row, KeyValue, Row};
 use crate::report::RenderError;
 use crate::text::{approx_bytes, count, percent, probability, thousands};
@@ -11,17 +12,6 @@ use askama::Template;
 
 /// Modules drawn in the overview charts.
 const CHART_MODULES: usize = 10;
-
-fn omitted_text(o: &Omitted, what: &str) -> Option<String> {
-    (o.count > 0).then(|| {
-        format!(
-            "{} more {what} not shown: {}, {} bytes.",
-            thousands(o.count),
-            count(o.allocations, "allocation"),
-            thousands(o.bytes)
-        )
-    })
-}
 
 struct ModuleRow {
     probability: String,
@@ -179,7 +169,7 @@ fn module_section(rank: usize, m: &ModuleLeak) -> Result<ModuleSection, RenderEr
         holders_omitted: m
             .reach
             .as_ref()
-            .and_then(|r| super::reachability::omitted_note(&r.holders_omitted, "roots")),
+            .and_then(|r| omitted_text(&r.holders_omitted, "roots")),
     })
 }
 

@@ -2,8 +2,8 @@
 //! that hold the most, with their chains, and the stacks with the most unreachable
 //! bytes. Chains are shared with the leak section's module cards.
 
-use crate::model::{Chain, Holder, Omitted, Reachability, ReachabilityTotals};
-use crate::report::view::{kv, KeyValue};
+use crate::model::{Chain, Holder, Reachability, ReachabilityTotals};
+use crate::report::view::{kv, omitted_text, KeyValue};
 use crate::report::RenderError;
 use crate::text::{approx_bytes, percent, thousands};
 use askama::Template;
@@ -58,17 +58,6 @@ pub fn holder_views(holders: &[Holder]) -> Vec<HolderView> {
             }
         })
         .collect()
-}
-
-pub fn omitted_note(o: &Omitted, what: &str) -> Option<String> {
-    (o.count > 0).then(|| {
-        format!(
-            "{} more {what} hold {} blocks ({} bytes).",
-            thousands(o.count),
-            thousands(o.allocations),
-            thousands(o.bytes)
-        )
-    })
 }
 
 /// The classes as rows: name, allocations, bytes, share of bytes.
@@ -224,9 +213,9 @@ pub fn render(r: &Reachability, out: &mut String) -> Result<(), RenderError> {
         classes: class_rows(&r.totals),
         warnings: r.warnings.clone(),
         holders: holder_views(&r.holders),
-        holders_omitted: omitted_note(&r.holders_omitted, "roots"),
+        holders_omitted: omitted_text(&r.holders_omitted, "roots"),
         stacks,
-        stacks_omitted: omitted_note(&r.unreachable_stacks_omitted, "stacks"),
+        stacks_omitted: omitted_text(&r.unreachable_stacks_omitted, "stacks"),
     }
     .render_into(out)?;
     Ok(())
