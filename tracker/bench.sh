@@ -16,14 +16,9 @@ N=${1:-1000000}
 R=${2:-5}
 B=${LDTRACK_BUILD:-build}
 make -s B="$B" all
-export WINEDEBUG=-all DISPLAY= WINEDLLOVERRIDES="mscoree,mshtml="
-if [ -n "${LDTRACK_WINEPREFIX:-}" ]; then
-    export WINEPREFIX=$LDTRACK_WINEPREFIX; CLEAN_PREFIX=
-else
-    export WINEPREFIX=$(mktemp -d /tmp/ldtrack-wine.XXXXXX); CLEAN_PREFIX=$WINEPREFIX
-fi
-cleanup() { wineserver -k >/dev/null 2>&1 || true; [ -z "$CLEAN_PREFIX" ] || rm -rf "$CLEAN_PREFIX"; }
-trap cleanup EXIT
+# shellcheck source=wine-env.sh
+source ./wine-env.sh
+wine_prefix
 wine wineboot -i >/dev/null 2>&1
 wineserver -w
 wineserver -p 60 >/dev/null 2>&1 &

@@ -19,28 +19,14 @@ HERE=$(pwd)
 B=${LDTRACK_BUILD:-build}
 T0=$(date +%s.%N)
 
-winpath() { local p; p=$(readlink -f "$1"); echo "Z:${p//\//\\}"; }
-fail() { echo "FAIL: $*"; exit 1; }
+# shellcheck source=wine-env.sh
+source ./wine-env.sh
 
-for tool in clang-14 ld.lld-14 llvm-dlltool-14 x86_64-w64-mingw32-windres cargo wine wineserver python3 make bc; do
-    command -v "$tool" >/dev/null || fail "$tool missing: apt-get install -y clang-14 lld-14 llvm-14 mingw-w64 wine wine64 python3 make bc (and cargo)"
-done
+require_tools clang-14 ld.lld-14 llvm-dlltool-14 x86_64-w64-mingw32-windres cargo wine wineserver python3 make bc -- "clang-14 lld-14 llvm-14 mingw-w64 wine wine64 python3 make bc (and cargo)"
 [ -d /usr/x86_64-w64-mingw32/include ] || fail "mingw-w64 headers missing: apt-get install -y mingw-w64"
 make -s B="$B" all
 
-export WINEDEBUG=-all DISPLAY= WINEDLLOVERRIDES="mscoree,mshtml="
-if [ -n "${LDTRACK_WINEPREFIX:-}" ]; then
-    export WINEPREFIX=$LDTRACK_WINEPREFIX
-    CLEAN_PREFIX=
-else
-    export WINEPREFIX=$(mktemp -d /tmp/ldtrack-wine.XXXXXX)
-    CLEAN_PREFIX=$WINEPREFIX
-fi
-cleanup() {
-    wineserver -k >/dev/null 2>&1 || true
-    if [ -n "$CLEAN_PREFIX" ]; then rm -rf "$CLEAN_PREFIX"; fi
-}
-trap cleanup EXIT
+wine_prefix
 
 W0=$(date +%s.%N)
 wine wineboot -i >/dev/null 2>&1 || fail "wineboot"

@@ -280,7 +280,7 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
     let wanted = super::attribution::modules_in_stacks(&stream, &table.frames, modules.len());
     let no_memory = |_: u64, _: usize| None;
     let symbols = Symbols::load(&options.symbolizer, &modules, &wanted, &no_memory, true);
-    let mut analysis = leak::build(&stream, &table, &modules, &options.leak, &symbols);
+    let mut analysis = leak::build(&stream, &table, &modules, &options.leak, &symbols, None);
     // No allocation times: a timeline would put everything in one bin.
     for m in &mut analysis.modules {
         m.timeline.clear();

@@ -167,3 +167,15 @@ pub fn frames_omitted_note(omitted: u64) -> String {
         )
     }
 }
+
+/// "N more … not shown: …" for a list that was cut; `None` when nothing was.
+pub fn omitted_text(o: &crate::model::Omitted, what: &str) -> Option<String> {
+    (o.count > 0).then(|| {
+        format!(
+            "{} more {what} not shown: {}, {} bytes.",
+            thousands(o.count),
+            crate::text::count(o.allocations, "allocation"),
+            thousands(o.bytes)
+        )
+    })
+}

@@ -1,9 +1,10 @@
 //! The leak-analysis section: charts of the top modules, the module table, and a
 //! card per module with its functions, sizes, allocators and sample stacks.
 
-use crate::model::{LeakAnalysis, ModuleLeak, Omitted};
+use crate::model::{LeakAnalysis, ModuleLeak};
 use crate::report::charts::{bar_chart, timeline_chart, Unit};
 use crate::report::stacks::{stack_view, StackView};
+use crate::report::view::omitted_text;
 use crate::report::view::{kv, module_anchor, row, KeyValue, Row};
 use crate::report::RenderError;
 use crate::text::{approx_bytes, count, percent, probability, thousands};
@@ -11,17 +12,6 @@ use askama::Template;
 
 /// Modules drawn in the overview charts.
 const CHART_MODULES: usize = 10;
-
-fn omitted_text(o: &Omitted, what: &str) -> Option<String> {
-    (o.count > 0).then(|| {
-        format!(
-            "{} more {what} not shown: {}, {} bytes.",
-            thousands(o.count),
-            count(o.allocations, "allocation"),
-            thousands(o.bytes)
-        )
-    })
-}
 
 struct ModuleRow {
     probability: String,
@@ -51,6 +41,8 @@ struct FunctionRow {
     bytes: String,
     share: String,
     probability: String,
+    /// `N of M` unreachable, when the dump was scanned.
+    unreachable: Option<String>,
 }
 
 struct ModuleSection {
@@ -67,6 +59,10 @@ struct ModuleSection {
     allocators: Vec<Row>,
     stacks: Vec<StackView>,
     stacks_omitted: Option<String>,
+    /// The reachability classes and holders, when the dump was scanned.
+    reach_classes: Vec<super::reachability::ClassRow>,
+    holders: Vec<super::reachability::HolderView>,
+    holders_omitted: Option<String>,
 }
 
 /// Modules that get a card with functions and sample stacks: the page stays small
@@ -131,6 +127,13 @@ fn module_section(rank: usize, m: &ModuleLeak) -> Result<ModuleSection, RenderEr
                 bytes: thousands(f.bytes),
                 share: percent(f.bytes, m.bytes),
                 probability: probability(f.leak_probability),
+                unreachable: f.reachability.map(|r| {
+                    format!(
+                        "{} of {}",
+                        thousands(r.unreachable.allocations),
+                        thousands(r.total().allocations)
+                    )
+                }),
             })
             .collect(),
         functions_omitted: omitted_text(&m.functions_omitted, "functions"),
@@ -153,6 +156,20 @@ fn module_section(rank: usize, m: &ModuleLeak) -> Result<ModuleSection, RenderEr
             .collect(),
         stacks,
         stacks_omitted: omitted_text(&m.stacks_omitted, "stacks"),
+        reach_classes: m
+            .reach
+            .as_ref()
+            .map(|r| super::reachability::class_rows(&r.reachability))
+            .unwrap_or_default(),
+        holders: m
+            .reach
+            .as_ref()
+            .map(|r| super::reachability::holder_views(&r.holders))
+            .unwrap_or_default(),
+        holders_omitted: m
+            .reach
+            .as_ref()
+            .and_then(|r| omitted_text(&r.holders_omitted, "roots")),
     })
 }
 

@@ -6,6 +6,7 @@ use super::symbols::Symbols;
 use crate::addr::{Rva, VirtAddr};
 use crate::analysis::attribution::{ModuleFilter, Owner, Responsible};
 use crate::analysis::probability::{TimeHistogram, TIME_BINS};
+use crate::analysis::reachability::Reach;
 use crate::analysis::table::{stack_id, OwnerSums, Table, TotalOverflow};
 use crate::dump::stream::AllocationStream;
 use crate::model::{
@@ -56,6 +57,13 @@ fn owner_name(owner: Owner, modules: &ModuleMap) -> String {
         Owner::Unknown => UNKNOWN_MODULE.to_owned(),
         Owner::NoStack => NO_STACK_MODULE.to_owned(),
     }
+}
+
+/// The name a responsible frame is grouped under: `module!function` of the innermost
+/// (inlined) function when symbols resolve it, else `module+0xRVA`, else the address
+/// (what [`FunctionKey::name`] gives for the frame's key).
+pub(crate) fn function_name(r: &Responsible, modules: &ModuleMap, symbols: &Symbols) -> String {
+    function_key(r, modules, symbols).name(modules)
 }
 
 /// What a responsible frame is grouped under: its function's name, `module!function`
@@ -148,16 +156,18 @@ pub fn analyze(
     symbols: &Symbols,
 ) -> Result<LeakAnalysis, TotalOverflow> {
     let table = Table::read(stream, modules, &options.system_modules)?;
-    Ok(build(stream, &table, modules, options, symbols))
+    Ok(build(stream, &table, modules, options, symbols, None))
 }
 
-/// Builds the leak analysis from the read table.
+/// Builds the leak analysis from the read table; with `reach`, every module,
+/// function and sample stack gets its reachability classes and holders.
 pub fn build(
     stream: &AllocationStream<'_>,
     table: &Table,
     modules: &ModuleMap,
     options: &LeakOptions,
     symbols: &Symbols,
+    reach: Option<&Reach<'_>>,
 ) -> LeakAnalysis {
     let mut system = options.system_modules.clone();
     system.extend(&stream.allocator_modules());
@@ -168,6 +178,7 @@ pub fn build(
         options,
         system: &system,
         symbols,
+        reach,
     };
     // Owners are independent: built in parallel, collected in owner order.
     let mut modules_out: Vec<ModuleLeak> = {
@@ -223,6 +234,7 @@ struct Pass<'a> {
     /// System and allocator modules: plumbing, never the one to blame.
     system: &'a ModuleFilter,
     symbols: &'a Symbols,
+    reach: Option<&'a Reach<'a>>,
 }
 
 fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
@@ -233,6 +245,7 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
         options,
         system,
         symbols,
+        reach,
     } = *pass;
     let (responsible, per_stack, stack_times, window) = (
         &table.responsible,
@@ -299,11 +312,13 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
             for &(_, s) in &keyed[g.start..g.end] {
                 stack_times.merge_into(s as usize, &mut times);
             }
+            let stacks: Vec<u32> = keyed[g.start..g.end].iter().map(|&(_, s)| s).collect();
             FunctionLeak {
                 name: name_of(g),
                 allocations: g.totals.allocations,
                 bytes: g.totals.bytes,
                 leak_probability: times.leak_probability(window),
+                reachability: reach.map(|r| r.totals(&stacks, false)),
             }
         })
         .collect();
@@ -357,6 +372,7 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
                         frames_at(address, charged == Some(i), modules, symbols)
                     })
                     .collect(),
+                reach: reach.map(|r| r.view(&[s], false)),
             }
         })
         .collect();
@@ -430,6 +446,7 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
         stack_count,
         stacks: samples,
         stacks_omitted,
+        reach: reach.map(|r| r.view(&acc.stacks, matches!(owner, Owner::NoStack))),
     }
 }
 
