@@ -94,35 +94,42 @@ pub fn overlaid(blocks: &Blocks, layout: &Layout) -> Vec<bool> {
     out
 }
 
-/// Calls `f(address, value)` for every whole, aligned word of `bytes` (captured at
-/// `base`) that starts in `[from, to)`.
+/// The whole, aligned words of `bytes` (captured at `base`) that start in
+/// `[from, to)`: the first one's address and their bytes.
 #[inline]
-fn words(bytes: &[u8], base: u64, from: u64, to: u64, ps: u64, mut f: impl FnMut(u64, u64)) {
+fn word_slice(bytes: &[u8], base: u64, from: u64, to: u64, ps: u64) -> Option<(u64, &[u8])> {
     let first = from.max(base).next_multiple_of(ps);
     let end = base + bytes.len() as u64;
     let last = to.min(end);
     if first >= last || first + ps > end {
-        return;
+        return None;
     }
     let off = (first - base) as usize;
     // Whole words only: a word that would run past the captured bytes is not read.
     let avail = (end - first) / ps;
     let count = ((last - first).div_ceil(ps)).min(avail) as usize;
-    let slice = &bytes[off..off + count * ps as usize];
-    let mut at = first;
+    Some((first, &bytes[off..off + count * ps as usize]))
+}
+
+#[inline]
+fn word_at(w: &[u8], ps: u64) -> u64 {
     if ps == 8 {
-        for w in slice.chunks_exact(8) {
-            f(at, u64::from_le_bytes(w.try_into().unwrap_or_default()));
-            at += 8;
-        }
+        u64::from_le_bytes(w.try_into().unwrap_or_default())
     } else {
-        for w in slice.chunks_exact(4) {
-            f(
-                at,
-                u64::from(u32::from_le_bytes(w.try_into().unwrap_or_default())),
-            );
-            at += 4;
-        }
+        u64::from(u32::from_le_bytes(w.try_into().unwrap_or_default()))
+    }
+}
+
+/// Calls `f(address, value)` for every whole, aligned word of `bytes` (captured at
+/// `base`) that starts in `[from, to)`.
+#[inline]
+fn words(bytes: &[u8], base: u64, from: u64, to: u64, ps: u64, mut f: impl FnMut(u64, u64)) {
+    let Some((mut at, slice)) = word_slice(bytes, base, from, to, ps) else {
+        return;
+    };
+    for w in slice.chunks_exact(ps as usize) {
+        f(at, word_at(w, ps));
+        at += ps;
     }
 }
 
@@ -168,18 +175,43 @@ fn hits(
     ps: u64,
     mut f: impl FnMut(u64, u32),
 ) {
+    let Some((mut at, slice)) = word_slice(bytes, base, from, to, ps) else {
+        return;
+    };
     let mut batch = [(0u64, 0u64); BATCH];
     let mut n = 0;
-    words(bytes, base, from, to, ps, |at, value| {
+    let mut take = |at: u64, value: u64, f: &mut dyn FnMut(u64, u32)| {
         if index.in_range(value) {
             batch[n] = (at, value);
             n += 1;
             if n == BATCH {
-                index.find_batch(&batch, &mut f);
+                index.find_batch(&batch, f);
                 n = 0;
             }
         }
-    });
+    };
+    // Eight words at a time: most groups hold no value in the blocks' range, and a
+    // branch-free test of all eight skips them at once.
+    let group = 8 * ps as usize;
+    let mut groups = slice.chunks_exact(group);
+    for g in &mut groups {
+        let mut values = [0u64; 8];
+        let mut any = false;
+        for (k, v) in values.iter_mut().enumerate() {
+            *v = word_at(&g[k * ps as usize..(k + 1) * ps as usize], ps);
+            any |= index.in_range(*v);
+        }
+        if any {
+            for (k, &v) in values.iter().enumerate() {
+                take(at + k as u64 * ps, v, &mut f);
+            }
+        }
+        at += group as u64;
+    }
+    for w in groups.remainder().chunks_exact(ps as usize) {
+        take(at, word_at(w, ps), &mut f);
+        at += ps;
+    }
     index.find_batch(&batch[..n], &mut f);
 }
 
