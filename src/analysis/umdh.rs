@@ -12,10 +12,10 @@
 
 use super::attribution::ModuleFilter;
 use super::scripts::leak::{self, findings, symbols::Symbols};
-use super::table::Table;
+use super::table::{SummedRecords, Table};
 use super::{generator, verdict, AnalyzeError, AnalyzeOptions};
 use crate::dump::stream::{AllocationStream, AllocatorKind, StreamFlags, NO_STACK};
-use crate::dump::writer::{AllocationStreamBuilder, NewAllocation};
+use crate::dump::writer::AllocationStreamBuilder;
 use crate::model::{
     file_name_of, filetime_to_rfc3339, DumpReport, DumpSource, Finding, FindingKind,
     FunctionGrowth, GrowthFrame, GrowthTotalLine, GrowthTotals, MetadataItem, Module, ModuleGrowth,
@@ -181,10 +181,11 @@ fn module_map(snap: &Snapshot, images: &[PathBuf], warnings: &mut Vec<String>) -
 /// The address a printed frame stands for: itself, or for a symbolic frame the
 /// module's base (plus the offset of `module+offset`), so that it is charged to
 /// its module; 0 (no module) when the log does not list the module.
-fn frame_address(frame: &Frame, by_stem: &HashMap<String, u64>) -> u64 {
-    match frame {
-        Frame::Address(a) => *a,
-        Frame::Symbolic(text) => {
+fn frame_address(frame: &Frame, symbolic: &[String], by_stem: &HashMap<String, u64>) -> u64 {
+    match *frame {
+        Frame::Address(a) => a,
+        Frame::Symbolic(i) => {
+            let text = symbolic[i as usize].as_str();
             let Some(module) = frame_module(text) else {
                 return 0;
             };
@@ -209,19 +210,7 @@ fn frame_address(frame: &Frame, by_stem: &HashMap<String, u64>) -> u64 {
 }
 
 fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, AnalyzeError> {
-    let mut builder = AllocationStreamBuilder::new(0, 0);
-    builder.flags = StreamFlags::RETURN_ADDRESSES;
-    let snap = snapshot::parse(path, |a| {
-        builder.add_allocation(NewAllocation {
-            address: a.address,
-            size: a.size,
-            time: 0,
-            heap: a.heap,
-            // The trace index for now; remapped once every stack is known.
-            stack: a.trace,
-            allocator: AllocatorKind::Heap,
-        });
-    })?;
+    let snap = snapshot::parse(path)?;
     let mut warnings = snap.warnings.clone();
     let modules = module_map(&snap, &options.images, &mut warnings);
 
@@ -233,27 +222,25 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
         by_stem.entry(stem.to_owned()).or_insert(m.base.0);
         by_stem.entry(lower.clone()).or_insert(m.base.0);
     }
+    let mut builder = AllocationStreamBuilder::new(0, 0);
+    builder.flags = StreamFlags::RETURN_ADDRESSES;
     let mut symbolic = 0u64;
-    let stack_of: Vec<u32> = snap
-        .traces
-        .iter()
-        .map(|t| match &t.frames {
+    let mut addresses = Vec::new();
+    let stack_of: Vec<u32> = (0..snap.traces.len())
+        .map(|t| match snap.frames_of(t) {
             Some(frames) => {
-                let addresses: Vec<u64> = frames
-                    .iter()
-                    .map(|f| {
-                        if matches!(f, Frame::Symbolic(_)) {
-                            symbolic += 1;
-                        }
-                        frame_address(f, &by_stem)
-                    })
-                    .collect();
+                addresses.clear();
+                addresses.extend(frames.iter().map(|f| {
+                    if matches!(f, Frame::Symbolic(_)) {
+                        symbolic += 1;
+                    }
+                    frame_address(f, &snap.symbolic, &by_stem)
+                }));
                 builder.add_stack(&addresses)
             }
             None => NO_STACK,
         })
         .collect();
-    builder.remap_stacks(|t| stack_of.get(t as usize).copied().unwrap_or(NO_STACK));
     if symbolic > 0 {
         warnings.push(format!(
             "{}: {} stack frames were printed already resolved (module!symbol): they are charged to their module as given, but their functions and lines are not in the function table",
@@ -261,6 +248,30 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
             thousands(symbolic)
         ));
     }
+    // The allocations are summed per stack, not laid out one by one: the stream
+    // holds only the stacks.
+    let records = SummedRecords {
+        time: 0,
+        allocator: AllocatorKind::Heap,
+        by_size: snap
+            .sizes
+            .iter()
+            .enumerate()
+            .flat_map(|(t, sizes)| {
+                let stack = stack_of[t];
+                sizes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.allocations > 0)
+                    .map(move |(b, s)| (stack, b, *s))
+            })
+            .collect(),
+        by_heap: snap
+            .by_heap
+            .iter()
+            .map(|&(t, heap, s)| (stack_of[t as usize], heap, s))
+            .collect(),
+    };
     let filetime = snap.header.logtime_filetime.unwrap_or(0);
     builder.tracking_start = filetime;
     builder.snapshot_time = filetime;
@@ -268,15 +279,12 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
     drop(builder);
     let stream = AllocationStream::parse(&bytes).map_err(|e| UmdhError::NotUmdh {
         path: path.to_owned(),
-        reason: format!("the allocations could not be laid out: {e}"),
+        reason: format!("the stacks could not be laid out: {e}"),
     })?;
 
-    let table = Table::read(&stream, &modules, &options.leak.system_modules).map_err(|source| {
-        AnalyzeError::TotalOverflow {
-            path: path.to_owned(),
-            source,
-        }
-    })?;
+    // The reader has checked that the sizes add up to less than 2^64.
+    let table = Table::from_summed(&stream, &modules, &options.leak.system_modules, &records);
+    drop(records);
     let wanted = super::attribution::modules_in_stacks(&stream, &table.frames, modules.len());
     let no_memory = |_: u64, _: usize| None;
     let symbols = Symbols::load(&options.symbolizer, &modules, &wanted, &no_memory, true);
