@@ -413,24 +413,148 @@ fn parse_frame(t: &str) -> Option<Result<ParsedFrame<'_>, ()>> {
 const INHERITED: u32 = u32::MAX - 1;
 const NO_HEAP: u32 = u32::MAX;
 
-/// A BackTrace ID as seen by one chunk.
+/// A BackTrace ID as seen by one chunk: what is needed rarely.
 struct LocalTrace {
     /// The ID as first written in the chunk; its value when it is hexadecimal.
     id: String,
     num: Option<u64>,
-    /// Allocation lines without a stack before the chunk's first printing of the
-    /// stack: the first one's line and their count.
-    pending: Option<(u64, u64)>,
     /// The chunk's first printing: its line and frames in [`Chunk::frames`].
     def: Option<(u64, Range<usize>)>,
     /// The lines of later printings.
     dups: Vec<u64>,
-    sizes: [Totals; BUCKETS],
-    /// The heap of the allocations summed in `heap_sums`; flushed into
-    /// [`Chunk::heap_entries`] when the heap changes.
-    heap: u32,
-    heap_sums: Totals,
 }
+
+/// A BackTrace's sums in a chunk: what every allocation line touches, in one
+/// aligned block (the first cache line holds the heap sums and the flag).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Hot {
+    /// The sums of the allocations in heap `heap` not yet flushed into
+    /// [`Chunk::heap_entries`] (flushed when the heap changes).
+    heap_sums: Totals,
+    /// Allocation lines without a stack before the chunk's first printing of the
+    /// stack: the first one's line (0: none) and their count.
+    pending_line: u64,
+    pending: u64,
+    heap: u32,
+    /// The chunk printed the stack.
+    defined: bool,
+    sizes: [Totals; BUCKETS],
+}
+
+const HOT: Hot = Hot {
+    heap_sums: Totals {
+        allocations: 0,
+        bytes: 0,
+    },
+    pending_line: 0,
+    pending: 0,
+    heap: NO_HEAP,
+    defined: false,
+    sizes: [Totals {
+        allocations: 0,
+        bytes: 0,
+    }; BUCKETS],
+};
+
+/// Hexadecimal BackTrace IDs by value: open addressing, linear probing, one 16-byte
+/// slot per probe, so that a batch of lookups can be prefetched.
+struct IdTable {
+    slots: Vec<(u64, u32)>,
+    len: usize,
+    shift: u32,
+}
+
+impl IdTable {
+    const EMPTY: u32 = u32::MAX;
+
+    fn new() -> Self {
+        IdTable {
+            slots: vec![(0, Self::EMPTY); 1 << 10],
+            len: 0,
+            shift: 64 - 10,
+        }
+    }
+
+    #[inline(always)]
+    fn slot(&self, id: u64) -> usize {
+        (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, id: u64) {
+        prefetch(&self.slots[self.slot(id)]);
+    }
+
+    #[inline(always)]
+    fn get(&self, id: u64) -> Option<u32> {
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot(id);
+        loop {
+            let (k, v) = self.slots[i];
+            if v == Self::EMPTY {
+                return None;
+            }
+            if k == id {
+                return Some(v);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn insert(&mut self, id: u64, value: u32) {
+        if (self.len + 1) * 2 > self.slots.len() {
+            let grown = vec![(0, Self::EMPTY); self.slots.len() * 2];
+            let old = std::mem::replace(&mut self.slots, grown);
+            self.shift -= 1;
+            self.len = 0;
+            for (k, v) in old {
+                if v != Self::EMPTY {
+                    self.insert(k, v);
+                }
+            }
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot(id);
+        while self.slots[i].1 != Self::EMPTY {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = (id, value);
+        self.len += 1;
+    }
+}
+
+#[inline(always)]
+fn prefetch<T>(at: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch is a hint; it never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(at).cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}
+
+/// An allocation line waiting in the batch.
+#[derive(Clone)]
+struct Pending {
+    /// The trace, or [`IdTable::EMPTY`] until the hexadecimal `id` is looked up.
+    trace: u32,
+    id: u64,
+    size: u64,
+    line: u64,
+    /// The stack printed after it, in [`Chunk::frames`] (empty: none).
+    frames: Range<usize>,
+    /// The ID's text in the chunk's text.
+    id_text: Range<usize>,
+}
+
+/// Allocation lines are summed in batches, so that the lookups and the sums of a
+/// batch can be prefetched a few lines ahead (the sums of 20,000 stacks do not fit
+/// a core's cache).
+const BATCH: usize = 1024;
+const AHEAD: usize = 32;
 
 /// What one chunk holds, line numbers counted from its start.
 struct Chunk {
@@ -456,14 +580,15 @@ struct Chunk {
     heaps: Vec<HeapSums>,
     open: u32,
     traces: Vec<LocalTrace>,
-    ids: IdMap<u64>,
+    hot: Vec<Hot>,
+    ids: IdTable,
     text_ids: HashMap<String, u32>,
     frames: Vec<Frame>,
     symbolic: Vec<String>,
     heap_entries: Vec<(u32, u32, Totals)>,
-    /// The trace whose stack is being read, the line it started on, and where its
-    /// frames start in `frames`.
-    stack: Option<(u32, u64, usize)>,
+    batch: Vec<Pending>,
+    /// The batch entry whose stack is being read, and where its frames start.
+    stack: Option<(usize, usize)>,
     first_ansi_line: Option<u64>,
     first_bad_utf16_line: Option<u64>,
 }
@@ -488,11 +613,13 @@ impl Chunk {
             heaps: Vec::new(),
             open: INHERITED,
             traces: Vec::new(),
-            ids: IdMap::default(),
+            hot: Vec::new(),
+            ids: IdTable::new(),
             text_ids: HashMap::new(),
             frames: Vec::new(),
             symbolic: Vec::new(),
             heap_entries: Vec::new(),
+            batch: Vec::with_capacity(BATCH),
             stack: None,
             first_ansi_line: None,
             first_bad_utf16_line: None,
@@ -512,29 +639,24 @@ impl Chunk {
         self.traces.push(LocalTrace {
             id: id.to_owned(),
             num,
-            pending: None,
             def: None,
             dups: Vec::new(),
-            sizes: [Totals::default(); BUCKETS],
-            heap: NO_HEAP,
-            heap_sums: Totals::default(),
         });
-        (self.traces.len() - 1) as u32
-    }
-
-    #[inline]
-    fn trace_num(&mut self, num: u64, id: &str) -> u32 {
-        if let Some(&t) = self.ids.get(&num) {
-            return t;
+        self.hot.push(HOT);
+        let t = (self.traces.len() - 1) as u32;
+        if let Some(n) = num {
+            self.ids.insert(n, t);
         }
-        let t = self.new_trace(id, Some(num));
-        self.ids.insert(num, t);
         t
     }
 
+    /// The trace of an ID written `id` (the general reader's lookup).
     fn trace(&mut self, id: &str) -> u32 {
         match hex(id) {
-            Some(Ok(n)) => self.trace_num(n, id),
+            Some(Ok(n)) => match self.ids.get(n) {
+                Some(t) => t,
+                None => self.new_trace(id, Some(n)),
+            },
             _ => {
                 if let Some(&t) = self.text_ids.get(id) {
                     return t;
@@ -546,30 +668,28 @@ impl Chunk {
         }
     }
 
-    /// Ends the stack being read: the trace's first printing in the chunk, a later
-    /// one, or an allocation line without a stack.
+    /// Ends the stack being read.
     fn end_stack(&mut self) {
-        let Some((t, line, start)) = self.stack.take() else {
-            return;
-        };
-        let end = self.frames.len();
-        let tr = &mut self.traces[t as usize];
-        if start == end {
-            if tr.def.is_none() {
-                let p = tr.pending.get_or_insert((line, 0));
-                p.1 += 1;
-            }
-        } else if tr.def.is_some() {
-            tr.dups.push(line);
-            self.frames.truncate(start);
-        } else {
-            tr.def = Some((line, start..end));
+        if let Some((i, start)) = self.stack.take() {
+            self.batch[i].frames = start..self.frames.len();
         }
     }
 
-    /// One allocation line; `false` when it stops the log.
+    /// One allocation line (`trace` unknown for a hexadecimal ID looked up later);
+    /// `false` when it stops the log. The caller has ended the previous stack.
     #[inline]
-    fn allocation(&mut self, line: u64, size: u64, overhead: u64, address: u64, t: u32) -> bool {
+    #[allow(clippy::too_many_arguments)]
+    fn allocation(
+        &mut self,
+        buf: &[u8],
+        line: u64,
+        size: u64,
+        overhead: u64,
+        address: u64,
+        trace: u32,
+        id: u64,
+        id_text: Range<usize>,
+    ) -> bool {
         self.bytes += u128::from(size);
         if self.bytes > self.budget {
             self.bytes -= u128::from(size);
@@ -586,22 +706,85 @@ impl Chunk {
             INHERITED => self.inherited.add(size, overhead),
             h => self.heaps[h as usize].add(size, overhead),
         }
-        let open = self.open;
-        let tr = &mut self.traces[t as usize];
-        let b = &mut tr.sizes[size_bucket(size)];
-        b.allocations += 1;
-        b.bytes = b.bytes.wrapping_add(size);
-        if tr.heap != open {
-            if tr.heap_sums.allocations > 0 {
-                self.heap_entries.push((t, tr.heap, tr.heap_sums));
-            }
-            tr.heap = open;
-            tr.heap_sums = Totals::default();
+        if self.batch.len() == BATCH {
+            self.flush(buf);
         }
-        tr.heap_sums.allocations += 1;
-        tr.heap_sums.bytes = tr.heap_sums.bytes.wrapping_add(size);
-        self.stack = Some((t, line, self.frames.len()));
+        self.batch.push(Pending {
+            trace,
+            id,
+            size,
+            line,
+            frames: 0..0,
+            id_text,
+        });
+        self.stack = Some((self.batch.len() - 1, self.frames.len()));
         true
+    }
+
+    /// Sums the batch into the traces, in file order. The heap open now is the
+    /// heap of every line in the batch: the batch is flushed before a heap line.
+    fn flush(&mut self, buf: &[u8]) {
+        self.end_stack();
+        let mut batch = std::mem::take(&mut self.batch);
+        let n = batch.len();
+        // The IDs, looked up a few lines ahead; new ones in file order.
+        for i in 0..n {
+            if let Some(p) = batch.get(i + AHEAD) {
+                if p.trace == IdTable::EMPTY {
+                    self.ids.prefetch(p.id);
+                }
+            }
+            let p = &mut batch[i];
+            if p.trace == IdTable::EMPTY {
+                p.trace = match self.ids.get(p.id) {
+                    Some(t) => t,
+                    None => {
+                        // The fast reader's IDs are ASCII hexadecimal digits.
+                        let text = std::str::from_utf8(&buf[p.id_text.clone()]).unwrap_or("");
+                        self.new_trace(text, Some(p.id))
+                    }
+                };
+            }
+        }
+        let open = self.open;
+        for i in 0..n {
+            if let Some(p) = batch.get(i + AHEAD) {
+                let h = &self.hot[p.trace as usize];
+                prefetch(h);
+                prefetch(&h.sizes[size_bucket(p.size)]);
+            }
+            let p = &batch[i];
+            let t = p.trace as usize;
+            let h = &mut self.hot[t];
+            let b = &mut h.sizes[size_bucket(p.size)];
+            b.allocations += 1;
+            b.bytes = b.bytes.wrapping_add(p.size);
+            if h.heap != open {
+                if h.heap_sums.allocations > 0 {
+                    self.heap_entries.push((p.trace, h.heap, h.heap_sums));
+                }
+                h.heap = open;
+                h.heap_sums = Totals::default();
+            }
+            h.heap_sums.allocations += 1;
+            h.heap_sums.bytes = h.heap_sums.bytes.wrapping_add(p.size);
+            if p.frames.is_empty() {
+                if !h.defined {
+                    if h.pending == 0 {
+                        h.pending_line = p.line;
+                    }
+                    h.pending += 1;
+                }
+            } else if h.defined {
+                // A second printing: its frames stay unused in the chunk.
+                self.traces[t].dups.push(p.line);
+            } else {
+                h.defined = true;
+                self.traces[t].def = Some((p.line, p.frames.clone()));
+            }
+        }
+        batch.clear();
+        self.batch = batch;
     }
 
     /// Reads `buf` (UTF-8 or ANSI text, whole lines).
@@ -618,12 +801,7 @@ impl Chunk {
                 {
                     self.end_stack();
                     self.in_modules = false;
-                    let t = match self.ids.get(&id) {
-                        Some(&t) => t,
-                        // ASCII hexadecimal digits.
-                        None => self.trace_num(id, std::str::from_utf8(&buf[range]).unwrap_or("")),
-                    };
-                    if !self.allocation(line, size, overhead, address, t) {
+                    if !self.allocation(buf, line, size, overhead, address, IdTable::EMPTY, id, range) {
                         return;
                     }
                     pos = next;
@@ -652,15 +830,15 @@ impl Chunk {
                     text.as_str()
                 }
             };
-            if !self.line(line, s) {
+            if !self.line(buf, line, s) {
                 return;
             }
         }
-        self.end_stack();
+        self.flush(buf);
     }
 
     /// Any line but the fast ones; `false` when it stops the log.
-    fn line(&mut self, n: u64, raw: &str) -> bool {
+    fn line(&mut self, buf: &[u8], n: u64, raw: &str) -> bool {
         let indented = raw.starts_with([' ', '\t']);
         let t = raw.trim();
 
@@ -732,6 +910,7 @@ impl Chunk {
         if heap_line && t.contains("Start of data for heap") {
             match heap_of(t) {
                 Some(Ok(heap)) => {
+                    self.flush(buf);
                     match self.open {
                         NO_HEAP => {}
                         INHERITED => self.start_while_inherited = Some(n),
@@ -757,6 +936,7 @@ impl Chunk {
             return true;
         }
         if heap_line && t.contains("End of data for heap") {
+            self.flush(buf);
             match self.open {
                 NO_HEAP => {}
                 INHERITED => self.closes_inherited = true,
@@ -767,8 +947,11 @@ impl Chunk {
         }
         match parse_allocation(t) {
             Some(Ok(a)) => {
-                let t = self.trace(a.id);
-                self.allocation(n, a.size, a.overhead, a.address, t)
+                // The IDs of the batch are looked up first, so that traces are made
+                // in file order.
+                self.flush(buf);
+                let trace = self.trace(a.id);
+                self.allocation(buf, n, a.size, a.overhead, a.address, trace, 0, 0..0)
             }
             Some(Err(e)) if e.contains("64 bits") => self.fatal(n, e),
             Some(Err(e)) => {
@@ -781,10 +964,10 @@ impl Chunk {
 
     /// Flushes the per-trace heap sums.
     fn finish(&mut self) {
-        for (t, tr) in self.traces.iter_mut().enumerate() {
-            if tr.heap_sums.allocations > 0 {
-                self.heap_entries.push((t as u32, tr.heap, tr.heap_sums));
-                tr.heap_sums = Totals::default();
+        for (t, h) in self.hot.iter_mut().enumerate() {
+            if h.heap_sums.allocations > 0 {
+                self.heap_entries.push((t as u32, h.heap, h.heap_sums));
+                h.heap_sums = Totals::default();
             }
         }
     }
@@ -979,7 +1162,7 @@ impl Merger<'_> {
             }
             global.push(g);
             let gi = g as usize;
-            for (a, b) in self.snap.sizes[gi].iter_mut().zip(&lt.sizes) {
+            for (a, b) in self.snap.sizes[gi].iter_mut().zip(&c.hot[global.len() - 1].sizes) {
                 a.allocations += b.allocations;
                 a.bytes = a.bytes.wrapping_add(b.bytes);
             }
@@ -989,8 +1172,12 @@ impl Merger<'_> {
                     dups.insert(0, *line);
                 }
             } else {
-                if let Some((first, count)) = lt.pending {
-                    self.unresolved.entry(g).or_insert((off + first, 0)).1 += count;
+                let h = &c.hot[global.len() - 1];
+                if h.pending > 0 {
+                    self.unresolved
+                        .entry(g)
+                        .or_insert((off + h.pending_line, 0))
+                        .1 += h.pending;
                 }
                 if let Some((line, range)) = &lt.def {
                     let start = self.snap.frames.len();
