@@ -129,7 +129,8 @@ fn large(path: &std::path::Path, allocations: u64) -> std::io::Result<()> {
 
 fn parse(path: &std::path::Path, chunk: usize) -> std::io::Result<()> {
     let t0 = std::time::Instant::now();
-    let snap = leakdiag::umdh::snapshot::parse_chunked(path, chunk).map_err(std::io::Error::other)?;
+    let snap =
+        leakdiag::umdh::snapshot::parse_chunked(path, chunk).map_err(std::io::Error::other)?;
     eprintln!(
         "parsed in {:.3} s: {} allocations, {} bytes, {} stacks, {} lines, {} warnings",
         t0.elapsed().as_secs_f64(),
@@ -148,9 +149,13 @@ fn main() -> std::io::Result<()> {
         ["incident", dir] => incident(dir.as_ref()),
         ["large", file, n] => large(file.as_ref(), n.parse().expect("N: a number")),
         ["parse", file] => parse(file.as_ref(), leakdiag::umdh::snapshot::CHUNK_BYTES),
-        ["parse", file, chunk] => parse(file.as_ref(), chunk.parse().expect("CHUNK_BYTES: a number")),
+        ["parse", file, chunk] => {
+            parse(file.as_ref(), chunk.parse().expect("CHUNK_BYTES: a number"))
+        }
         _ => {
-            eprintln!("usage: make-umdh-logs incident DIR | large FILE N | parse FILE [CHUNK_BYTES]");
+            eprintln!(
+                "usage: make-umdh-logs incident DIR | large FILE N | parse FILE [CHUNK_BYTES]"
+            );
             std::process::exit(2);
         }
     }

@@ -470,9 +470,9 @@ impl IdTable {
 
     fn new() -> Self {
         IdTable {
-            slots: vec![(0, Self::EMPTY); 1 << 10],
+            slots: vec![(0, Self::EMPTY); 1 << 4],
             len: 0,
-            shift: 64 - 10,
+            shift: 64 - 4,
         }
     }
 
@@ -619,7 +619,7 @@ impl Chunk {
             frames: Vec::new(),
             symbolic: Vec::new(),
             heap_entries: Vec::new(),
-            batch: Vec::with_capacity(BATCH),
+            batch: Vec::new(),
             stack: None,
             first_ansi_line: None,
             first_bad_utf16_line: None,
@@ -801,7 +801,16 @@ impl Chunk {
                 {
                     self.end_stack();
                     self.in_modules = false;
-                    if !self.allocation(buf, line, size, overhead, address, IdTable::EMPTY, id, range) {
+                    if !self.allocation(
+                        buf,
+                        line,
+                        size,
+                        overhead,
+                        address,
+                        IdTable::EMPTY,
+                        id,
+                        range,
+                    ) {
                         return;
                     }
                     pos = next;
@@ -1061,8 +1070,10 @@ fn next_boundary(bytes: &[u8], from: usize, encoding: Encoding, text_start: usiz
                     u16::from_be_bytes(c)
                 }
             };
-            // Units are at text_start + 2k.
-            let mut i = text_start + ((from.max(text_start + 2) - 2 - text_start) & !1);
+            // Units are at text_start + 2k; a line end at or after `from − 2`, so
+            // that the next line starts at or after `from`.
+            let rel = from.max(text_start + 2) - 2 - text_start;
+            let mut i = text_start + ((rel + 1) & !1);
             while i + 1 < len {
                 if unit(i) == u16::from(b'\n') {
                     let next = i + 2;
@@ -1146,6 +1157,7 @@ impl Merger<'_> {
 
         // Traces.
         let mut global = Vec::with_capacity(c.traces.len());
+        let mut defs: Vec<(u64, usize)> = Vec::new();
         for lt in &c.traces {
             let next = self.snap.traces.len() as u32;
             let g = match lt.num {
@@ -1162,7 +1174,10 @@ impl Merger<'_> {
             }
             global.push(g);
             let gi = g as usize;
-            for (a, b) in self.snap.sizes[gi].iter_mut().zip(&c.hot[global.len() - 1].sizes) {
+            for (a, b) in self.snap.sizes[gi]
+                .iter_mut()
+                .zip(&c.hot[global.len() - 1].sizes)
+            {
                 a.allocations += b.allocations;
                 a.bytes = a.bytes.wrapping_add(b.bytes);
             }
@@ -1179,31 +1194,8 @@ impl Merger<'_> {
                         .or_insert((off + h.pending_line, 0))
                         .1 += h.pending;
                 }
-                if let Some((line, range)) = &lt.def {
-                    let start = self.snap.frames.len();
-                    for &f in &c.frames[range.clone()] {
-                        let f = match f {
-                            Frame::Address(a) => Frame::Address(a),
-                            Frame::Symbolic(i) => {
-                                let text = &c.symbolic[i as usize];
-                                let next = self.snap.symbolic.len() as u32;
-                                let i = *self.symbolic_ids.entry(text.clone()).or_insert(next);
-                                if i == next {
-                                    self.snap.symbolic.push(text.clone());
-                                }
-                                Frame::Symbolic(i)
-                            }
-                        };
-                        self.snap.frames.push(f);
-                    }
-                    self.snap.traces[gi].frames = Some(start..self.snap.frames.len());
-                    if let Some((first, count)) = self.unresolved.remove(&g) {
-                        let id = self.snap.traces[gi].id.clone();
-                        self.warn(
-                            first,
-                            format_args!("BackTrace{id} is referenced here ({count} allocation lines) before its stack is printed on line {}", off + line),
-                        );
-                    }
+                if let Some((line, _)) = &lt.def {
+                    defs.push((*line, global.len() - 1));
                 }
             }
             for line in dups {
@@ -1213,6 +1205,40 @@ impl Merger<'_> {
                     format_args!(
                         "the stack of BackTrace{id} is printed a second time: the first one is kept"
                     ),
+                );
+            }
+        }
+        // The stacks first printed here, in file order (so the frames are laid out
+        // the same way whatever the chunks).
+        defs.sort_unstable();
+        for (line, l) in defs {
+            let g = global[l];
+            let gi = g as usize;
+            let Some((_, range)) = &c.traces[l].def else {
+                continue;
+            };
+            let start = self.snap.frames.len();
+            for &f in &c.frames[range.clone()] {
+                let f = match f {
+                    Frame::Address(a) => Frame::Address(a),
+                    Frame::Symbolic(i) => {
+                        let text = &c.symbolic[i as usize];
+                        let next = self.snap.symbolic.len() as u32;
+                        let i = *self.symbolic_ids.entry(text.clone()).or_insert(next);
+                        if i == next {
+                            self.snap.symbolic.push(text.clone());
+                        }
+                        Frame::Symbolic(i)
+                    }
+                };
+                self.snap.frames.push(f);
+            }
+            self.snap.traces[gi].frames = Some(start..self.snap.frames.len());
+            if let Some((first, count)) = self.unresolved.remove(&g) {
+                let id = self.snap.traces[gi].id.clone();
+                self.warn(
+                    first,
+                    format_args!("BackTrace{id} is referenced here ({count} allocation lines) before its stack is printed on line {}", off + line),
                 );
             }
         }
@@ -1383,7 +1409,11 @@ fn finish(mut m: Merger<'_>) -> Result<Snapshot, UmdhError> {
         warnings.push((l, "the text is not UTF-8 from this line on: read as the Windows ANSI code page (Windows-1252)".to_owned()));
     }
     if let Some(l) = m.first_bad_utf16_line {
-        warnings.push((l, "the UTF-16 text has an unpaired surrogate or a dangling byte: replaced by U+FFFD".to_owned()));
+        warnings.push((
+            l,
+            "the UTF-16 text has an unpaired surrogate or a dangling byte: replaced by U+FFFD"
+                .to_owned(),
+        ));
     }
     m.snap.warnings = warnings
         .into_iter()
