@@ -5,6 +5,8 @@
 #   CASES="large batch" bash bench/run.sh
 #   RUNS=3 SCRATCH=/tmp/ldbench bash bench/run.sh
 #   CASES=huge bash bench/run.sh      case 5 only: 10M allocations, and 1M/3M for scaling
+#   CASES=reach bash bench/run.sh     case 7 only: reachability scan of a 2 GiB full dump
+#   PREBUILT=DIR bash bench/run.sh    use DIR/leakdiag and DIR/bench-gen … (no cargo build)
 #
 # Inputs are generated deterministically into $SCRATCH (default bench/scratch, not
 # committed) on the first run and reused afterwards (FORCE=1 regenerates). Each case
@@ -16,7 +18,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 SCRATCH=${SCRATCH:-bench/scratch}
 RUNS=${RUNS:-5}
-CASES=${CASES:-"large symbols batch full huge umdh"}
+CASES=${CASES:-"large symbols batch full huge umdh reach"}
 UMDH_ALLOCATIONS=${UMDH_ALLOCATIONS:-5000000}
 SYMBOLIZER=${SYMBOLIZER:-llvm-symbolizer-19}
 LLVM_RUNS=${LLVM_RUNS:-1}
@@ -27,11 +29,18 @@ SCRATCH=$(cd "$SCRATCH" && pwd)
 
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
 
-echo "building (release)..." >&2
-cargo build --release --quiet --bin leakdiag --example bench-gen \
-    --example bench-aggregate --example bench-symbolize --example make-umdh-logs
-BIN=$ROOT/target/release/leakdiag
-EX=$ROOT/target/release/examples
+if [ -n "${PREBUILT:-}" ]; then
+    # A machine without the toolchain: leakdiag and the examples built elsewhere,
+    # all in one folder.
+    BIN=$PREBUILT/leakdiag
+    EX=$PREBUILT
+else
+    echo "building (release)..." >&2
+    cargo build --release --quiet --bin leakdiag --example bench-gen \
+        --example bench-aggregate --example bench-symbolize --example make-umdh-logs
+    BIN=$ROOT/target/release/leakdiag
+    EX=$ROOT/target/release/examples
+fi
 
 # --- helpers -----------------------------------------------------------------
 ROWS=()
@@ -164,6 +173,24 @@ if [[ " $CASES " == *" full "* ]]; then
     read -r VM ANON FILE < <(peak_status "$BIN" analyze -q -o "$SCRATCH/full-report-status" "$F")
     row "4 full dump: analyze (all scripts)" "$(size_of "$F") (2 GiB Memory64List, 500k allocations)" "$E2E" "$E2E_RSS" "cat dump >/dev/null (warm)" "$CAT" "$(ratio "$E2E" "$CAT")× of cat"
     NOTES+=("full dump, /proc/PID/status sampled every 5 ms: peak VmRSS $((VM / 1024)) MiB = RssAnon (heap, stacks) up to $((ANON / 1024)) MiB + RssFile (mapped dump and binary pages) up to $((FILE / 1024)) MiB")
+fi
+
+# --- case 7: reachability ---------------------------------------------------------------
+if [[ " $CASES " == *" reach "* ]]; then
+    echo "case 7: reachability scan of a full dump" >&2
+    R=$SCRATCH/reach.dmp
+    [ -f "$R" ] && [ -z "${FORCE:-}" ] || "$EX/bench-gen" reach "$R"
+    cat "$R" >/dev/null
+    MEASURE_OUT=/dev/null measure reach-cat cat "$R"
+    CAT=$MED
+    measure reach-scan "$BIN" analyze -q --scripts reachability -o "$SCRATCH/reach-scan-report" "$R"
+    SCAN=$MED SCAN_RSS=$RSS
+    measure reach-e2e "$BIN" analyze -q -o "$SCRATCH/reach-report" "$R"
+    E2E=$MED E2E_RSS=$RSS
+    row "7 reachability: analyze --scripts reachability" "$(size_of "$R") (2 GiB Memory64List, 500k blocks in it)" "$SCAN" "$SCAN_RSS" "cat dump >/dev/null (warm)" "$CAT" "$(ratio "$SCAN" "$CAT")× of cat"
+    row "7 reachability: analyze (all scripts, leak section with classes)" "$(size_of "$R")" "$E2E" "$E2E_RSS" "cat dump >/dev/null (warm)" "$CAT" "$(ratio "$E2E" "$CAT")× of cat"
+    read -r VM ANON FILE < <(peak_status "$BIN" analyze -q --scripts reachability -o "$SCRATCH/reach-report-status" "$R")
+    NOTES+=("reachability, /proc/PID/status sampled every 5 ms: peak VmRSS $((VM / 1024)) MiB = RssAnon (heap, stacks) up to $((ANON / 1024)) MiB + RssFile (mapped dump and binary pages) up to $((FILE / 1024)) MiB")
 fi
 
 # --- case 5: ten million allocations ---------------------------------------------------

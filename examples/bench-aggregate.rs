@@ -37,7 +37,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t1 = Instant::now();
     let table = Table::read_chunked(&stream, &modules, &options.system_modules, chunk)?;
     let t2 = Instant::now();
-    let analysis = build(&stream, &table, &modules, &options, &Symbols::default());
+    let analysis = build(
+        &stream,
+        &table,
+        &modules,
+        &options,
+        &Symbols::default(),
+        None,
+    );
     let t3 = Instant::now();
     println!(
         "{} allocations, {} bytes, {} modules",

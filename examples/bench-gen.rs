@@ -6,6 +6,7 @@
 //! bench-gen batch DIR                  case 3: 64 dumps of 100,000 allocations
 //! bench-gen full OUT.dmp               case 4: 2 GiB Memory64List, 500,000 allocations
 //! bench-gen huge OUT.dmp               case 5: 10,000,000 allocations, 100,000 stacks
+//! bench-gen reach OUT.dmp              case 7: 2 GiB heap-like memory, 500,000 blocks in it
 //! bench-gen scale N OUT.dmp            case 5's shape with N allocations (1M, 3M: scaling)
 //! bench-gen csrc DIR [FUNCTIONS]       case 2: C sources (20,000 functions by default)
 //! ```
@@ -156,9 +157,100 @@ fn stream_depths(
 }
 
 /// Memory of a full dump: `ranges` ranges of `range_size` bytes.
-struct FullMemory {
+/// Writes the bytes of one memory range (its index, its buffer).
+type Fill<'a> = dyn Fn(u64, &mut [u8]) + 'a;
+
+struct FullMemory<'a> {
     ranges: u64,
     range_size: u64,
+    /// Fills range `i`'s bytes; `None`: a fixed pseudo-random pattern.
+    fill: Option<&'a Fill<'a>>,
+}
+
+/// Where range `i` of a [`FullMemory`] lies: 1 MiB ranges 2 MiB apart.
+fn range_base(i: u64, range_size: u64) -> u64 {
+    0x2_0000_0000 + i * 2 * range_size
+}
+
+/// Case 7 (reachability): 500,000 blocks of 64 B – 4 KiB laid out inside the 2,048
+/// captured ranges of 1 MiB with gaps between them (untracked memory), and memory
+/// whose words are, like a heap's, mostly zeros and small numbers, with one in
+/// eight a pointer into a block (anywhere inside it) and one in 32 a pointer-like
+/// value that points nowhere. Returns the stream and the block table.
+fn reach_blocks(modules: &[Module]) -> (Vec<u8>, Vec<(u64, u64)>) {
+    const RANGES: u64 = 2048;
+    const RANGE: u64 = 1 << 20;
+    const BLOCKS: usize = 500_000;
+    let mut rng = Lcg(0x7eac);
+    let mut blocks = Vec::with_capacity(BLOCKS);
+    let per_range = BLOCKS as u64 / RANGES + 1;
+    'ranges: for r in 0..RANGES {
+        let mut at = range_base(r, RANGE) + 16;
+        for _ in 0..per_range {
+            if blocks.len() == BLOCKS {
+                break 'ranges;
+            }
+            let size = 64 + 16 * rng.below(252);
+            let gap = 16 + 16 * rng.below(4);
+            if at + size + gap > range_base(r, RANGE) + RANGE {
+                break;
+            }
+            blocks.push((at, size));
+            at += size + gap;
+        }
+    }
+    // The stacks of case 4, then one allocation per block.
+    let start = filetime(T0);
+    let window = 2 * 3600;
+    let mut b = AllocationStreamBuilder::new(start, start + window * SECOND);
+    let mut frames_rng = Lcg(0x5eed);
+    let mut ids = Vec::new();
+    while ids.len() < 20_000 {
+        let frames: Vec<u64> = (0..32)
+            .map(|f| {
+                let m = match f {
+                    0 => 1,
+                    1 => 3,
+                    _ => 4 + frames_rng.below(modules.len() as u64 - 4) as usize,
+                };
+                modules[m].base + 0x1000 + frames_rng.below(4096) * 0x40 + 5
+            })
+            .collect();
+        let id = b.add_stack(&frames);
+        if id as usize == ids.len() {
+            ids.push(id);
+        }
+    }
+    for &(address, size) in &blocks {
+        let s = (rng.below(ids.len() as u64) * rng.below(ids.len() as u64)) / ids.len() as u64;
+        b.add_allocation(NewAllocation {
+            address,
+            size,
+            time: rng.below(window * SECOND),
+            heap: 0x1f0_0000,
+            stack: ids[s as usize],
+            allocator: AllocatorKind::CRuntime,
+        });
+    }
+    b.metadata("tracker", "bench-gen 1.0");
+    (b.build(), blocks)
+}
+
+/// Heap-like words for range `i`: see [`reach_blocks`].
+fn reach_fill(blocks: &[(u64, u64)], i: u64, buf: &mut [u8]) {
+    let mut rng = Lcg(0xfee1 ^ i);
+    for chunk in buf.chunks_exact_mut(8) {
+        let v = match rng.below(32) {
+            0..=3 => {
+                let (a, size) = blocks[rng.below(blocks.len() as u64) as usize];
+                a + rng.below(size) / 8 * 8
+            }
+            4 => 0x7ff0_0000_0000 + rng.below(1 << 30) * 8,
+            5..=9 => rng.below(1 << 16),
+            _ => 0,
+        };
+        chunk.copy_from_slice(&v.to_le_bytes());
+    }
 }
 
 fn minidump_string(s: &str) -> Vec<u8> {
@@ -264,7 +356,7 @@ fn write_dump(
         head[at + 8..at + 16].copy_from_slice(&base_rva.to_le_bytes());
         for i in 0..mem.ranges {
             let d = at + 16 + 16 * i as usize;
-            let start = 0x2_0000_0000 + i * 2 * mem.range_size;
+            let start = range_base(i, mem.range_size);
             head[d..d + 8].copy_from_slice(&start.to_le_bytes());
             head[d + 8..d + 16].copy_from_slice(&mem.range_size.to_le_bytes());
         }
@@ -287,12 +379,17 @@ fn write_dump(
     let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
     out.write_all(&head)?;
     if let Some(mem) = memory {
-        // Patterned bytes, one range at a time from one reused buffer.
+        // One range at a time from one reused buffer.
         let mut buf = vec![0u8; mem.range_size as usize];
         for i in 0..mem.ranges {
-            for (j, chunk) in buf.chunks_exact_mut(8).enumerate() {
-                let v = (i << 32 | j as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                chunk.copy_from_slice(&v.to_le_bytes());
+            match mem.fill {
+                Some(fill) => fill(i, &mut buf),
+                None => {
+                    for (j, chunk) in buf.chunks_exact_mut(8).enumerate() {
+                        let v = (i << 32 | j as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                        chunk.copy_from_slice(&v.to_le_bytes());
+                    }
+                }
             }
             out.write_all(&buf)?;
         }
@@ -368,7 +465,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| -> Result<&str, Box<dyn std::error::Error>> {
         args.get(i).map(String::as_str).ok_or_else(|| {
-            "usage: bench-gen large|batch|full|huge|csrc OUT, or bench-gen scale N OUT".into()
+            "usage: bench-gen large|batch|full|reach|huge|csrc OUT, or bench-gen scale N OUT".into()
         })
     };
     let mods = modules(200);
@@ -393,11 +490,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let memory = FullMemory {
                 ranges: 2048,
                 range_size: 1 << 20,
+                fill: None,
             };
             write_dump(
                 Path::new(arg(1)?),
                 &mods,
                 4444,
+                T0 as u32 + 7200,
+                &s,
+                Some(&memory),
+            )?;
+        }
+        "reach" => {
+            let (s, blocks) = reach_blocks(&mods);
+            let fill = |i: u64, buf: &mut [u8]| reach_fill(&blocks, i, buf);
+            let memory = FullMemory {
+                ranges: 2048,
+                range_size: 1 << 20,
+                fill: Some(&fill),
+            };
+            write_dump(
+                Path::new(arg(1)?),
+                &mods,
+                4646,
                 T0 as u32 + 7200,
                 &s,
                 Some(&memory),

@@ -190,9 +190,11 @@ impl<'r> ImageBytes<'r> {
         let (headers, directories) =
             self.attempt(|| Pe::parse(source, &mut offset), PeError::Malformed)?;
         let mapped = matches!(self.data, Data::Mapped(_));
-        // A mapped image needs no section table: its RVAs are its offsets.
+        // A mapped image needs no section table to read (its RVAs are its offsets);
+        // it is kept when present, to name the section an address lies in.
         let sections = if mapped {
-            SectionTable::default()
+            self.attempt(|| headers.sections(source, offset), PeError::Malformed)
+                .unwrap_or_default()
         } else {
             self.attempt(|| headers.sections(source, offset), PeError::Malformed)?
         };
@@ -266,6 +268,17 @@ pub struct Image<'b, 'r> {
     sections: SectionTable<'b>,
 }
 
+/// One entry of an image's section table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeSection {
+    /// `.data`, `.bss`…, as the table spells it (8 bytes at most).
+    pub name: String,
+    /// `[rva, end)` in the mapped image.
+    pub rva: u32,
+    pub end: u32,
+    pub writable: bool,
+}
+
 /// An image's CodeView (RSDS, PDB 7.0) record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeView {
@@ -279,6 +292,26 @@ impl<'b> Image<'b, '_> {
     /// `SizeOfImage` from the optional header.
     pub fn size_of_image(&self) -> u32 {
         self.size_of_image
+    }
+
+    /// The section table: name, RVA range and whether the section is writable.
+    pub fn sections(&self) -> Vec<PeSection> {
+        self.sections
+            .iter()
+            .map(|s| {
+                let name =
+                    String::from_utf8_lossy(s.name.split(|&b| b == 0).next().unwrap_or_default())
+                        .into_owned();
+                let rva = s.virtual_address.get(LE);
+                let size = s.virtual_size.get(LE).max(s.size_of_raw_data.get(LE));
+                PeSection {
+                    name,
+                    rva,
+                    end: rva.saturating_add(size),
+                    writable: s.characteristics.get(LE).0 & pe::IMAGE_SCN_MEM_WRITE.0 != 0,
+                }
+            })
+            .collect()
     }
 
     /// `TimeDateStamp` from the file header.

@@ -20,15 +20,39 @@ scenario uses sizes no other code in the process asks for.  Lines
 require header flag bit 1 and dropped_allocations > 0, and that the records
 plus dropped_allocations account for every block the program still holds.
 
+With --expect-regions the stream must declare the tracker's own memory
+(format 1.3, spec section 14: tracker_regions_offset/count at header bytes
+112/120), with at least one allocation-table region.
+
+With --copies (a full-memory dump: Memory64ListStream 9 or MemoryListStream
+5), for every outstanding block, the 8-byte words of the dump's memory equal
+to its address are counted, split into: inside a declared tracker region,
+inside another outstanding block, and elsewhere ("stray": what a
+reachability scan would take for a root's reference).  --max-stray N fails
+when more than N stray copies are found.
+
+With --reach (and --truth), the dump is scanned as a reachability analyzer
+would (roots: all memory outside outstanding blocks and declared regions, a
+thread's stack only from its stack pointer up; pointers into a block,
+interior ones too, follow it), and each truth line's classes
+(unreachable=, unreferenced=, reachable=) must match.
+
 Standard library only.
 """
 import argparse
+import array
+import bisect
 import signal
 import struct
 import sys
 
 LD_STREAM = 0x4C440001
+THREAD_LIST = 3
 MODULE_LIST = 4
+MEMORY_LIST = 5
+MEMORY64_LIST = 9
+REGION_KINDS = {0: "other", 1: "allocation table", 2: "stack table", 3: "snapshot buffer",
+                4: "module strings", 5: "tracker image"}
 # Like the analyzer, skip system/runtime modules too when picking the
 # responsible module (the spec leaves the exact list to the reader).
 RUNTIME = {"ntdll.dll", "kernel32.dll", "kernelbase.dll", "msvcrt.dll", "ucrtbase.dll",
@@ -38,6 +62,9 @@ KINDS = {0: "unknown", 1: "heap", 2: "crt", 3: "virtual", 4: "cotask", 5: "bstr"
 
 class Bad(Exception):
     pass
+
+
+mem_data = [b""]      # the dump's bytes, for count_copies
 
 
 def u(fmt, buf, off, what):
@@ -120,9 +147,41 @@ def parse_stream(s):
                 k, v = line.split("=", 1)
                 meta[k] = v
     hdr = dict(flags=flags, tracking_start=t_start, snapshot_time=t_snap, version=(vmaj, vmin),
-               module_strings=parse_module_strings(s, hsize))
+               module_strings=parse_module_strings(s, hsize),
+               regions=parse_regions(s, vmin, hsize, [(fo, fc * 8), (so, sc * 16), (ao, ac * 40),
+                                                      (mo, ms if mo else 0)]))
     return hdr, stacks, allocs, meta
 
+
+def parse_regions(s, vmin, hsize, sections):
+    """The 1.3 tracker-regions section (spec section 14) as a list of
+    (base, size, kind), [] when the stream declares that the tracker keeps no
+    memory, None when it does not declare (older minor version or a header
+    under 128 bytes); strict like the rest."""
+    if vmin < 3 or hsize < 128:
+        return None
+    off, count = struct.unpack_from("<QQ", s, 112)
+    if count == 0:
+        return []
+    if off % 8:
+        raise Bad(f"tracker_regions_offset {off} not 8-byte aligned")
+    if count > (len(s) - off) // 24 if off <= len(s) else True:
+        raise Bad(f"tracker_region_count {count} records of 24 bytes at {off} do not fit "
+                  f"in a stream of {len(s)} bytes")
+    if off < hsize:
+        raise Bad(f"tracker_regions_offset {off} lies inside the {hsize}-byte header")
+    for o, n in sections:
+        if n and off < o + n and o < off + 24 * count:
+            raise Bad(f"tracker regions {off}+{24 * count} overlap a section at {o}+{n}")
+    out = []
+    for i in range(count):
+        base, size, kind, res = struct.unpack_from("<QQII", s, off + 24 * i)
+        if base + size > 0xFFFFFFFFFFFFFFFF:
+            raise Bad(f"tracker region {i}: base {base:#x} + size {size:#x} overflows")
+        if res or kind not in REGION_KINDS:
+            raise Bad(f"tracker region {i}: kind {kind} / reserved {res} not valid")
+        out.append((base, size, kind))
+    return out
 
 def parse_module_strings(s, hsize):
     """The 1.2 module-strings section (spec section 13) as a list of
@@ -166,8 +225,17 @@ def main():
     ap.add_argument("--expect", action="append", default=[], metavar="MODULE:BYTES:COUNT",
                     help="require exactly BYTES in COUNT blocks for MODULE (repeatable)")
     ap.add_argument("--truth", metavar="FILE", help="check the program's printed truth")
+    ap.add_argument("--expect-regions", action="store_true",
+                    help="require the tracker-regions section (format 1.3)")
+    ap.add_argument("--copies", action="store_true",
+                    help="count copies of block addresses in the dump's memory")
+    ap.add_argument("--max-stray", type=int, metavar="N",
+                    help="with --copies: fail when more than N copies lie outside regions and blocks")
+    ap.add_argument("--reach", action="store_true",
+                    help="with --truth: check each case's reachability classes")
     a = ap.parse_args()
     data = open(a.dump, "rb").read()
+    mem_data[0] = data
     try:
         streams = read_streams(data)
         if LD_STREAM not in streams:
@@ -206,6 +274,17 @@ def main():
           f"flags {hdr['flags']:#x}, {len(allocs)} allocations, {len(stacks)} stacks, "
           f"snapshot {(hdr['snapshot_time'] - hdr['tracking_start']) / 1e7:.2f} s after start")
     print("  metadata: " + "; ".join(f"{k}={v}" for k, v in meta.items()))
+    regions = hdr["regions"]
+    if regions is None:
+        print("  tracker regions: not declared (tracker memory may hide leaks)")
+    else:
+        by = {}
+        for _b, sz, k in regions:
+            by.setdefault(REGION_KINDS[k], [0, 0])
+            by[REGION_KINDS[k]][0] += 1
+            by[REGION_KINDS[k]][1] += sz
+        print(f"  tracker regions: {len(regions)} declared: " +
+              ", ".join(f"{k} {n} ({sz} bytes)" for k, (n, sz) in sorted(by.items())))
     if hdr["module_strings"] is not None:
         named = sum(1 for _, st, strs in hdr["module_strings"] if st == 0 and strs[0])
         print(f"  module strings: {len(hdr['module_strings'])} modules, {named} with a company name")
@@ -227,9 +306,243 @@ def main():
               f"expected {eb} bytes / {ec} blocks")
         if not ok:
             status = 1
+    if a.expect_regions:
+        ok = bool(regions) and any(k == 1 for _b, _s, k in regions)
+        print(f"  {'PASS' if ok else 'FAIL'}: tracker regions declared "
+              f"(version {hdr['version'][0]}.{hdr['version'][1]})")
+        status |= 0 if ok else 1
     if a.truth:
         status |= check_truth(a.truth, hdr, allocs, meta)
+    if a.copies or a.reach:
+        mem = read_memory(data, streams)
+        if not mem:
+            print("  FAIL: --copies/--reach need a dump with memory (stream 9 or 5)")
+            return 1
+        if a.copies:
+            stray = count_copies(mem, allocs, regions or [])
+            if a.max_stray is not None and stray > a.max_stray:
+                print(f"  FAIL: {stray} stray copies, at most {a.max_stray} allowed")
+                status |= 1
+        if a.reach:
+            if not a.truth:
+                print("  FAIL: --reach needs --truth")
+                return 1
+            status |= check_reach(a.truth, data, streams, mem, allocs, regions or [])
     return status
+
+
+def read_memory(data, streams):
+    """The dump's memory as a sorted list of (address, file offset, size)."""
+    mem = []
+    for off, _size in streams.get(MEMORY64_LIST, []):
+        n, rva = u("<QQ", data, off, "memory64 list")
+        for i in range(n):
+            start, size = u("<QQ", data, off + 16 + 16 * i, f"memory64 range {i}")
+            if rva + size > len(data):
+                raise Bad(f"memory64 range {i} beyond file end")
+            mem.append((start, rva, size))
+            rva += size
+    for off, _size in streams.get(MEMORY_LIST, []):
+        (n,) = u("<I", data, off, "memory list")
+        for i in range(n):
+            start, size, rva = u("<QII", data, off + 4 + 16 * i, f"memory range {i}")
+            mem.append((start, rva, size))
+    mem.sort()
+    return mem
+
+
+def words(data, mem, lo, hi):
+    """(address, value) of every 8-byte aligned word of memory whose value lies
+    in [lo, hi): the candidates a pointer scan looks at."""
+    for start, rva, size in mem:
+        skip = (-start) % 8
+        n = (size - skip) // 8
+        if n <= 0:
+            continue
+        arr = array.array("Q")
+        arr.frombytes(data[rva + skip:rva + skip + 8 * n])
+        base = start + skip
+        for i, v in enumerate(arr):
+            if lo <= v < hi:
+                yield base + 8 * i, v
+
+
+class Intervals:
+    """Sorted, merged [start, end) intervals with a membership test."""
+
+    def __init__(self, spans):
+        merged = []
+        for a, b in sorted(spans):
+            if b <= a:
+                continue
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        self.starts = [m[0] for m in merged]
+        self.ends = [m[1] for m in merged]
+
+    def find(self, x):
+        i = bisect.bisect_right(self.starts, x) - 1
+        return i if i >= 0 and x < self.ends[i] else -1
+
+
+def block_index(allocs):
+    blocks = sorted((al["addr"], al["addr"] + max(al["size"], 1)) for al in allocs)
+    starts = [b[0] for b in blocks]
+
+    def owner(x):
+        i = bisect.bisect_right(starts, x) - 1
+        return i if i >= 0 and x < blocks[i][1] else -1
+    return blocks, owner
+
+
+def count_copies(mem, allocs, regions):
+    data = mem_data[0]
+    addrs = {al["addr"] for al in allocs}
+    if not addrs:
+        print("  copies: no outstanding blocks")
+        return 0
+    _blocks, owner = block_index(allocs)
+    regs = Intervals((b, b + s) for b, s, _k in regions)
+    in_region = in_block = stray = 0
+    stray_where = {}
+    blocks_with_stray = set()
+    for at, v in words(data, mem, min(addrs), max(addrs) + 1):
+        if v not in addrs:
+            continue
+        if regs.find(at) >= 0:
+            in_region += 1
+        elif owner(at) >= 0:
+            in_block += 1
+        else:
+            stray += 1
+            blocks_with_stray.add(v)
+            page = at & ~0xFFFF
+            stray_where[page] = stray_where.get(page, 0) + 1
+    print(f"  copies of the {len(addrs)} block addresses: {in_region} in declared regions, "
+          f"{in_block} in other blocks, {stray} stray (outside both; "
+          f"{len(blocks_with_stray)} blocks have one)")
+    for page, n in sorted(stray_where.items(), key=lambda x: -x[1])[:8]:
+        print(f"    stray: {n} in the 64 KiB at {page:#x}")
+    return stray
+
+
+def thread_stacks(data, streams, mem):
+    """(stack pointer, dead start, stack end) of each thread (x64 contexts):
+    [dead start, stack pointer) is the dead part of the stack, from the start
+    of the dump's memory range that holds the stack pointer."""
+    out = []
+    for off, _size in streams.get(THREAD_LIST, []):
+        (n,) = u("<I", data, off, "thread list")
+        for i in range(n):
+            (_tid, _sc, _pc, _pr, _teb, st_start, st_size, _st_rva, ctx_size, ctx_rva) = u(
+                "<IIIIQQIIII", data, off + 4 + 48 * i, f"thread {i}")
+            rsp = u("<Q", data, ctx_rva + 0x98, f"thread {i} context")[0] if ctx_size >= 0xA0 else st_start
+            dead = st_start
+            for start, _rva, size in mem:
+                if start <= rsp < start + size:
+                    dead = min(dead, start)
+            out.append((rsp, dead, st_start + st_size))
+    return out
+
+
+def image_roots(data, mods, mem):
+    """The parts of module images that are not roots: everything but the
+    writable sections (headers, code, read-only data, debug sections)."""
+    def rd(a, n):
+        for s, r, z in mem:
+            if s <= a and a + n <= s + z:
+                return data[r + a - s:r + a - s + n]
+        return None
+    out = []
+    for base, size, _name in mods:
+        h = rd(base, 0x1000)
+        if not h or h[:2] != b"MZ":
+            continue
+        e = struct.unpack_from("<I", h, 0x3C)[0]
+        if e + 24 > len(h):
+            continue
+        nsec, = struct.unpack_from("<H", h, e + 6)
+        opt, = struct.unpack_from("<H", h, e + 20)
+        so = e + 24 + opt
+        writable = []
+        for i in range(nsec):
+            if so + 40 * i + 40 > len(h):
+                break
+            vs, va = struct.unpack_from("<II", h, so + 40 * i + 8)
+            ch, = struct.unpack_from("<I", h, so + 40 * i + 36)
+            if ch & 0x80000000:
+                writable.append((base + va, base + va + ((vs + 0xFFF) & ~0xFFF)))
+        at = base
+        for a, b in sorted(writable):
+            if at < a:
+                out.append((at, a))
+            at = max(at, b)
+        if at < base + size:
+            out.append((at, base + size))
+    return out
+
+
+def check_reach(path, data, streams, mem, allocs, regions):
+    """Classes per block from a conservative scan, compared with the truth."""
+    if not allocs:
+        print("  FAIL: no blocks")
+        return 1
+    blocks, owner = block_index(allocs)
+    lo, hi = blocks[0][0], max(b[1] for b in blocks)
+    regs = Intervals((b, b + s) for b, s, _k in regions)
+    stacks = thread_stacks(data, streams, mem)
+    not_roots = Intervals(image_roots(data, read_modules(data, streams), mem))
+    root_hit = set()             # blocks pointed to from a root
+    edges = {}                   # block -> blocks it points to
+    referenced = set()           # blocks pointed to by another block
+    for at, v in words(data, mem, lo, hi):
+        tgt = owner(v)
+        if tgt < 0:
+            continue
+        src = owner(at)
+        if src >= 0:
+            if src != tgt:
+                edges.setdefault(src, set()).add(tgt)
+                referenced.add(tgt)
+            continue
+        if regs.find(at) >= 0 or not_roots.find(at) >= 0:
+            continue
+        dead = any(start <= at < rsp for rsp, start, end in stacks if start <= at < end)
+        if dead:
+            continue
+        root_hit.add(tgt)
+    reach = set(root_hit)
+    todo = list(root_hit)
+    while todo:
+        b = todo.pop()
+        for t in edges.get(b, ()):
+            if t not in reach:
+                reach.add(t)
+                todo.append(t)
+    start_of = {b[0]: i for i, b in enumerate(blocks)}
+    status, passed, n = 0, 0, 0
+    for ln in open(path, encoding="utf-8", errors="replace"):
+        f = ln.split()
+        if not f or f[0] != "truth":
+            continue
+        kv = dict(x.split("=", 1) for x in f[2:])
+        if "unreachable" not in kv:
+            continue
+        n += 1
+        idx = [start_of.get(int(x, 16), -1) for x in kv["addrs"].split(",")]
+        got = dict(unreachable=sum(1 for i in idx if i >= 0 and i not in reach),
+                   unreferenced=sum(1 for i in idx if i >= 0 and i not in reach and i not in referenced),
+                   reachable=sum(1 for i in idx if i in reach))
+        want = {k: int(kv[k]) for k in got}
+        ok = got == want and -1 not in idx
+        passed += ok
+        status |= 0 if ok else 1
+        print(f"  {'PASS' if ok else 'FAIL'}: reach {f[1]}: " +
+              " ".join(f"{k}={got[k]}" for k in got) + ("" if ok else f" (expected {want})"))
+    print(f"  reach: {passed} of {n} cases hold")
+    return status if n else 1
 
 
 def check_truth(path, hdr, allocs, meta):

@@ -9,6 +9,7 @@
 
 pub mod attribution;
 pub mod probability;
+pub mod reachability;
 pub mod scripts;
 pub mod series;
 pub mod table;
@@ -157,12 +158,28 @@ pub fn analyze_dump(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport,
         }
     };
 
+    // The scan runs once, before the scripts: the leak and reachability scripts
+    // both read it.
+    let reach = match (&stream, &table) {
+        (Some(stream), Some(table))
+            if options
+                .scripts
+                .iter()
+                .any(|s| s.info().name == "reachability") =>
+        {
+            Some(reachability::compute(
+                &dump, stream, table, &modules, options,
+            ))
+        }
+        _ => None,
+    };
     let ctx = ScriptContext {
         dump: &dump,
         modules: &modules,
         process: &process,
         stream: stream.as_ref(),
         table: table.as_ref(),
+        reachability: reach.as_ref(),
         options,
     };
     let (sections, findings): (Vec<_>, Vec<_>) =

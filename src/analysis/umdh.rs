@@ -376,6 +376,8 @@ fn show_given(
                 allocations: t.allocations,
                 bytes: t.bytes,
                 leak_probability: times.leak_probability(table.window),
+                // A log is no dump: nothing to scan.
+                reachability: None,
             })
             .collect();
         rows.sort_by(|a, b| {
@@ -473,7 +475,7 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
     let wanted = super::attribution::modules_in_stacks(&stream, &table.frames, modules.len());
     let no_memory = |_: u64, _: usize| None;
     let symbols = Symbols::load(&options.symbolizer, &modules, &wanted, &no_memory, true);
-    let mut analysis = leak::build(&stream, &table, &modules, &options.leak, &symbols);
+    let mut analysis = leak::build(&stream, &table, &modules, &options.leak, &symbols, None);
     show_given(
         &mut analysis,
         &table,

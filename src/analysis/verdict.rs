@@ -9,11 +9,16 @@
 //! dump's summary are written from the verdict, so no finding can contradict it.
 
 use crate::model::{
-    Confidence, DumpReport, Evidence, EvidenceKind, Finding, FindingKind, LeakAnalysis, ModuleLeak,
-    Series, Severity, TrackingSource, TrendVerdict, UmdhGrowth, Verdict, VerdictModule,
-    VerdictStatus, VersionSource, NO_STACK_MODULE, UNKNOWN_MODULE,
+    Confidence, DumpReport, Evidence, EvidenceKind, FindingKind, LeakAnalysis, ModuleLeak, Series,
+    TrackingSource, TrendVerdict, UmdhGrowth, Verdict, VerdictModule, VerdictStatus, VersionSource,
+    NO_STACK_MODULE, UNKNOWN_MODULE,
 };
-use crate::text::{count, percent, thousands};
+use crate::text::{percent, thousands};
+
+mod findings;
+mod reach;
+
+pub use findings::verdict_findings;
 
 /// A leak probability at least this high counts as evidence of a leak.
 pub const PROBABLE_LEAK: u8 = 75;
@@ -205,6 +210,7 @@ pub fn dump_verdict(report: &DumpReport, ctx: &VerdictContext<'_>) -> Verdict {
                     text,
                 });
             }
+            evidence.extend(dominant.iter().filter_map(|(m, _, _)| reach::evidence(m)));
             let modules = dominant
                 .iter()
                 .map(|(m, _, rate)| verdict_module(report, leak, m, *rate, ctx))
@@ -234,6 +240,29 @@ pub fn dump_verdict(report: &DumpReport, ctx: &VerdictContext<'_>) -> Verdict {
                 Some(s),
             );
         }
+    }
+
+    // The scan's proof: blocks no pointer reaches can never be freed, whatever
+    // their age.
+    let complete_scan = reach::complete(report);
+    let (proven, unreachable) = reach::proven(leak.modules.iter().filter(|m| is_real(m)));
+    let (_, unreachable_anywhere) = reach::proven(leak.modules.iter());
+    if complete_scan && !proven.is_empty() {
+        evidence.extend(proven.iter().filter_map(|m| reach::evidence(m)));
+        let modules = proven
+            .iter()
+            .map(|m| {
+                let rate = series.and_then(|s| growth(s, &m.name)).and_then(|g| g.1);
+                verdict_module(report, leak, m, rate, ctx)
+            })
+            .collect();
+        return finish(
+            VerdictStatus::Leak,
+            modules,
+            Confidence::High,
+            evidence,
+            series,
+        );
     }
 
     // One dump's evidence: when the outstanding allocations were made.
@@ -299,6 +328,7 @@ pub fn dump_verdict(report: &DumpReport, ctx: &VerdictContext<'_>) -> Verdict {
         Confidence::Medium
     };
     if !dominant.is_empty() {
+        evidence.extend(dominant.iter().filter_map(|m| reach::evidence(m)));
         let modules = dominant
             .iter()
             .map(|m| {
@@ -315,6 +345,45 @@ pub fn dump_verdict(report: &DumpReport, ctx: &VerdictContext<'_>) -> Verdict {
         );
     }
     let probable_share: f64 = probable.iter().map(|m| share(m.bytes, total)).sum();
+    if complete_scan && unreachable.allocations > 0 {
+        // Unreachable blocks in real modules, none of which holds a dominant share
+        // (a dominant one was proven above).
+        evidence.push(Evidence {
+            kind: EvidenceKind::Unreachable,
+            module: None,
+            text: format!(
+                "{} blocks ({} bytes) in several modules are unreachable, none holding {}% of them: each is leaked, but no single module is responsible.",
+                thousands(unreachable.allocations),
+                thousands(unreachable.bytes),
+                DOMINANT_SHARE_PERCENT
+            ),
+        });
+        return finish(
+            VerdictStatus::Spread,
+            Vec::new(),
+            confidence,
+            evidence,
+            series,
+        );
+    }
+    if complete_scan && unreachable_anywhere.allocations > 0 {
+        evidence.push(Evidence {
+            kind: EvidenceKind::Unreachable,
+            module: None,
+            text: format!(
+                "{} blocks ({} bytes) are unreachable, all charged to system modules or to code outside every module: they are leaked, but no module can be named; their sample stacks show who called the allocator.",
+                thousands(unreachable_anywhere.allocations),
+                thousands(unreachable_anywhere.bytes),
+            ),
+        });
+        return finish(
+            VerdictStatus::Spread,
+            Vec::new(),
+            confidence,
+            evidence,
+            series,
+        );
+    }
     if probable_share >= SPREAD_SHARE_PERCENT {
         evidence.push(Evidence {
             kind: EvidenceKind::Share,
@@ -402,6 +471,8 @@ fn growth_verdict(g: &UmdhGrowth, ctx: &VerdictContext<'_>) -> Verdict {
             share_percent: m.share_percent,
             growth_per_hour: None,
             leak_probability: None,
+            unreachable: None,
+            held_by: None,
             vendor_report: ctx
                 .vendor_reports
                 .iter()
@@ -471,6 +542,8 @@ fn verdict_module(
             .iter()
             .find(|(module, _)| module.eq_ignore_ascii_case(&m.name))
             .map(|(_, dir)| dir.clone()),
+        unreachable: reach::unreachable(m),
+        held_by: reach::held_by(m),
     }
 }
 
@@ -533,7 +606,35 @@ fn finish_with(
         .map(|m| m.growth_per_hour)
         .try_fold(0.0, |sum, r| r.map(|r| sum + r));
     let verb = if modules.len() > 1 { "are" } else { "is" };
+    let unreachable: Option<u64> = modules
+        .iter()
+        .filter_map(|m| m.unreachable)
+        .map(|u| u.bytes)
+        .reduce(|a, b| a + b)
+        .filter(|&b| b > 0);
+    let held: Vec<String> = modules
+        .iter()
+        .filter_map(|m| {
+            m.held_by
+                .as_ref()
+                .map(|h| format!("{} is held by {h}", m.name))
+        })
+        .collect();
+    let held = if held.is_empty() {
+        String::new()
+    } else {
+        format!(" {}: a cache or list that grows.", held.join("; "))
+    };
     let (headline, next_step) = match status {
+        VerdictStatus::Leak if dumps < MIN_DUMPS_FOR_LEAK => (
+            format!(
+                "{} {verb} leaking: {} bytes in blocks that no pointer in the process reaches, of {} bytes outstanding.",
+                names(&modules),
+                thousands(unreachable.unwrap_or(0)),
+                thousands(bytes),
+            ),
+            vendor_step(&modules),
+        ),
         VerdictStatus::Leak => (
             format!(
                 "{} {verb} leaking: {} bytes outstanding, growing{} in every interval of {dumps} dumps.",
@@ -541,12 +642,12 @@ fn finish_with(
                 thousands(bytes),
                 rate.map(|r| format!(" {} bytes per hour", thousands(r.max(0.0).round() as u64)))
                     .unwrap_or_default(),
-            ),
+            ) + &held,
             vendor_step(&modules),
         ),
         VerdictStatus::PossibleLeak => (
             format!(
-                "{} probably {}: {} bytes outstanding, allocated steadily over the tracking window.",
+                "{} probably {}: {} bytes outstanding, allocated steadily over the tracking window.{held}",
                 names(&modules),
                 if modules.len() > 1 { "leak" } else { "leaks" },
                 thousands(bytes)
@@ -593,116 +694,6 @@ fn vendor_step(modules: &[VerdictModule]) -> String {
         text = format!("{}{}.", first.to_uppercase(), &text[1..]);
     }
     text
-}
-
-/// The module findings of a dump's summary, written from its verdict: one finding
-/// per module the verdict names (with the growth, the share, the probability and
-/// the top functions), or one finding for spread memory.
-pub fn verdict_findings(verdict: &Verdict, leak: Option<&LeakAnalysis>) -> Vec<Finding> {
-    let module_leak = |name: &str| leak.and_then(|l| l.modules.iter().find(|m| m.name == name));
-    let mut out = Vec::new();
-    match verdict.status {
-        VerdictStatus::Leak | VerdictStatus::PossibleLeak => {
-            let leak_status = verdict.status == VerdictStatus::Leak;
-            for m in &verdict.modules {
-                let evidence: Vec<&str> = verdict
-                    .evidence
-                    .iter()
-                    .filter(|e| e.module.as_deref() == Some(m.name.as_str()))
-                    .map(|e| e.text.as_str())
-                    .collect();
-                let functions = module_leak(&m.name)
-                    .map(|l| {
-                        l.functions
-                            .iter()
-                            .take(FINDING_FUNCTIONS)
-                            .map(|f| format!("{} ({} bytes)", f.name, thousands(f.bytes)))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .filter(|f| !f.is_empty())
-                    .map(|f| format!(" Top functions: {f}."))
-                    .unwrap_or_default();
-                let vendor = match &m.company {
-                    Some(c) => format!("{} ({c})", m.name),
-                    None => m.name.clone(),
-                };
-                out.push(
-                    Finding::new(
-                        if leak_status {
-                            Severity::Error
-                        } else {
-                            Severity::Warning
-                        },
-                        if leak_status {
-                            FindingKind::Leak
-                        } else {
-                            FindingKind::PossibleLeak
-                        },
-                        "verdict",
-                        if leak_status {
-                            format!("{} is leaking", m.name)
-                        } else {
-                            format!("{} is probably leaking", m.name)
-                        },
-                        if leak.is_some() {
-                            format!(
-                                "{} holds {} bytes ({:.1}% of outstanding bytes) in {}. {}{functions}",
-                                m.name,
-                                thousands(m.bytes),
-                                m.share_percent,
-                                count(m.allocations, "allocation"),
-                                evidence.join(" "),
-                            )
-                        } else {
-                            // Growth without a table of outstanding allocations (a
-                            // UMDH comparison): the evidence says it all.
-                            evidence.join(" ")
-                        },
-                        format!(
-                            "{} The sample stacks in the leak analysis show the code paths that allocate without freeing; if the calls come from your code, check that every object {vendor} returns is released as documented.",
-                            verdict.next_step
-                        ),
-                    )
-                    .about_module(&m.name),
-                );
-            }
-        }
-        VerdictStatus::Spread => {
-            let evidence: Vec<&str> = verdict.evidence.iter().map(|e| e.text.as_str()).collect();
-            out.push(Finding::new(
-                Severity::Warning,
-                FindingKind::SpreadGrowth,
-                "verdict",
-                "Leak-like memory is spread over many modules".into(),
-                evidence.join(" "),
-                verdict.next_step.clone(),
-            ));
-        }
-        VerdictStatus::NoLeakFound => {
-            // The largest module explained, so that nobody reads it as a leak.
-            if let Some(e) = verdict
-                .evidence
-                .iter()
-                .find(|e| e.kind == EvidenceKind::LeakProbability && e.module.is_some())
-            {
-                let module = e.module.clone().unwrap_or_default();
-                out.push(
-                    Finding::new(
-                        Severity::Information,
-                        FindingKind::LargestNotLeaking,
-                        "verdict",
-                        format!("{module} holds the most memory but does not look like a leak"),
-                        e.text.clone(),
-                        "Compare with a later dump of the same process: memory that keeps growing is a leak, memory that stays flat is not.".to_owned(),
-                    )
-                    .about_module(module),
-                );
-            }
-        }
-        VerdictStatus::NoTrackerData => {}
-    }
-    out
 }
 
 /// Sets the dump's verdict and rewrites the module findings of its summary from

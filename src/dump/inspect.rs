@@ -2,7 +2,7 @@
 //! checking an input. It prints what is there, parsed as little as possible, and keeps
 //! going past a broken part so the rest can still be seen.
 
-use super::stream::{StreamHeader, ALLOCATION_STREAM_TYPE};
+use super::stream::{AllocationStream, StreamHeader, ALLOCATION_STREAM_TYPE};
 use super::{DumpError, DumpFile};
 use crate::model::filetime_to_rfc3339;
 use crate::text::{one_line, ControlFilter};
@@ -70,6 +70,47 @@ fn print_header<W: Write>(w: &mut W, h: &StreamHeader) -> io::Result<()> {
             m.offset, m.count
         )?,
         None => writeln!(w, "  metadata           none")?,
+    }
+    match h.tracker_regions {
+        Some(r) => writeln!(
+            w,
+            "  tracker_regions    offset {} count {}",
+            r.offset, r.count
+        )?,
+        None => writeln!(
+            w,
+            "  tracker_regions    not declared (before 1.3): the tracker's own memory may hide leaks from a pointer scan"
+        )?,
+    }
+    Ok(())
+}
+
+/// At most this many tracker regions are listed one per line.
+const MAX_REGIONS_LISTED: usize = 256;
+
+fn print_regions<W: Write>(w: &mut W, s: &AllocationStream) -> io::Result<()> {
+    let Some(regions) = s.tracker_regions() else {
+        return Ok(());
+    };
+    let total: u128 = regions.iter().map(|r| u128::from(r.size)).sum();
+    writeln!(
+        w,
+        "  tracker regions:   {} declared, {} bytes (overlaps counted twice)",
+        regions.len(),
+        total
+    )?;
+    for r in regions.iter().take(MAX_REGIONS_LISTED) {
+        writeln!(
+            w,
+            "    {} .. 0x{:016x} {:>12} bytes  {}",
+            r.base,
+            r.end(),
+            r.size,
+            r.kind.name()
+        )?;
+    }
+    if regions.len() > MAX_REGIONS_LISTED {
+        writeln!(w, "    … {} more", regions.len() - MAX_REGIONS_LISTED)?;
     }
     Ok(())
 }
@@ -212,6 +253,7 @@ fn listing<W: Write>(w: &mut W, dump: &DumpFile) -> io::Result<Option<DumpError>
                     None => writeln!(w, "    {} (malformed: no '=')", one_line(e.key))?,
                 }
             }
+            print_regions(w, &s)?;
             Ok(None)
         }
     }

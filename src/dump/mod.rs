@@ -6,6 +6,7 @@
 //! names the file and what in it was wrong.
 
 pub mod inspect;
+pub mod memory;
 pub mod module_strings;
 pub mod pe_version;
 pub mod stream;
@@ -91,12 +92,44 @@ pub fn read_memory(memory: &UnifiedMemoryList<'_>, addr: u64, len: usize) -> Opt
     Some(out)
 }
 
+/// A read-only file mapping shared by the `minidump` parser and the readers that
+/// need the file's bytes themselves (the memory lists, the allocation stream).
+#[derive(Clone)]
+pub struct MappedFile(std::sync::Arc<Mmap>);
+
+impl std::ops::Deref for MappedFile {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// The `minidump` crate's view of a mapped dump.
+pub type MappedDump = Minidump<'static, MappedFile>;
+
+/// One thread of the dump: what a pointer scan needs to tell its live stack from
+/// dead frames, and its registers.
+#[derive(Clone, Debug)]
+pub struct ThreadInfo {
+    pub id: u32,
+    /// Address of the thread environment block (0 when the dump has none).
+    pub teb: u64,
+    /// The captured stack: `[start, start + size)`.
+    pub stack_start: u64,
+    pub stack_size: u64,
+    /// The stack pointer from the thread's context, when the context can be read.
+    pub stack_pointer: Option<u64>,
+    /// The general registers from the context, by name.
+    pub registers: Vec<(&'static str, u64)>,
+}
+
 /// A memory-mapped minidump.
 pub struct DumpFile {
     path: PathBuf,
     size: u64,
     directory: Vec<DirectoryEntry>,
-    dump: Minidump<'static, Mmap>,
+    file: MappedFile,
+    dump: MappedDump,
 }
 
 /// One entry of the minidump's stream directory, as the file has it (duplicates
@@ -197,7 +230,8 @@ impl DumpFile {
         // another process while we read it would fault; dumps are not written in place.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
         let directory = raw_directory(&map);
-        let dump = Minidump::read(map).map_err(|e| DumpError::NotMinidump {
+        let file = MappedFile(std::sync::Arc::new(map));
+        let dump = Minidump::read(file.clone()).map_err(|e| DumpError::NotMinidump {
             path: path.to_owned(),
             reason: describe_open_error(&e),
         })?;
@@ -205,6 +239,7 @@ impl DumpFile {
             path: path.to_owned(),
             size,
             directory,
+            file,
             dump,
         })
     }
@@ -222,8 +257,57 @@ impl DumpFile {
         &self.directory
     }
 
-    pub fn minidump(&self) -> &Minidump<'static, Mmap> {
+    pub fn minidump(&self) -> &MappedDump {
         &self.dump
+    }
+
+    /// The whole file, as mapped.
+    pub fn bytes(&self) -> &[u8] {
+        &self.file
+    }
+
+    /// The memory the dump captured (MemoryListStream and Memory64ListStream), read
+    /// in place; `None` when the dump has neither stream.
+    pub fn memory(&self) -> Option<memory::DumpMemory<'_>> {
+        let entries: Vec<(u32, u32, u32)> = self
+            .directory
+            .iter()
+            .filter(|d| {
+                matches!(
+                    d.stream_type,
+                    memory::MEMORY_LIST_STREAM | memory::MEMORY64_LIST_STREAM
+                )
+            })
+            .map(|d| (d.stream_type, d.size, d.rva))
+            .collect();
+        (!entries.is_empty()).then(|| memory::DumpMemory::read(&self.file, &entries))
+    }
+
+    /// The dump's threads, with their stacks and registers (empty without a thread
+    /// list).
+    pub fn threads(&self) -> Vec<ThreadInfo> {
+        let Ok(list) = self.dump.get_stream::<minidump::MinidumpThreadList>() else {
+            return Vec::new();
+        };
+        let system = self.dump.get_stream::<MinidumpSystemInfo>().ok();
+        let misc = self.dump.get_stream::<MinidumpMiscInfo>().ok();
+        list.threads
+            .iter()
+            .map(|t| {
+                let context = system.as_ref().and_then(|s| t.context(s, misc.as_ref()));
+                ThreadInfo {
+                    id: t.raw.thread_id,
+                    teb: t.raw.teb,
+                    stack_start: t.raw.stack.start_of_memory_range,
+                    stack_size: u64::from(t.raw.stack.memory.data_size),
+                    stack_pointer: context.as_ref().map(|c| c.get_stack_pointer()),
+                    registers: context
+                        .as_ref()
+                        .map(|c| c.valid_registers().collect())
+                        .unwrap_or_default(),
+                }
+            })
+            .collect()
     }
 
     /// The allocation stream, `Ok(None)` when the dump has none.

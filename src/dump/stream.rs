@@ -30,6 +30,12 @@ pub const STACK_RECORD_SIZE: usize = 16;
 pub const ALLOCATION_RECORD_SIZE: usize = 40;
 /// The stack index that means "no stack captured".
 pub const NO_STACK: u32 = 0xFFFF_FFFF;
+/// The smallest header that carries the tracker-regions fields (format 1.3).
+pub const TRACKER_REGIONS_HEADER_SIZE: usize = 128;
+/// The minor version that introduced the tracker-regions section.
+pub const TRACKER_REGIONS_MINOR: u16 = 3;
+/// Size of one tracker-regions record.
+pub const TRACKER_REGION_SIZE: usize = 24;
 
 /// Byte offsets of the header fields, shared by the reader, the writer and tests that
 /// corrupt single fields.
@@ -49,6 +55,9 @@ pub mod field {
     pub const ALLOCATION_COUNT: usize = 72;
     pub const METADATA_OFFSET: usize = 80;
     pub const METADATA_SIZE: usize = 88;
+    /// Since 1.3, in a header of at least 128 bytes.
+    pub const TRACKER_REGIONS_OFFSET: usize = 112;
+    pub const TRACKER_REGION_COUNT: usize = 120;
 }
 
 /// Why an allocation stream was refused. Each variant names the spec's field.
@@ -119,6 +128,8 @@ pub enum StreamError {
     },
     #[error("allocation stream: the sizes of the outstanding allocations add up to more than 2^64 bytes (at allocation {index}, size {size})")]
     TotalOverflow { index: u64, size: u64 },
+    #[error("allocation stream tracker region {index}: base = 0x{base:x} + size = {size} overflows a 64-bit address")]
+    RegionOverflow { index: u64, base: u64, size: u64 },
 }
 
 /// The stream's flags word.
@@ -153,6 +164,92 @@ pub struct SectionLocation {
     pub count: u64,
 }
 
+/// What a tracker-regions record says the memory is (its `kind` field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackerRegionKind {
+    /// 0, and any value the spec does not name.
+    Other,
+    /// 1: the tracker's table of outstanding allocations.
+    AllocationTable,
+    /// 2: its stack table, frame pool or stack index.
+    StackTable,
+    /// 3: the buffer that holds the stream itself.
+    SnapshotBuffer,
+    /// 4: the buffer of the module-strings section.
+    ModuleStrings,
+    /// 5: the tracker's own image (its DLL).
+    TrackerImage,
+}
+
+impl TrackerRegionKind {
+    /// Decodes the record's kind; values the spec does not name are [`Self::Other`].
+    pub fn from_u32(v: u32) -> Self {
+        match v {
+            1 => Self::AllocationTable,
+            2 => Self::StackTable,
+            3 => Self::SnapshotBuffer,
+            4 => Self::ModuleStrings,
+            5 => Self::TrackerImage,
+            _ => Self::Other,
+        }
+    }
+
+    /// The value the stream uses for this kind.
+    pub fn to_u32(self) -> u32 {
+        match self {
+            Self::Other => 0,
+            Self::AllocationTable => 1,
+            Self::StackTable => 2,
+            Self::SnapshotBuffer => 3,
+            Self::ModuleStrings => 4,
+            Self::TrackerImage => 5,
+        }
+    }
+
+    /// A short name for listings.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Other => "other",
+            Self::AllocationTable => "allocation table",
+            Self::StackTable => "stack table",
+            Self::SnapshotBuffer => "snapshot buffer",
+            Self::ModuleStrings => "module strings",
+            Self::TrackerImage => "tracker image",
+        }
+    }
+}
+
+/// Memory the tracker itself keeps in the process (format 1.3, spec § 14): it holds
+/// plain copies of block addresses, so a pointer scan must not take it for a root.
+/// `base + size` never overflows ([`AllocationStream::parse`] checks it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct TrackerRegion {
+    pub base: VirtAddr,
+    pub size: u64,
+    pub kind: TrackerRegionKind,
+}
+
+impl TrackerRegion {
+    /// The first address after the region.
+    pub fn end(&self) -> u64 {
+        self.base.0 + self.size
+    }
+
+    /// Whether `addr` lies in `[base, base + size)`.
+    pub fn contains(&self, addr: u64) -> bool {
+        self.base.0 <= addr && addr < self.end()
+    }
+
+    fn decode(r: &[u8; TRACKER_REGION_SIZE]) -> Self {
+        TrackerRegion {
+            base: VirtAddr(u64_at(r, 0)),
+            size: u64_at(r, 8),
+            kind: TrackerRegionKind::from_u32(u32_at(r, 16)),
+        }
+    }
+}
+
 /// The decoded header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct StreamHeader {
@@ -169,6 +266,10 @@ pub struct StreamHeader {
     pub allocations: SectionLocation,
     /// `None` when metadata_offset is 0.
     pub metadata: Option<SectionLocation>,
+    /// The tracker-regions section (count = records); `None` when the stream does not
+    /// declare the tracker's memory (version before 1.3 or a header under 128 bytes).
+    /// `Some` with count 0: the tracker keeps no memory in the process.
+    pub tracker_regions: Option<SectionLocation>,
 }
 
 impl StreamHeader {
@@ -266,6 +367,8 @@ pub struct AllocationStream<'a> {
     stacks: &'a [[u8; STACK_RECORD_SIZE]],
     allocations: &'a [[u8; ALLOCATION_RECORD_SIZE]],
     metadata: &'a str,
+    /// `None`: the stream does not declare the tracker's memory.
+    tracker_regions: Option<&'a [[u8; TRACKER_REGION_SIZE]]>,
     /// The whole stream, for optional sections of later minor versions
     /// (`super::module_strings`).
     bytes: &'a [u8],
@@ -454,6 +557,21 @@ impl<'a> AllocationStream<'a> {
             )?;
             (b, Some(metadata_loc))
         };
+        // § 14: declared by a 1.3 (or later) header of at least 128 bytes.
+        let regions_loc = (version_minor >= TRACKER_REGIONS_MINOR
+            && header_size as usize >= TRACKER_REGIONS_HEADER_SIZE)
+            .then(|| loc(field::TRACKER_REGIONS_OFFSET, field::TRACKER_REGION_COUNT));
+        let regions = match regions_loc {
+            Some(l) => Some(section(
+                bytes,
+                "tracker_regions_offset",
+                "tracker_region_count",
+                l.offset.0,
+                l.count,
+                TRACKER_REGION_SIZE as u64,
+            )?),
+            None => None,
+        };
         check_layout(
             header_size,
             &[
@@ -469,6 +587,11 @@ impl<'a> AllocationStream<'a> {
                     metadata_loc.offset.0,
                     metadata_bytes.len() as u64,
                 ),
+                (
+                    "tracker_regions_offset",
+                    regions_loc.map_or(0, |l| l.offset.0),
+                    regions.map_or(0, |r| r.len() as u64),
+                ),
             ],
         )?;
         let metadata_text =
@@ -479,6 +602,7 @@ impl<'a> AllocationStream<'a> {
         let (frames, _) = frames.as_chunks::<FRAME_SIZE>();
         let (stacks, _) = stacks.as_chunks::<STACK_RECORD_SIZE>();
         let (allocations, _) = allocations.as_chunks::<ALLOCATION_RECORD_SIZE>();
+        let tracker_regions = regions.map(|r| r.as_chunks::<TRACKER_REGION_SIZE>().0);
 
         let stream = AllocationStream {
             header: StreamHeader {
@@ -492,14 +616,17 @@ impl<'a> AllocationStream<'a> {
                 stacks: stacks_loc,
                 allocations: allocations_loc,
                 metadata,
+                tracker_regions: regions_loc,
             },
             frames,
             stacks,
             allocations,
             metadata: metadata_text,
+            tracker_regions,
             bytes,
         };
         stream.check_stacks()?;
+        stream.check_regions()?;
         Ok(stream)
     }
 
@@ -524,6 +651,37 @@ impl<'a> AllocationStream<'a> {
             }
         }
         Ok(())
+    }
+
+    /// § 9 rule 9: no tracker region's `base + size` overflows 64 bits. Bounded by
+    /// tracker_region_count, already checked against the stream's length.
+    fn check_regions(&self) -> Result<(), StreamError> {
+        for (index, r) in self.tracker_regions.unwrap_or_default().iter().enumerate() {
+            let (base, size) = (u64_at(r, 0), u64_at(r, 8));
+            if base.checked_add(size).is_none() {
+                return Err(StreamError::RegionOverflow {
+                    index: index as u64,
+                    base,
+                    size,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The memory the tracker declares as its own (format 1.3, spec § 14), in stream
+    /// order (regions may overlap or touch: readers take the union). `None` when the
+    /// stream does not declare it (an older version or a shorter header): the
+    /// tracker's tables may then hide leaks from a pointer scan, and a reader must say
+    /// so. `Some(vec![])`: the tracker keeps no memory in the process.
+    pub fn tracker_regions(&self) -> Option<Vec<TrackerRegion>> {
+        self.tracker_regions
+            .map(|r| r.iter().map(TrackerRegion::decode).collect())
+    }
+
+    /// The number of declared tracker regions (`None`: not declared).
+    pub fn tracker_region_count(&self) -> Option<usize> {
+        self.tracker_regions.map(<[_]>::len)
     }
 
     /// The stream's bytes as given to [`AllocationStream::parse`].

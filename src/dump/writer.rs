@@ -10,8 +10,9 @@ use super::module_strings::{
     MODULE_STRINGS_OFFSET_FIELD, MODULE_STRINGS_SIZE_FIELD, SECTION_HEADER_SIZE,
 };
 use super::stream::{
-    field, AllocatorKind, ALLOCATION_RECORD_SIZE, FRAME_SIZE, HEADER_SIZE, MAGIC, NO_STACK,
-    STACK_RECORD_SIZE, VERSION_MAJOR, VERSION_MINOR,
+    field, AllocatorKind, TrackerRegionKind, ALLOCATION_RECORD_SIZE, FRAME_SIZE, HEADER_SIZE,
+    MAGIC, NO_STACK, STACK_RECORD_SIZE, TRACKER_REGIONS_HEADER_SIZE, TRACKER_REGIONS_MINOR,
+    TRACKER_REGION_SIZE, VERSION_MAJOR, VERSION_MINOR,
 };
 use std::collections::HashMap;
 
@@ -58,6 +59,9 @@ pub struct AllocationStreamBuilder {
     metadata: Vec<(String, String)>,
     /// The module-strings section; `None` writes none (and no 1.2 header fields).
     module_strings: Option<Vec<NewModuleStrings>>,
+    /// The tracker-regions section, (base, size, kind) as written; `None` writes none
+    /// (and no 1.3 header fields).
+    tracker_regions: Option<Vec<(u64, u64, u32)>>,
 }
 
 fn align8(n: usize) -> usize {
@@ -146,6 +150,29 @@ impl AllocationStreamBuilder {
         self
     }
 
+    /// Declares a region of the tracker's own memory (format 1.3, spec § 14); the
+    /// stream is then written as version 1.3 (at least) with a header of at least 128
+    /// bytes and the section after the metadata (and module strings).
+    pub fn tracker_region(&mut self, base: u64, size: u64, kind: TrackerRegionKind) -> &mut Self {
+        self.tracker_region_raw(base, size, kind.to_u32())
+    }
+
+    /// [`Self::tracker_region`] with the record's `kind` as a raw value (and `base +
+    /// size` as given, even if it overflows), for tests of what a reader tolerates.
+    pub fn tracker_region_raw(&mut self, base: u64, size: u64, kind: u32) -> &mut Self {
+        self.tracker_regions
+            .get_or_insert_with(Vec::new)
+            .push((base, size, kind));
+        self
+    }
+
+    /// Declares that the tracker keeps no memory in the process: a 1.3 header with
+    /// `tracker_region_count` 0.
+    pub fn empty_tracker_regions(&mut self) -> &mut Self {
+        self.tracker_regions.get_or_insert_with(Vec::new);
+        self
+    }
+
     pub fn allocation_count(&self) -> usize {
         self.allocations.len()
     }
@@ -164,15 +191,26 @@ impl AllocationStreamBuilder {
             header_size = header_size.max(MODULE_STRINGS_HEADER_SIZE);
             version_minor = version_minor.max(MODULE_STRINGS_MINOR);
         }
+        if self.tracker_regions.is_some() {
+            header_size = header_size.max(TRACKER_REGIONS_HEADER_SIZE);
+            version_minor = version_minor.max(TRACKER_REGIONS_MINOR);
+        }
+        let regions = self.tracker_regions.as_deref().unwrap_or_default();
         let frames_offset = align8(header_size);
         let stacks_offset = align8(frames_offset + self.frames.len() * FRAME_SIZE);
         let allocations_offset = align8(stacks_offset + self.stacks.len() * STACK_RECORD_SIZE);
         let metadata_offset =
             align8(allocations_offset + self.allocations.len() * ALLOCATION_RECORD_SIZE);
         let strings_offset = align8(metadata_offset + meta.len());
-        let total = match &section {
+        let end = match &section {
             Some(b) => strings_offset + b.len(),
             None => metadata_offset + meta.len(),
+        };
+        let regions_offset = align8(end);
+        let total = if self.tracker_regions.is_some() {
+            regions_offset + regions.len() * TRACKER_REGION_SIZE
+        } else {
+            end
         };
         let mut out = vec![0u8; total];
 
@@ -248,6 +286,29 @@ impl AllocationStreamBuilder {
                 &(b.len() as u64).to_le_bytes(),
             );
             put(&mut out, strings_offset, b);
+        }
+        if self.tracker_regions.is_some() {
+            let offset = if regions.is_empty() {
+                0
+            } else {
+                regions_offset
+            };
+            put(
+                &mut out,
+                field::TRACKER_REGIONS_OFFSET,
+                &(offset as u64).to_le_bytes(),
+            );
+            put(
+                &mut out,
+                field::TRACKER_REGION_COUNT,
+                &(regions.len() as u64).to_le_bytes(),
+            );
+            for (i, (base, size, kind)) in regions.iter().enumerate() {
+                let at = regions_offset + i * TRACKER_REGION_SIZE;
+                put(&mut out, at, &base.to_le_bytes());
+                put(&mut out, at + 8, &size.to_le_bytes());
+                put(&mut out, at + 16, &kind.to_le_bytes());
+            }
         }
         out
     }

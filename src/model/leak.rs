@@ -3,7 +3,7 @@
 //! Every byte count is exact and every list that is cut says what it left out
 //! ([`Omitted`]), so totals add up. Rankings share one order, [`Totals::rank`].
 
-use super::{AllocatorKind, StackId, SymbolsRow};
+use super::{AllocatorKind, ReachabilityTotals, ReachabilityView, StackId, SymbolsRow};
 use crate::addr::{Rva, VirtAddr};
 use serde::Serialize;
 use std::cmp::Ordering;
@@ -26,6 +26,9 @@ impl Totals {
     pub fn add(&mut self, bytes: u64) {
         self.allocations += 1;
         self.bytes += bytes;
+    }
+    pub fn is_zero(&self) -> bool {
+        self.allocations == 0 && self.bytes == 0
     }
     pub fn merge(&mut self, other: Totals) {
         self.allocations += other.allocations;
@@ -108,6 +111,9 @@ pub struct FunctionLeak {
     pub bytes: u64,
     /// 0–100, see docs/leak-probability.md; `None` when it cannot be judged.
     pub leak_probability: Option<u8>,
+    /// The function's blocks by reachability class, when the dump was scanned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reachability: Option<ReachabilityTotals>,
 }
 
 /// One frame of a sample stack. An address inside inlined code yields several
@@ -147,6 +153,10 @@ pub struct StackSample {
     /// stack's depth is the frames listed plus these. Absent when 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub frames_omitted: u64,
+    /// The stack's blocks by reachability class and their holders, when the dump
+    /// was scanned (`reachability`, `holders`, `holders_omitted`).
+    #[serde(flatten)]
+    pub reach: Option<ReachabilityView>,
 }
 
 /// Stack frames listed per sample stack. The spec sets no depth limit, so a sample
@@ -160,7 +170,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// What a list left out, so totals still add up.
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Omitted {
     pub count: u64,
     pub allocations: u64,
@@ -194,6 +204,10 @@ pub struct ModuleLeak {
     pub stack_count: u64,
     pub stacks: Vec<StackSample>,
     pub stacks_omitted: Omitted,
+    /// The module's blocks by reachability class and their holders, when the dump
+    /// was scanned (`reachability`, `holders`, `holders_omitted`).
+    #[serde(flatten)]
+    pub reach: Option<ReachabilityView>,
 }
 
 /// A module's place in the ranking by count.

@@ -13,6 +13,7 @@ mod leak;
 mod module;
 mod modules;
 mod process;
+mod reachability;
 mod report;
 mod section;
 mod series;
@@ -32,6 +33,7 @@ pub use leak::*;
 pub use module::*;
 pub use modules::*;
 pub use process::*;
+pub use reachability::*;
 pub use report::*;
 pub use section::*;
 pub use series::*;
@@ -45,7 +47,7 @@ pub use verdict::*;
 pub use virtual_memory::*;
 
 /// The schema tag of a dump's report.json.
-pub const REPORT_SCHEMA: &str = "leakdiag-report/3";
+pub const REPORT_SCHEMA: &str = "leakdiag-report/4";
 /// The schema tag of a run's index.json.
 pub const INDEX_SCHEMA: &str = "leakdiag-index/3";
 /// The schema tag of a vendor report.

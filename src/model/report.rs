@@ -2,8 +2,8 @@
 //! summary and one section per script that ran.
 
 use super::{
-    Finding, Handles, LeakAnalysis, Modules, ProcessSection, Section, SectionData, TrackingInfo,
-    UmdhGrowth, Verdict, VirtualMemory,
+    Finding, Handles, LeakAnalysis, Modules, ProcessSection, Reachability, Section, SectionData,
+    TrackingInfo, UmdhGrowth, Verdict, VirtualMemory,
 };
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -100,6 +100,8 @@ impl DumpReport {
         modules: Modules -> Modules,
         /// The growth section of a UMDH comparison log.
         umdh_growth: UmdhGrowth -> UmdhGrowth,
+        /// The reachability scan, if it ran.
+        reachability: Reachability -> Reachability,
     }
 }
 

@@ -4,7 +4,9 @@
 //! so renaming a script cannot silently turn a section into "absent", and a new
 //! section is a compile error wherever it must be handled.
 
-use super::{Handles, LeakAnalysis, Modules, ProcessSection, UmdhGrowth, VirtualMemory};
+use super::{
+    Handles, LeakAnalysis, Modules, ProcessSection, Reachability, UmdhGrowth, VirtualMemory,
+};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -18,6 +20,8 @@ pub enum SectionData {
     VirtualMemory(Box<VirtualMemory>),
     Handles(Box<Handles>),
     Modules(Box<Modules>),
+    /// Which blocks are unreachable, and what holds the others.
+    Reachability(Box<Reachability>),
     /// Growth between two snapshots, from a UMDH comparison log.
     UmdhGrowth(Box<UmdhGrowth>),
 }

@@ -2,6 +2,7 @@
 //! evidence (series growth, leak probability, share of memory, tracking window).
 //! The rules are in docs/verdict.md and `analysis::verdict`.
 
+use super::Totals;
 use serde::Serialize;
 
 /// What the evidence says.
@@ -59,6 +60,11 @@ pub enum EvidenceKind {
     ShortWindow,
     /// No allocation stream in the dump.
     NoTrackerData,
+    /// The reachability scan: blocks no pointer leads to (proof of a leak).
+    Unreachable,
+    /// The reachability scan: the module's blocks are all held by one root (a
+    /// cache or list that grows, named by that root).
+    HeldBy,
 }
 
 /// One piece of evidence, as data and in words.
@@ -88,6 +94,13 @@ pub struct VerdictModule {
     pub leak_probability: Option<u8>,
     /// Folder of the module's vendor report in the run, when one was written.
     pub vendor_report: Option<String>,
+    /// Its blocks that no pointer reaches, when the dump was scanned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreachable: Option<Totals>,
+    /// The root (a global) that holds nearly all of its reachable blocks: a cache
+    /// or list that grows. Absent when none does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
 }
 
 /// The verdict on a dump or an incident.

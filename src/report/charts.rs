@@ -180,9 +180,13 @@ pub fn bar_chart(title: &str, bars: &[(String, u64)], unit: Unit) -> Result<Stri
             .x_label_area_size(30)
             .y_label_area_size(230)
             // One segment per bar: 0..n-1 segmented is n slots, no empty one on top.
-            .build_cartesian_2d(0f64..x_max, (0usize..n - 1).into_segmented())
+            // One bar gets an axis of two slots (0..0 is degenerate) and spans both.
+            .build_cartesian_2d(0f64..x_max, (0usize..(n - 1).max(1)).into_segmented())
             .map_err(|e| err(&e))?;
         let y_label = |v: &SegmentValue<usize>| match v {
+            // A lone bar: its label once, on the upper of its two slots.
+            SegmentValue::CenterOf(1) if n == 1 => labels.first().cloned().unwrap_or_default(),
+            _ if n == 1 => String::new(),
             SegmentValue::CenterOf(i) if *i < labels.len() => labels[n - 1 - *i].clone(),
             _ => String::new(),
         };
@@ -194,7 +198,7 @@ pub fn bar_chart(title: &str, bars: &[(String, u64)], unit: Unit) -> Result<Stri
             .configure_mesh()
             .disable_y_mesh()
             .light_line_style(WHITE)
-            .y_labels(n)
+            .y_labels(if n == 1 { 1 } else { n })
             .x_labels(x_ticks)
             .y_label_formatter(&y_label)
             .x_label_formatter(&x_label)
@@ -204,11 +208,14 @@ pub fn bar_chart(title: &str, bars: &[(String, u64)], unit: Unit) -> Result<Stri
         chart
             .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
                 let row = n - 1 - i;
+                // A lone bar spans its axis's two slots.
+                let top = if n == 1 {
+                    SegmentValue::Last
+                } else {
+                    SegmentValue::Exact(row + 1)
+                };
                 let mut r = Rectangle::new(
-                    [
-                        (0.0, SegmentValue::Exact(row)),
-                        (*v as f64 / scale, SegmentValue::Exact(row + 1)),
-                    ],
+                    [(0.0, SegmentValue::Exact(row)), (*v as f64 / scale, top)],
                     BAR_COLOR.filled(),
                 );
                 r.set_margin(4, 4, 0, 0);
@@ -222,7 +229,11 @@ pub fn bar_chart(title: &str, bars: &[(String, u64)], unit: Unit) -> Result<Stri
                     unit.bar(*v),
                     (
                         (*v as f64 + max as f64 * 0.01) / scale,
-                        SegmentValue::CenterOf(row),
+                        if n == 1 {
+                            SegmentValue::CenterOf(1)
+                        } else {
+                            SegmentValue::CenterOf(row)
+                        },
                     ),
                     ("sans-serif", LABEL_PX).into_font().color(&BLACK),
                 )
@@ -436,6 +447,21 @@ pub fn line_chart(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn one_bar_is_drawn_with_a_positive_height() {
+        for n in 1..4 {
+            let bars: Vec<(String, u64)> = (0..n)
+                .map(|i| (format!("m{i}.dll"), 100 + i as u64))
+                .collect();
+            let svg = bar_chart("t", &bars, Unit::Count).unwrap();
+            assert!(!svg.contains("height=\"-"), "{n} bars: {svg}");
+            let rects = svg.matches("<rect").count();
+            assert!(rects >= n, "{n} bars: {svg}");
+            assert_eq!(svg.matches("\nm0.dll\n").count(), 1, "{n} bars: {svg}");
+        }
+    }
+
     use super::*;
 
     #[test]

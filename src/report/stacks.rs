@@ -128,7 +128,17 @@ pub(crate) fn stack_view(s: &StackSample, tracker: &[String]) -> StackView {
             count(s.allocations, "allocation"),
             thousands(s.bytes),
             probability(s.leak_probability)
-        ) + &super::view::frames_omitted_note(s.frames_omitted),
+        ) + &super::view::frames_omitted_note(s.frames_omitted)
+            + &s.reach
+                .as_ref()
+                .map(|r| {
+                    format!(
+                        "; {} of {} unreachable",
+                        thousands(r.reachability.unreachable.allocations),
+                        thousands(r.reachability.total().allocations)
+                    )
+                })
+                .unwrap_or_default(),
         plumbing_modules: modules.join(", "),
         plumbing,
         frames,
@@ -173,6 +183,7 @@ mod tests {
                 frame(Some("app.exe"), 0x4000_14d0, false),
             ],
             frames_omitted: 0,
+            reach: None,
         };
         let v = stack_view(&s, &["ldtrack.dll".to_owned()]);
         assert_eq!(v.anchor, "stack-0000000000000abc");

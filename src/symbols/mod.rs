@@ -15,6 +15,7 @@
 //! for how lookups run concurrently.
 
 pub mod cab;
+pub mod globals;
 pub mod path;
 pub mod pdb;
 pub mod pe;
@@ -156,6 +157,16 @@ impl ModuleSymbols {
     /// true` except the last. `None` when there are no symbols or no function there.
     pub fn lookup(&self, rva: u32) -> Option<Vec<SymbolFrame>> {
         self.pdb.as_ref()?.lookup(rva)
+    }
+
+    /// The global or static variable at or before `rva` in its section:
+    /// `(variable rva, name)`; `None` without symbols or data symbols there.
+    pub fn global_at(&self, rva: u32) -> Option<(u32, String)> {
+        self.pdb
+            .as_ref()?
+            .globals()
+            .find(rva)
+            .map(|(start, name)| (start, name.to_owned()))
     }
 
     /// Every function the PDB knows, as `(start rva, end rva, name)`.

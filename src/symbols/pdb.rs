@@ -238,6 +238,8 @@ pub struct OpenPdb {
     bytes: SharedBytes,
     signature: PdbSignature,
     publics: PublicSymbols,
+    /// Data symbols, read on first use (only the reachability scan names globals).
+    globals: std::sync::OnceLock<super::globals::GlobalData>,
     pool: Mutex<Vec<Resolver>>,
 }
 
@@ -261,7 +263,15 @@ impl OpenPdb {
             bytes,
             signature,
             publics,
+            globals: std::sync::OnceLock::new(),
             pool: Mutex::new(vec![first]),
+        })
+    }
+
+    /// The PDB's global and static variables.
+    pub fn globals(&self) -> &super::globals::GlobalData {
+        self.globals.get_or_init(|| {
+            catch_unwind(|| super::globals::GlobalData::read(&self.bytes)).unwrap_or_default()
         })
     }
 

@@ -231,7 +231,23 @@ fn reports_render_in_chromium() {
         ],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let pages = pages_of(&out);
+    let mut pages = pages_of(&out);
+    // A small full-memory dump: the reachability section and the module cards'
+    // classes, holders and chains.
+    let full = tmp.path().join("full.dmp");
+    std::fs::write(&full, crate::reachability::showcase()).unwrap();
+    let out_full = tmp.path().join("report-full");
+    let o = leakdiag(
+        &root(),
+        &[
+            "analyze",
+            full.to_str().unwrap(),
+            "-o",
+            out_full.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    pages.extend(pages_of(&out_full));
 
     let artefacts = target_dir().join("browser-artefacts");
     let _ = std::fs::remove_dir_all(&artefacts);

@@ -143,6 +143,7 @@ fn model_json(stream: &AllocationStream<'_>, modules: &ModuleMap, table: &Table)
         modules,
         &LeakOptions::default(),
         &Symbols::default(),
+        None,
     );
     let mut ids: Vec<_> = leak.stack_totals.iter().map(|(k, v)| (*k, *v)).collect();
     ids.sort_by_key(|(id, _)| *id);

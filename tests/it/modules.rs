@@ -286,6 +286,7 @@ fn modules_read_the_version_resource_from_dump_memory() {
         process: &process,
         stream: None,
         table: None,
+        reachability: None,
         options: &options,
     };
     let vendor = modules

@@ -78,6 +78,7 @@ fn a_failing_script_is_recorded_and_the_others_still_run() {
         process: &process,
         stream: stream.as_ref(),
         table: table.as_ref(),
+        reachability: None,
         options: &options,
     };
     let broken: &'static dyn Script = &Broken;

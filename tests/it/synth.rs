@@ -59,6 +59,12 @@ pub struct SynthDump {
     pub threads: Vec<u32>,
     /// Memory regions: (address, bytes).
     pub memory: Vec<(u64, Vec<u8>)>,
+    /// Threads with a stack of their own: (id, stack address, stack bytes, stack
+    /// pointer).
+    pub thread_stacks: Vec<(u32, u64, Vec<u8>, u64)>,
+    /// The memory lists as a Memory64ListStream (a full-memory dump) instead of a
+    /// MemoryListStream.
+    pub memory64: bool,
 }
 
 /// Memory-info states and types.
@@ -157,10 +163,21 @@ impl SynthDump {
             let thread = Thread::new(le, id, &stack, &context);
             dump = dump.add_thread(thread).add(context).add_memory(stack);
         }
+        for (id, address, bytes, sp) in &self.thread_stacks {
+            let stack =
+                Memory::with_section(Section::with_endian(le).append_bytes(bytes), *address);
+            let context = amd64_context(le, 0x40_1000, *sp);
+            let thread = Thread::new(le, *id, &stack, &context);
+            dump = dump.add_thread(thread).add(context).add_memory(stack);
+        }
         for (address, bytes) in &self.memory {
             let memory =
                 Memory::with_section(Section::with_endian(le).append_bytes(bytes), *address);
-            dump = dump.add_memory(memory);
+            dump = if self.memory64 {
+                dump.add_memory64(memory)
+            } else {
+                dump.add_memory(memory)
+            };
         }
         let mut bytes = dump.finish().expect("synthetic dump");
         if let Some(t) = self.dump_time {

@@ -8,6 +8,7 @@
 //! written to, a folder under target/.
 
 use crate::helpers::{leakdiag, read_json, require_tools, root, stderr, target_tmp};
+use leakdiag::dump::stream::TrackerRegionKind;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -33,7 +34,7 @@ fn sequence_dumps(out: &std::path::Path) -> Vec<PathBuf> {
 }
 
 /// What tracker/test.sh, tracker/test-truth.sh and their Makefile run.
-const TRACKER_TOOLS: &[(&str, &str)] = &[
+pub(crate) const TRACKER_TOOLS: &[(&str, &str)] = &[
     ("bash", "bash"),
     ("make", "make"),
     ("bc", "bc"),
@@ -100,8 +101,8 @@ fn the_tracker_sees_every_allocation_and_free_whatever_path_it_takes() {
     let o = leakdiag(dir.path(), &args);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let r = read_json(&dir.path().join("out/scenarios/report.json"));
-    // 1.2: module strings and the dump type (issue 17).
-    assert_eq!(r["tracking"]["version"], "1.2");
+    // 1.2: module strings and the dump type (issue 17); 1.3: tracker regions (issue 13).
+    assert_eq!(r["tracking"]["version"], "1.3");
     let modules = r["sections"]["leak"]["modules"].as_array().unwrap();
     let module = |name: &str| {
         modules
@@ -295,7 +296,37 @@ fn dump_types_are_recorded(out: &std::path::Path, first: &std::path::Path) {
             "{d:?}"
         );
         let h = s.header();
-        assert_eq!((h.version_minor, h.header_size), (2, 112), "{d:?}");
+        assert_eq!((h.version_minor, h.header_size), (3, 128), "{d:?}");
+        // Issue 13: the tracker declares its own memory: 64 allocation-table shards,
+        // the stack table, stack index and frame pool, the module-strings buffer and
+        // ldtrack.dll's image; the snapshot buffer only where it still exists while
+        // the dump is written (the rule dumps, written in the process; `ldtrack dump`
+        // frees it first).
+        let regions = s
+            .tracker_regions()
+            .expect("stream 1.3 declares its regions");
+        let count = |k: TrackerRegionKind| regions.iter().filter(|r| r.kind == k).count();
+        assert_eq!(count(TrackerRegionKind::AllocationTable), 64, "{d:?}");
+        assert_eq!(count(TrackerRegionKind::StackTable), 3, "{d:?}");
+        assert_eq!(count(TrackerRegionKind::ModuleStrings), 1, "{d:?}");
+        assert_eq!(count(TrackerRegionKind::TrackerImage), 1, "{d:?}");
+        let in_process = d != first;
+        assert_eq!(
+            count(TrackerRegionKind::SnapshotBuffer),
+            usize::from(in_process),
+            "{d:?}"
+        );
+        let image = regions
+            .iter()
+            .find(|r| r.kind == TrackerRegionKind::TrackerImage)
+            .unwrap();
+        let modules = f.modules(&mut Vec::new());
+        let ldtrack = modules
+            .modules()
+            .iter()
+            .find(|m| m.name.eq_ignore_ascii_case("ldtrack.dll"))
+            .expect("ldtrack.dll in the module list");
+        assert_eq!(image.base, ldtrack.base, "{d:?}");
     }
 }
 

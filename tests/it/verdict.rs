@@ -101,7 +101,7 @@ fn named(r: &DumpReport) -> Vec<&str> {
 }
 
 /// No finding of the summary contradicts the verdict.
-fn consistent(r: &DumpReport) {
+pub fn consistent(r: &DumpReport) {
     let blamed: Vec<&str> = named(r);
     for f in &r.summary {
         match f.kind {

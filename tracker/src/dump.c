@@ -18,8 +18,19 @@
 #include <stdlib.h>
 
 static int g_attached;
+static ld_region g_image;           /* ldtrack.dll's image (tracker region kind 5) */
+static SRWLOCK g_snapshot_lock = SRWLOCK_INIT;   /* one snapshot at a time (modstr's buffer) */
 
 void dump_set_attached(int attached) { g_attached = attached; }
+
+void dump_set_image(HMODULE self)
+{
+    const IMAGE_DOS_HEADER *dos = (const IMAGE_DOS_HEADER *)self;
+    const IMAGE_NT_HEADERS *nt = (const IMAGE_NT_HEADERS *)((const uint8_t *)self + dos->e_lfanew);
+    g_image.base = (uint64_t)(uintptr_t)self;
+    g_image.size = tbl_page_round(nt->OptionalHeader.SizeOfImage);
+    g_image.kind = LD_REGION_IMAGE;
+}
 
 /* ldtrack.h's dump-type bits are dbghelp's. */
 _Static_assert(LD_MDT_FULL_MEMORY == MiniDumpWithFullMemory, "MiniDumpWithFullMemory");
@@ -29,12 +40,12 @@ _Static_assert(LD_MDT_PROCESS_THREAD_DATA == MiniDumpWithProcessThreadData, "Min
 _Static_assert(LD_MDT_FULL_MEMORY_INFO == MiniDumpWithFullMemoryInfo, "MiniDumpWithFullMemoryInfo");
 _Static_assert(LD_MDT_THREAD_INFO == MiniDumpWithThreadInfo, "MiniDumpWithThreadInfo");
 
-/* The whole stream (header, tables, metadata, module strings) in one
- * VirtualAlloc'd buffer.  dump_type is the MINIDUMP_TYPE the dump will be
+/* The whole stream (header, tables, metadata, module strings, tracker
+ * regions) in one VirtualAlloc'd buffer.  dump_type is the MINIDUMP_TYPE the dump will be
  * written with (metadata dump_type, dump_type_flags).  The module strings are
  * read first, with no table lock held (modstr.c); without them the stream is
- * still written, as version 1.1. */
-void *dump_stream(uint32_t dump_type, size_t *size)
+ * still written, without them (module_strings_offset 0). */
+void *dump_stream(uint32_t dump_type, int declare_self, size_t *size)
 {
     char meta[2048], hooks[1024], names[512];
     hooks_names(hooks, sizeof hooks);
@@ -45,10 +56,14 @@ void *dump_stream(uint32_t dump_type, size_t *size)
              hooks, tbl_max_depth(), g_attached ? "attach" : "launch", dump_type, names);
     size_t mstr_size = 0;
     uint32_t modules = 0;
-    void *mstr = modstr_collect(&mstr_size, &modules);
-    void *stream = tbl_snapshot(meta, mstr, mstr_size, size);
-    if (mstr && !VirtualFree(mstr, 0, MEM_RELEASE))
-        ld_log("VirtualFree(module strings) failed (error %lu)", GetLastError());
+    ld_region extra[LD_EXTRA_REGIONS];
+    uint32_t nextra = 0;
+    AcquireSRWLockExclusive(&g_snapshot_lock);
+    void *mstr = modstr_collect(&mstr_size, &modules, &extra[nextra]);
+    if (mstr) nextra++;
+    if (g_image.size) extra[nextra++] = g_image;
+    void *stream = tbl_snapshot(meta, mstr, mstr_size, extra, nextra, declare_self, size);
+    ReleaseSRWLockExclusive(&g_snapshot_lock);
     return stream;
 }
 
@@ -61,7 +76,7 @@ DWORD dump_write(const wchar_t *path, int full)
     ULONGLONG t0 = GetTickCount64();
 
     uint32_t dump_type = LD_DUMP_TYPE(full);
-    void *stream = dump_stream(dump_type, &size);
+    void *stream = dump_stream(dump_type, 1, &size);
     if (!stream) {
         err = ERROR_OUTOFMEMORY;
         goto out;

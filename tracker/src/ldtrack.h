@@ -2,7 +2,9 @@
  * ldtrack.h - shared definitions for the ldtrack tracker DLL and launcher.
  *
  * The allocation stream layout follows docs/allocation-stream.md
- * (version 1.2: the 112-byte header locates the module-strings section).  The launcher and the DLL talk through named kernel objects
+ * (version 1.3: the 128-byte header locates the module-strings section (1.2)
+ * and the tracker-regions section (1.3): the memory the tracker itself keeps
+ * in the process, which a pointer scan must not take for references).  The launcher and the DLL talk through named kernel objects
  * whose names contain the target's process id, so several tracked processes
  * can coexist:
  *   Local\ldtrack-cfg-<pid>   file mapping, ld_config, written by launcher
@@ -26,6 +28,8 @@
 #define LD_MAGIC            0x4B41454Cu   /* "LEAK"                          */
 #define LD_HEADER_SIZE      96u
 #define LD_HEADER_SIZE_1_2  112u          /* + module_strings_offset/size   */
+#define LD_HEADER_SIZE_1_3  128u          /* + tracker_regions_offset/count */
+#define LD_REGION_SIZE      24u           /* one tracker-regions record     */
 #define LD_NO_STACK         0xFFFFFFFFu
 
 /* allocator kinds (allocation record byte 36) */
@@ -49,6 +53,13 @@ enum { LD_KIND_UNKNOWN = 0, LD_KIND_HEAP = 1, LD_KIND_CRT = 2,
 #define LD_MODSTR_MAX_MODULES  8192u    /* records in one snapshot, at most  */
 #define LD_MODSTR_MAX_RESOURCE (1u << 20) /* larger version resources: not read */
 enum { LD_MODSTR_READ = 0, LD_MODSTR_NO_RESOURCE = 1, LD_MODSTR_NOT_READ = 2 };
+
+/* Tracker regions (stream 1.3, docs/allocation-stream.md section 14): kinds. */
+enum { LD_REGION_OTHER = 0, LD_REGION_ALLOCATIONS = 1, LD_REGION_STACKS = 2,
+       LD_REGION_SNAPSHOT = 3, LD_REGION_MODSTR = 4, LD_REGION_IMAGE = 5 };
+typedef struct ld_region { uint64_t base, size; uint32_t kind; } ld_region;
+/* Regions dump.c adds to table.c's own: the module-strings buffer, the image. */
+#define LD_EXTRA_REGIONS 2
 
 /* MINIDUMP_TYPE bits (dbghelp.h's values; dump.c checks them against it).  Both
  * the DLL's own dumps and "ldtrack dump" ask for LD_DUMP_TYPE(full), and the
@@ -138,10 +149,17 @@ void     tbl_mark(uint64_t *marks);
 void     tbl_forget_heap(uint64_t heap, const uint64_t *marks);
 uint64_t tbl_outstanding_bytes(void);
 #define  LD_SHARDS 64
-/* Builds the whole allocation stream into a VirtualAlloc'd buffer; with
- * module_strings (a section of modstr_collect, may be NULL) it is version 1.2. */
+/* Builds the whole allocation stream (version 1.3) into a VirtualAlloc'd
+ * buffer, with module_strings (a section of modstr_collect; NULL: none) and
+ * the tracker-regions section: the tables' own regions, the nextra regions
+ * given, and, with declare_self, the snapshot buffer itself (only when the
+ * buffer still exists while the dump is written: the in-process dumps; an
+ * "ldtrack dump" frees it before it writes the dump). */
 void    *tbl_snapshot(const char *metadata, const void *module_strings,
-                      size_t module_strings_size, size_t *out_size);
+                      size_t module_strings_size, const ld_region *extra, uint32_t nextra,
+                      int declare_self, size_t *out_size);
+/* Rounds a region's size up to whole pages (what VirtualAlloc commits). */
+uint64_t tbl_page_round(uint64_t size);
 uint32_t tbl_max_depth(void);
 
 /* ---- hooks.c ---- */
@@ -153,14 +171,20 @@ void     hooks_guard_leave(void);
 
 /* ---- modstr.c ---- */
 /* The module-strings section of every loaded module, in a VirtualAlloc'd buffer
- * (NULL on failure); call with no table lock held. */
-void    *modstr_collect(size_t *size, uint32_t *modules);
+ * that modstr.c keeps and reuses (NULL on failure; *region: the buffer, for
+ * the tracker-regions section); call with no table lock held, one caller at a
+ * time (dump.c serializes snapshots). */
+void    *modstr_collect(size_t *size, uint32_t *modules, ld_region *region);
 
 /* ---- dump.c ---- */
 DWORD    dump_write(const wchar_t *path, int full);
-/* VirtualAlloc'd stream whose metadata records dump_type (the launcher's request) */
-void    *dump_stream(uint32_t dump_type, size_t *size);
+/* VirtualAlloc'd stream whose metadata records dump_type (the launcher's
+ * request); declare_self: the buffer exists while the dump is written (an
+ * in-process dump), so it is declared as a tracker region (kind 3). */
+void    *dump_stream(uint32_t dump_type, int declare_self, size_t *size);
 void     dump_set_attached(int attached);
+/* ldtrack.dll's own image (base and SizeOfImage), declared in every stream. */
+void     dump_set_image(HMODULE self);
 
 /* ---- ldtrack_dll.c ---- */
 void     ld_log(const char *fmt, ...);

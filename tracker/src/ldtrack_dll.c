@@ -21,6 +21,8 @@
 #include <stdlib.h>
 
 static ld_config   g_cfg;
+static HMODULE     g_self;
+static DWORD       g_worker_tid;
 static ld_control *g_ctl;
 static HANDLE      g_dump_event, g_done_event;
 static wchar_t     g_stem[MAX_PATH];
@@ -110,15 +112,6 @@ static void exe_stem(void)
     wcsncpy(g_stem, base, MAX_PATH - 1);
 }
 
-static void rule_dump(const char *why)
-{
-    wchar_t path[LD_PATH_CHARS];
-    g_rule_dumps++;
-    swprintf(path, LD_PATH_CHARS, L"%ls\\%ls_%lu_%u.dmp", g_cfg.out_dir, g_stem,
-             GetCurrentProcessId(), g_rule_dumps);
-    ld_log("rule dump %u (%s)", g_rule_dumps, why);
-    dump_write(path, (int)g_cfg.full);
-}
 
 /* A request from a launcher (ldtrack dump, or ldtrack run for
  * --dump-at-exit): LD_OP_SNAPSHOT builds the stream in this process's memory
@@ -134,7 +127,9 @@ static void serve_request(void)
         if (g_snapshot) VirtualFree(g_snapshot, 0, MEM_RELEASE);
         const char *delay = getenv("LDTRACK_TEST_SNAPSHOT_DELAY_MS");   /* tests only */
         if (delay) Sleep((DWORD)atoi(delay));
-        g_snapshot = dump_stream(g_ctl->dump_type, &size);
+        /* the launcher frees it (LD_OP_RELEASE) before it writes the dump:
+         * not a region of the process then, so not declared */
+        g_snapshot = dump_stream(g_ctl->dump_type, 0, &size);
         g_ctl->addr = (uint64_t)(uintptr_t)g_snapshot;
         g_ctl->size = size;
         if (!g_snapshot) r = ERROR_OUTOFMEMORY;
@@ -151,9 +146,86 @@ static void serve_request(void)
     if (!SetEvent(g_done_event)) ld_log("SetEvent(done) failed (error %lu)", GetLastError());
 }
 
+/*
+ * Full-memory rule and exit dumps are written from outside the process:
+ * ldtrack.dll starts "ldtrack.exe dump <pid> --full -o FILE" from its own
+ * folder and waits for it, as "ldtrack dump" works.  A MiniDumpWriteDump
+ * inside the process copies memory through dbghelp's own (untracked) heap
+ * buffers while it writes it, and those copies of block addresses land in the
+ * dump, where a pointer scan (reachability) takes them for references.  The
+ * launcher asks this tracker for the stream: on the worker thread the wait
+ * answers those requests itself; on another thread (the exit dump) the worker
+ * answers them.  Returns 0, or an error after which the caller writes the
+ * dump in the process instead.  LDTRACK_INPROCESS_DUMPS=1 in the target's
+ * environment keeps every dump in the process (to measure the difference).
+ */
+static DWORD dump_out_of_process(const wchar_t *path)
+{
+    static wchar_t exe[LD_PATH_CHARS], cmd[2 * LD_PATH_CHARS + 64];
+    const char *inproc = getenv("LDTRACK_INPROCESS_DUMPS");
+    if (inproc && strcmp(inproc, "1") == 0) return ERROR_NOT_SUPPORTED;
+    DWORD n = GetModuleFileNameW(g_self, exe, LD_PATH_CHARS);
+    if (n == 0 || n >= LD_PATH_CHARS - 16) return ERROR_FILENAME_EXCED_RANGE;
+    wchar_t *slash = wcsrchr(exe, L'\\');
+    if (!slash) return ERROR_PATH_NOT_FOUND;
+    wcscpy(slash + 1, L"ldtrack.exe");
+    if (swprintf(cmd, sizeof cmd / sizeof cmd[0], L"\"%ls\" dump %lu --full -o \"%ls\"", exe,
+                 GetCurrentProcessId(), path) < 0)
+        return ERROR_FILENAME_EXCED_RANGE;
+    STARTUPINFOW si;
+    PROCESS_INFORMATION pi;
+    memset(&si, 0, sizeof si);
+    si.cb = sizeof si;
+    if (!CreateProcessW(exe, cmd, NULL, NULL, FALSE, CREATE_NO_WINDOW, NULL, NULL, &si, &pi)) {
+        DWORD e = GetLastError();
+        ld_log("cannot start %ls (error %lu)", exe, e);
+        return e;
+    }
+    CloseHandle(pi.hThread);
+    int on_worker = GetCurrentThreadId() == g_worker_tid;
+    DWORD r = 0;
+    for (;;) {
+        HANDLE hs[2] = { pi.hProcess, g_dump_event };
+        DWORD w = WaitForMultipleObjects(on_worker ? 2 : 1, hs, FALSE, 600000);
+        if (w == WAIT_OBJECT_0) break;
+        if (w == WAIT_OBJECT_0 + 1) { serve_request(); continue; }
+        r = w == WAIT_TIMEOUT ? ERROR_TIMEOUT : GetLastError();
+        ld_log("ldtrack.exe dump did not finish (error %lu), stopped", r);
+        TerminateProcess(pi.hProcess, 1);
+        break;
+    }
+    DWORD code = 1;
+    if (!r && (!GetExitCodeProcess(pi.hProcess, &code) || code != 0)) {
+        ld_log("ldtrack.exe dump failed (exit code %lu)", code);
+        r = ERROR_GEN_FAILURE;
+    }
+    CloseHandle(pi.hProcess);
+    if (!r) ld_log("wrote %ls (full memory, from outside the process)", path);
+    return r;
+}
+
+/* A rule or exit dump: with full memory from outside the process (above),
+ * else (or if that failed) inside it. */
+static DWORD write_dump(const wchar_t *path)
+{
+    if (g_cfg.full && dump_out_of_process(path) == 0) return 0;
+    return dump_write(path, (int)g_cfg.full);
+}
+
+static void rule_dump(const char *why)
+{
+    wchar_t path[LD_PATH_CHARS];
+    g_rule_dumps++;
+    swprintf(path, LD_PATH_CHARS, L"%ls\\%ls_%lu_%u.dmp", g_cfg.out_dir, g_stem,
+             GetCurrentProcessId(), g_rule_dumps);
+    ld_log("rule dump %u (%s)", g_rule_dumps, why);
+    write_dump(path);
+}
+
 static DWORD WINAPI worker(LPVOID unused)
 {
     (void)unused;
+    g_worker_tid = GetCurrentThreadId();
     hooks_guard_enter();                 /* nothing this thread does is tracked */
     uint64_t last_bytes = tbl_outstanding_bytes();
     ULONGLONG last_time = GetTickCount64();
@@ -192,22 +264,24 @@ void ld_on_exit(void)
     wchar_t path[LD_PATH_CHARS];
     swprintf(path, LD_PATH_CHARS, L"%ls\\%ls_%lu_exit.dmp", g_cfg.out_dir, g_stem, GetCurrentProcessId());
     ld_log("process exiting: dump at exit");
-    DWORD r = dump_write(path, (int)g_cfg.full);
+    DWORD r = write_dump(path);
     if (r) ld_log("dump at exit failed (error %lu)", r);
     if (guarded) hooks_guard_leave();
 }
 
 static void init(HMODULE self)
 {
+    g_self = self;
     ld_config *shared_cfg = read_config();
     LONG result = -1;
     exe_stem();
     dump_set_attached((int)g_cfg.attached);
+    dump_set_image(self);
     int guarded = hooks_guard_enter();   /* no-op before hooks_install */
     (void)guarded;
     if (tbl_init(g_cfg.max_allocations, g_cfg.max_stacks, g_cfg.max_depth) &&
         publish_control() && hooks_install(self, (int)g_cfg.dump_at_exit)) {
-        HANDLE t = CreateThread(NULL, 0, worker, NULL, 0, NULL);
+        HANDLE t = CreateThread(NULL, 0, worker, NULL, 0, &g_worker_tid);
         if (!t) ld_log("CreateThread failed (error %lu): no rules, no dump requests", GetLastError());
         else CloseHandle(t);
         result = 1;

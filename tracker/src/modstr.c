@@ -108,10 +108,17 @@ static size_t record(uint8_t *out, const MODULEENTRY32W *m)
     return padded;
 }
 
-void *modstr_collect(size_t *size, uint32_t *modules)
+/* The section's buffer, kept between snapshots (grown when too small) so that
+ * the stream can declare it as a tracker region (kind 4) while a dump is
+ * written; dump.c serializes the callers. */
+static uint8_t *g_buf;
+static size_t   g_cap;
+
+void *modstr_collect(size_t *size, uint32_t *modules, ld_region *region)
 {
     *size = 0;
     *modules = 0;
+    memset(region, 0, sizeof *region);
     HANDLE snap = CreateToolhelp32Snapshot(TH32CS_SNAPMODULE, 0);
     if (snap == INVALID_HANDLE_VALUE) {
         ld_log("module strings: CreateToolhelp32Snapshot failed (error %lu)", GetLastError());
@@ -123,12 +130,19 @@ void *modstr_collect(size_t *size, uint32_t *modules)
     for (BOOL ok = Module32FirstW(snap, &m); ok && count < LD_MODSTR_MAX_MODULES; ok = Module32NextW(snap, &m))
         count++;
     size_t cap = 8 + (size_t)count * RECORD_MAX;
-    uint8_t *buf = VirtualAlloc(NULL, cap, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
-    if (!buf) {
-        ld_log("module strings: VirtualAlloc(%llu) failed (error %lu)", (unsigned long long)cap, GetLastError());
-        CloseHandle(snap);
-        return NULL;
+    if (cap > g_cap) {
+        if (g_buf && !VirtualFree(g_buf, 0, MEM_RELEASE))
+            ld_log("VirtualFree(module strings) failed (error %lu)", GetLastError());
+        g_cap = 0;
+        g_buf = VirtualAlloc(NULL, cap, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+        if (!g_buf) {
+            ld_log("module strings: VirtualAlloc(%llu) failed (error %lu)", (unsigned long long)cap, GetLastError());
+            CloseHandle(snap);
+            return NULL;
+        }
+        g_cap = cap;
     }
+    uint8_t *buf = g_buf;
     size_t at = 8;
     uint32_t n = 0;
     m.dwSize = sizeof m;
@@ -142,5 +156,8 @@ void *modstr_collect(size_t *size, uint32_t *modules)
     memset(buf + 4, 0, 4);
     *size = at;
     *modules = n;
+    region->base = (uint64_t)(uintptr_t)buf;
+    region->size = tbl_page_round(g_cap);
+    region->kind = LD_REGION_MODSTR;
     return buf;
 }

@@ -133,6 +133,8 @@ int tbl_init(uint32_t max_allocations, uint32_t max_stacks, uint32_t max_depth)
 
 uint32_t tbl_max_depth(void) { return g_max_depth; }
 
+uint64_t tbl_page_round(uint64_t size) { return (size + 4095) & ~4095ull; }
+
 /* 100 ns ticks since tracking start, from QPC (monotonic, cheap). */
 static uint64_t ticks_now(void)
 {
@@ -339,28 +341,68 @@ static void put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static void put_u64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 static uint64_t align8(uint64_t v) { return (v + 7) & ~7ull; }
 
+/* The regions table.c keeps (stream 1.3 tracker regions): each shard's
+ * entries, the stack records, the stack hash index and the frame pool, each
+ * one VirtualAlloc'd region; returns how many it wrote (at most
+ * LD_SHARDS + 3). */
+static uint32_t table_regions(ld_region *r)
+{
+    uint32_t n = 0;
+    for (int k = 0; k < LD_SHARDS; k++) {
+        if (!g_shards[k].e) continue;
+        r[n].base = (uint64_t)(uintptr_t)g_shards[k].e;
+        r[n].size = tbl_page_round((g_shards[k].mask + 1) * sizeof(alloc_entry));
+        r[n++].kind = LD_REGION_ALLOCATIONS;
+    }
+    if (g_stacks) {
+        r[n].base = (uint64_t)(uintptr_t)g_stacks;
+        r[n].size = tbl_page_round((uint64_t)g_stack_max * sizeof(stack_entry));
+        r[n++].kind = LD_REGION_STACKS;
+    }
+    if (g_stack_index) {
+        r[n].base = (uint64_t)(uintptr_t)g_stack_index;
+        r[n].size = tbl_page_round(((uint64_t)g_stack_index_mask + 1) * sizeof(LONG));
+        r[n++].kind = LD_REGION_STACKS;
+    }
+    if (g_frames) {
+        r[n].base = (uint64_t)(uintptr_t)g_frames;
+        r[n].size = tbl_page_round(g_frame_max * sizeof(uint64_t));
+        r[n++].kind = LD_REGION_STACKS;
+    }
+    return n;
+}
+
 /*
- * Builds the stream per docs/allocation-stream.md:
- *   header(96) | frames | stacks | allocations | metadata (padded to 8).
+ * Builds the stream per docs/allocation-stream.md (version 1.3):
+ *   header(128) | frames | stacks | allocations | metadata | module strings |
+ *   tracker regions, each 8-byte aligned.
  * The allocations are copied first, one shard at a time under its lock, into
  * the end of the buffer; then the stacks and frames published by then; then
  * the allocations are moved into place.  The buffer comes from VirtualAlloc
  * (not a heap); free it with VirtualFree.
  */
 void *tbl_snapshot(const char *metadata, const void *module_strings,
-                   size_t module_strings_size, size_t *out_size)
+                   size_t module_strings_size, const ld_region *extra_regions, uint32_t nextra,
+                   int declare_self, size_t *out_size)
 {
     char extra[512];
     uint8_t *buf;
     FILETIME now;
-    /* With module strings: version 1.2, a 112-byte header, the section last. */
-    uint64_t hsize = module_strings ? LD_HEADER_SIZE_1_2 : LD_HEADER_SIZE;
+    ld_region regions[LD_SHARDS + 3 + LD_EXTRA_REGIONS + 1];
+    uint32_t nregions = table_regions(regions);
+    for (uint32_t i = 0; i < nextra && i < LD_EXTRA_REGIONS; i++) regions[nregions++] = extra_regions[i];
+    uint32_t self_region = nregions;
+    if (declare_self) nregions++;
+    /* Version 1.3: a 128-byte header; module strings (if any) after the
+     * metadata, the tracker regions last. */
+    uint64_t hsize = LD_HEADER_SIZE_1_3;
     uint64_t mstr_max = module_strings ? align8(module_strings_size) : 0;
     uint64_t frames_max = align8(g_frame_max * 8), stacks_max = align8((uint64_t)g_stack_max * 16);
     uint64_t allocs_cap = 0;
     for (int k = 0; k < LD_SHARDS; k++) allocs_cap += g_shards[k].limit;
     if (allocs_cap > g_alloc_max) allocs_cap = g_alloc_max;
-    uint64_t meta_max = align8(strlen(metadata) + sizeof extra) + mstr_max;
+    uint64_t meta_max = align8(strlen(metadata) + sizeof extra) + mstr_max +
+                        (uint64_t)nregions * LD_REGION_SIZE;
     uint64_t tmp_off = hsize + frames_max + stacks_max;
     uint64_t cap = tmp_off + allocs_cap * 40 + meta_max;
     if (cap > 0xFFFFFFF0ull) cap = 0xFFFFFFF0ull;            /* user stream size is a ULONG */
@@ -368,6 +410,11 @@ void *tbl_snapshot(const char *metadata, const void *module_strings,
     if (!buf) {
         ld_log("snapshot VirtualAlloc(%llu) failed (error %lu)", (unsigned long long)cap, GetLastError());
         return NULL;
+    }
+    if (declare_self) {
+        regions[self_region].base = (uint64_t)(uintptr_t)buf;
+        regions[self_region].size = tbl_page_round(cap);
+        regions[self_region].kind = LD_REGION_SNAPSHOT;
     }
 
     uint64_t n = 0, total_allocs = 0, total_frees = 0, bytes = 0;
@@ -414,7 +461,8 @@ void *tbl_snapshot(const char *metadata, const void *module_strings,
     uint64_t allocs_off = align8(stacks_off + nstacks * 16);
     uint64_t meta_off = align8(allocs_off + n * 40);
     uint64_t mstr_off = module_strings ? align8(meta_off + meta_len) : 0;
-    uint64_t total = module_strings ? mstr_off + mstr_max : align8(meta_off + meta_len);
+    uint64_t regs_off = module_strings ? mstr_off + mstr_max : align8(meta_off + meta_len);
+    uint64_t total = regs_off + (uint64_t)nregions * LD_REGION_SIZE;
 
     uint32_t flags = LD_FLAG_RETURN_ADDRESSES;
     if (g_dropped) flags |= LD_FLAG_DROPPED;
@@ -440,11 +488,21 @@ void *tbl_snapshot(const char *metadata, const void *module_strings,
         put_u64(buf + 96, mstr_off);
         put_u64(buf + 104, module_strings_size);
     }
+    for (uint32_t i = 0; i < nregions; i++) {
+        uint8_t *r = buf + regs_off + (uint64_t)i * LD_REGION_SIZE;
+        put_u64(r, regions[i].base);
+        put_u64(r + 8, regions[i].size);
+        put_u32(r + 16, regions[i].kind);
+        put_u32(r + 20, 0);
+    }
+    put_u64(buf + 112, nregions ? regs_off : 0);
+    put_u64(buf + 120, nregions);
 
     put_u32(buf + 0, LD_MAGIC);
     put_u16(buf + 4, 1);
-    /* 1.1: allocator value 6 (Local/Global); 1.2: module strings, dump_type */
-    put_u16(buf + 6, module_strings ? 2 : 1);
+    /* 1.1: allocator value 6 (Local/Global); 1.2: module strings, dump_type;
+     * 1.3: tracker regions */
+    put_u16(buf + 6, 3);
     put_u32(buf + 8, (uint32_t)hsize);
     put_u32(buf + 12, flags);
     put_u64(buf + 16, ((uint64_t)g_start_ft.dwHighDateTime << 32) | g_start_ft.dwLowDateTime);

@@ -11,6 +11,7 @@ pub mod handles;
 pub mod leak;
 pub mod modules;
 pub mod process;
+pub mod reachability;
 pub mod virtual_memory;
 
 use super::table::Table;
@@ -25,6 +26,7 @@ use serde::Serialize;
 pub fn registry() -> &'static [&'static dyn Script] {
     &[
         &leak::LeakScript,
+        &reachability::ReachabilityScript,
         &process::ProcessScript,
         &virtual_memory::VirtualMemoryScript,
         &handles::HandlesScript,
@@ -49,6 +51,8 @@ pub enum Need {
     ProcessVmCounters,
     ThreadList,
     HandleData,
+    /// The process's memory (MemoryListStream, Memory64ListStream).
+    Memory,
     /// Module images, from dump memory or `--images`.
     ModuleImages,
     /// PDB files, through the symbol path.
@@ -65,6 +69,7 @@ impl Need {
             Need::ProcessVmCounters => "process VM counters",
             Need::ThreadList => "thread list",
             Need::HandleData => "handle data",
+            Need::Memory => "process memory (full-memory dump)",
             Need::ModuleImages => "module images",
             Need::Symbols => "symbols",
         }
@@ -80,6 +85,8 @@ pub struct ScriptContext<'a> {
     pub stream: Option<&'a AllocationStream<'a>>,
     /// The one read of the stream's allocation table; `None` without a stream.
     pub table: Option<&'a Table>,
+    /// The reachability scan; `None` when the reachability script is not selected.
+    pub reachability: Option<&'a crate::analysis::reachability::Outcome<'a>>,
     pub options: &'a AnalyzeOptions,
 }
 

@@ -16,7 +16,7 @@ use crate::model::{
     unix_to_rfc3339, Module, ModuleEntry, Modules, SectionData, SectionError, VersionSource,
     VersionStrings,
 };
-use minidump::{Minidump, MinidumpModuleList, UnifiedMemoryList};
+use minidump::{MinidumpModuleList, UnifiedMemoryList};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -56,7 +56,7 @@ pub fn image_files(images: &[PathBuf]) -> HashMap<String, PathBuf> {
 }
 
 impl<'a> ImageReader<'a> {
-    pub fn new(dump: &'a Minidump<'static, memmap2::Mmap>, images: &'a [PathBuf]) -> Self {
+    pub fn new(dump: &'a crate::dump::MappedDump, images: &'a [PathBuf]) -> Self {
         ImageReader {
             memory: dump.get_memory(),
             files: image_files(images),
@@ -177,7 +177,7 @@ fn dotted(hi: u32, lo: u32) -> String {
 }
 
 /// (file version, product version) of each loaded module's fixed file info, by base.
-fn fixed_versions(dump: &Minidump<'static, memmap2::Mmap>) -> HashMap<u64, (String, String)> {
+fn fixed_versions(dump: &crate::dump::MappedDump) -> HashMap<u64, (String, String)> {
     let Ok(list) = dump.get_stream::<MinidumpModuleList>() else {
         return HashMap::new();
     };

@@ -51,6 +51,8 @@ struct FunctionRow {
     bytes: String,
     share: String,
     probability: String,
+    /// `N of M` unreachable, when the dump was scanned.
+    unreachable: Option<String>,
 }
 
 struct ModuleSection {
@@ -67,6 +69,10 @@ struct ModuleSection {
     allocators: Vec<Row>,
     stacks: Vec<StackView>,
     stacks_omitted: Option<String>,
+    /// The reachability classes and holders, when the dump was scanned.
+    reach_classes: Vec<super::reachability::ClassRow>,
+    holders: Vec<super::reachability::HolderView>,
+    holders_omitted: Option<String>,
 }
 
 /// Modules that get a card with functions and sample stacks: the page stays small
@@ -131,6 +137,13 @@ fn module_section(rank: usize, m: &ModuleLeak) -> Result<ModuleSection, RenderEr
                 bytes: thousands(f.bytes),
                 share: percent(f.bytes, m.bytes),
                 probability: probability(f.leak_probability),
+                unreachable: f.reachability.map(|r| {
+                    format!(
+                        "{} of {}",
+                        thousands(r.unreachable.allocations),
+                        thousands(r.total().allocations)
+                    )
+                }),
             })
             .collect(),
         functions_omitted: omitted_text(&m.functions_omitted, "functions"),
@@ -153,6 +166,20 @@ fn module_section(rank: usize, m: &ModuleLeak) -> Result<ModuleSection, RenderEr
             .collect(),
         stacks,
         stacks_omitted: omitted_text(&m.stacks_omitted, "stacks"),
+        reach_classes: m
+            .reach
+            .as_ref()
+            .map(|r| super::reachability::class_rows(&r.reachability))
+            .unwrap_or_default(),
+        holders: m
+            .reach
+            .as_ref()
+            .map(|r| super::reachability::holder_views(&r.holders))
+            .unwrap_or_default(),
+        holders_omitted: m
+            .reach
+            .as_ref()
+            .and_then(|r| super::reachability::omitted_note(&r.holders_omitted, "roots")),
     })
 }
 

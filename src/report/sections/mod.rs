@@ -4,6 +4,7 @@ pub mod handles;
 pub mod leak;
 pub mod modules;
 pub mod process;
+pub mod reachability;
 pub mod umdh_growth;
 pub mod virtual_memory;
 
@@ -19,5 +20,6 @@ pub fn render(section: &SectionData, out: &mut String) -> Result<(), RenderError
         SectionData::Handles(s) => handles::render(s, out),
         SectionData::Modules(s) => modules::render(s, out),
         SectionData::UmdhGrowth(s) => umdh_growth::render(s, out),
+        SectionData::Reachability(s) => reachability::render(s, out),
     }
 }

@@ -6,6 +6,7 @@ use super::symbols::Symbols;
 use crate::addr::VirtAddr;
 use crate::analysis::attribution::{ModuleFilter, Owner, Responsible};
 use crate::analysis::probability::{TimeHistogram, TIME_BINS};
+use crate::analysis::reachability::Reach;
 use crate::analysis::table::{stack_id, OwnerSums, Table, TotalOverflow};
 use crate::dump::stream::AllocationStream;
 use crate::model::{
@@ -54,7 +55,7 @@ fn owner_name(owner: Owner, modules: &ModuleMap) -> String {
 
 /// The name a responsible frame is grouped under: `module!function` of the innermost
 /// (inlined) function when symbols resolve it, else `module+0xRVA`, else the address.
-fn function_name(r: &Responsible, modules: &ModuleMap, symbols: &Symbols) -> String {
+pub(crate) fn function_name(r: &Responsible, modules: &ModuleMap, symbols: &Symbols) -> String {
     match (r.owner, r.rva) {
         (Owner::Module(i), Some(rva)) => {
             let name = &modules.get(i).name;
@@ -112,16 +113,18 @@ pub fn analyze(
     symbols: &Symbols,
 ) -> Result<LeakAnalysis, TotalOverflow> {
     let table = Table::read(stream, modules, &options.system_modules)?;
-    Ok(build(stream, &table, modules, options, symbols))
+    Ok(build(stream, &table, modules, options, symbols, None))
 }
 
-/// Builds the leak analysis from the read table.
+/// Builds the leak analysis from the read table; with `reach`, every module,
+/// function and sample stack gets its reachability classes and holders.
 pub fn build(
     stream: &AllocationStream<'_>,
     table: &Table,
     modules: &ModuleMap,
     options: &LeakOptions,
     symbols: &Symbols,
+    reach: Option<&Reach<'_>>,
 ) -> LeakAnalysis {
     let mut system = options.system_modules.clone();
     system.extend(&stream.allocator_modules());
@@ -132,6 +135,7 @@ pub fn build(
         options,
         system: &system,
         symbols,
+        reach,
     };
     // Owners are independent: built in parallel, collected in owner order.
     let mut modules_out: Vec<ModuleLeak> = {
@@ -179,6 +183,7 @@ struct Pass<'a> {
     /// System and allocator modules: plumbing, never the one to blame.
     system: &'a ModuleFilter,
     symbols: &'a Symbols,
+    reach: Option<&'a Reach<'a>>,
 }
 
 fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
@@ -189,6 +194,7 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
         options,
         system,
         symbols,
+        reach,
     } = *pass;
     let (responsible, per_stack, stack_times, window) = (
         &table.responsible,
@@ -197,7 +203,7 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
         table.window,
     );
     // Functions: the responsible frames of the module's stacks, grouped by name.
-    let mut functions: HashMap<String, (Totals, TimeHistogram)> = HashMap::new();
+    let mut functions: HashMap<String, (Totals, TimeHistogram, Vec<u32>)> = HashMap::new();
     for &s in &acc.stacks {
         if let Some(r) = &responsible[s as usize] {
             let f = functions
@@ -205,15 +211,19 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
                 .or_default();
             f.0.merge(per_stack[s as usize]);
             stack_times.merge_into(s as usize, &mut f.1);
+            if reach.is_some() {
+                f.2.push(s);
+            }
         }
     }
     let mut functions: Vec<FunctionLeak> = functions
         .into_iter()
-        .map(|(name, (t, times))| FunctionLeak {
+        .map(|(name, (t, times, stacks))| FunctionLeak {
             name,
             allocations: t.allocations,
             bytes: t.bytes,
             leak_probability: times.leak_probability(window),
+            reachability: reach.map(|r| r.totals(&stacks, false)),
         })
         .collect();
     // Names are unique, so the order is total: only the kept ones need sorting.
@@ -275,6 +285,7 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
                         frames_at(address, charged == Some(i), modules, symbols)
                     })
                     .collect(),
+                reach: reach.map(|r| r.view(&[s], false)),
             }
         })
         .collect();
@@ -348,6 +359,7 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
         stack_count,
         stacks: samples,
         stacks_omitted,
+        reach: reach.map(|r| r.view(&acc.stacks, matches!(owner, Owner::NoStack))),
     }
 }
 

@@ -50,7 +50,18 @@ impl Script for LeakScript {
             &reader,
             stream.flags().return_addresses(),
         );
-        let analysis = build(stream, table, ctx.modules, &ctx.options.leak, &symbols);
+        let reach = match ctx.reachability {
+            Some(crate::analysis::reachability::Outcome::Done(r)) => Some(&**r),
+            _ => None,
+        };
+        let analysis = build(
+            stream,
+            table,
+            ctx.modules,
+            &ctx.options.leak,
+            &symbols,
+            reach,
+        );
         let findings = findings::findings(
             &analysis,
             &findings::FindingInputs {

@@ -1,0 +1,511 @@
+//! Reachability (docs/reachability.md): which outstanding blocks no pointer in the
+//! process leads to — leaked, whatever their age — and which root holds the others.
+//!
+//! * [`blocks`]: the blocks sorted by address, and the index that finds the block
+//!   an address lies in;
+//! * [`layout`]: what every other address is (tracker memory, stacks, thread
+//!   blocks, module data, untracked memory);
+//! * [`scan`]: the three parallel passes (roots, breadth-first walk, references
+//!   between unreachable blocks);
+//! * [`roots`]: names for roots (globals from the PDB, threads, memory ranges).
+//!
+//! [`compute`] runs once per dump, before the scripts; the leak script adds the
+//! classes and holders to every module, function and stack, and the reachability
+//! script writes the section.
+
+pub mod blocks;
+pub mod layout;
+pub mod roots;
+pub mod scan;
+
+use crate::addr::VirtAddr;
+use crate::analysis::table::Table;
+use crate::analysis::AnalyzeOptions;
+use crate::dump::memory::DumpMemory;
+use crate::dump::stream::AllocationStream;
+use crate::dump::{DumpFile, ThreadInfo};
+use crate::model::{
+    Chain, ChainLink, Holder, ModuleMap, Omitted, ReachabilityTotals, ReachabilityView, StackId,
+    Totals, TOP_HOLDERS,
+};
+use blocks::{BlockIndex, Blocks};
+use layout::{Area, Layout, Painter};
+use roots::{RootGroup, RootNamer};
+use scan::{Scan, NO_ROOT};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+/// The result of the reachability scan of one dump, or why it did not run.
+pub enum Outcome<'a> {
+    NotRun(String),
+    Done(Box<Reach<'a>>),
+}
+
+/// Chains longer than this keep their first and last links.
+pub const MAX_CHAIN_LINKS: usize = 8;
+
+/// A block's place in the per-stack sums: its stack index, or one slot past the
+/// stack table for records without a usable stack.
+fn slot(stack: u32, stack_count: usize) -> usize {
+    if (stack as usize) < stack_count {
+        stack as usize
+    } else {
+        stack_count
+    }
+}
+
+/// What the scan found, summed per stack, with what it needs to build chains.
+pub struct Reach<'a> {
+    pub memory: DumpMemory<'a>,
+    pub blocks: Blocks,
+    pub scan: Scan,
+    pub pointer_size: u64,
+    /// Per stack index, plus one last slot for records without a usable stack.
+    pub per_stack: Vec<ReachabilityTotals>,
+    /// Root groups, in order of first appearance (by block address).
+    pub groups: Vec<RootGroup>,
+    /// Per (stack slot, group): the blocks held and the first of them.
+    pub held: BTreeMap<(u32, u32), (Totals, u32)>,
+    /// The exact name of every root that starts a chain.
+    pub exact: HashMap<u64, String>,
+    pub tracker_regions_declared: bool,
+    pub warnings: Vec<String>,
+    stack_ids: Vec<Option<StackId>>,
+}
+
+/// Runs the scan when the dump has tracker data and memory.
+pub fn compute<'a>(
+    dump: &'a DumpFile,
+    stream: &AllocationStream<'_>,
+    table: &Table,
+    modules: &ModuleMap,
+    options: &AnalyzeOptions,
+) -> Outcome<'a> {
+    let _ = table;
+    let Some(memory) = dump.memory() else {
+        return Outcome::NotRun(
+            "the dump holds no process memory (no MemoryListStream or Memory64ListStream); reachability needs a full-memory dump, e.g. from `ldtrack dump PID --full`".into(),
+        );
+    };
+    if memory.ranges.is_empty() {
+        return Outcome::NotRun("the dump's memory lists hold no readable range".into());
+    }
+    let mut warnings = memory.warnings.clone();
+    let pointer_size = pointer_size(dump);
+    let blocks = Blocks::read(stream);
+    warnings.extend(blocks.warnings.iter().cloned());
+    let without_memory = scan::without_memory(&memory, &blocks);
+    let missing = without_memory.iter().filter(|&&w| w).count();
+    // A dump that holds little more than its thread stacks (a plain minidump)
+    // would make almost every block look unreachable.
+    if missing * 2 > blocks.len() {
+        return Outcome::NotRun(format!(
+            "the dump holds the memory of only {} of the {} outstanding blocks (it is not a full-memory dump): reachability needs one, e.g. from `ldtrack dump PID --full`",
+            blocks.len() - missing,
+            blocks.len()
+        ));
+    }
+    let index = BlockIndex::new(&blocks);
+    let threads = dump.threads();
+    let tracker = declared_tracker_regions(stream);
+    let tracker_regions_declared = tracker.is_some();
+    if !tracker_regions_declared {
+        warnings.push("the allocation stream does not declare the tracker's own memory (format 1.3): copies of block addresses in the tracker's tables may make leaked blocks look reachable".into());
+    }
+    let mut sections = HashMap::new();
+    let layout = paint(
+        &memory,
+        &threads,
+        modules,
+        tracker.as_deref().unwrap_or_default(),
+        pointer_size,
+        &mut sections,
+    );
+    let registers: Vec<(u32, u32, u64)> = threads
+        .iter()
+        .enumerate()
+        .flat_map(|(t, th)| {
+            th.registers
+                .iter()
+                .enumerate()
+                .map(move |(r, &(_, v))| (t as u32, r as u32, v))
+        })
+        .collect();
+    if threads.is_empty() {
+        warnings.push("the dump has no thread list: stacks and registers are not roots, so blocks only a stack holds look leaked".into());
+    }
+    let overlaid = scan::overlaid(&blocks, &layout);
+    let scan = Scan::run(
+        &scan::Input {
+            memory: &memory,
+            blocks: &blocks,
+            index: &index,
+            layout: &layout,
+            pointer_size,
+            registers: &registers,
+            overlaid: &overlaid,
+        },
+        without_memory,
+    );
+
+    let reader = |address: u64, len: usize| memory.slice(address, len as u64).map(<[u8]>::to_vec);
+    let namer = RootNamer {
+        modules,
+        threads: &threads,
+        layout: &layout,
+        memory: &memory,
+        sections: &sections,
+        symbolizer: &options.symbolizer,
+        reader: &reader,
+        loaded: Mutex::new(HashMap::new()),
+    };
+    let stack_count = stream.stack_count();
+    let mut per_stack = vec![ReachabilityTotals::default(); stack_count + 1];
+    let mut group_of: HashMap<u64, u32> = HashMap::new();
+    let mut group_ids: HashMap<RootGroup, u32> = HashMap::new();
+    let mut groups = Vec::new();
+    let mut exact = HashMap::new();
+    let mut held: BTreeMap<(u32, u32), (Totals, u32)> = BTreeMap::new();
+    for b in 0..blocks.len() {
+        let s = slot(blocks.stack[b], stack_count);
+        let size = blocks.size[b];
+        let t = &mut per_stack[s];
+        match scan.state[b] {
+            scan::REACHABLE => t.reachable.add(size),
+            scan::HELD_BY_UNTRACKED => t.held_by_untracked.add(size),
+            _ => {
+                t.unreachable.add(size);
+                if !scan.referenced[b] {
+                    t.unreferenced.add(size);
+                }
+            }
+        }
+        let key = scan.holder[b];
+        if key == NO_ROOT {
+            continue;
+        }
+        let g = *group_of.entry(key).or_insert_with(|| {
+            let (group, name) = namer.name(key);
+            exact.insert(key, name);
+            let next = group_ids.len() as u32;
+            *group_ids.entry(group.clone()).or_insert_with(|| {
+                groups.push(group);
+                next
+            })
+        });
+        let e = held
+            .entry((s as u32, g))
+            .or_insert((Totals::default(), b as u32));
+        e.0.add(size);
+    }
+    for &(stack, size) in &blocks.not_judged {
+        per_stack[slot(stack, stack_count)].not_judged.add(size);
+    }
+    let stack_ids = (0..stack_count as u32)
+        .map(|s| Some(crate::analysis::table::stack_id(stream, s, modules)))
+        .collect();
+    let without: Totals = (0..blocks.len()).filter(|&b| scan.without_memory[b]).fold(
+        Totals::default(),
+        |mut t, b| {
+            t.add(blocks.size[b]);
+            t
+        },
+    );
+    if without.allocations > 0 {
+        warnings.push(format!(
+            "the dump does not hold the memory of {} blocks ({} bytes): their pointers cannot be followed, so blocks they hold may be called unreachable",
+            without.allocations, without.bytes
+        ));
+    }
+    Outcome::Done(Box::new(Reach {
+        memory,
+        blocks,
+        scan,
+        pointer_size,
+        per_stack,
+        groups,
+        held,
+        exact,
+        tracker_regions_declared,
+        warnings,
+        stack_ids,
+    }))
+}
+
+/// The regions the tracker declares as its own (stream format 1.3), as
+/// `(base, size)`; `None` when the stream declares nothing.
+fn declared_tracker_regions(stream: &AllocationStream<'_>) -> Option<Vec<(u64, u64)>> {
+    stream
+        .tracker_regions()
+        .map(|regions| regions.iter().map(|r| (r.base.0, r.size)).collect())
+}
+
+fn pointer_size(dump: &DumpFile) -> u64 {
+    use minidump::system_info::PointerWidth;
+    match dump
+        .minidump()
+        .get_stream::<minidump::MinidumpSystemInfo>()
+        .map(|s| s.cpu.pointer_width())
+    {
+        Ok(PointerWidth::Bits32) => 4,
+        _ => 8,
+    }
+}
+
+/// Reads a pointer from the dump's memory.
+fn read_pointer(memory: &DumpMemory<'_>, address: u64, ps: u64) -> Option<u64> {
+    let b = memory.slice(address, ps)?;
+    Some(if ps == 8 {
+        u64::from_le_bytes(b.try_into().ok()?)
+    } else {
+        u64::from(u32::from_le_bytes(b.try_into().ok()?))
+    })
+}
+
+/// Paints what every address is, by precedence (see [`layout`]).
+fn paint(
+    memory: &DumpMemory<'_>,
+    threads: &[ThreadInfo],
+    modules: &ModuleMap,
+    tracker: &[(u64, u64)],
+    ps: u64,
+    sections: &mut HashMap<u32, Vec<crate::pe::PeSection>>,
+) -> Layout {
+    let mut p = Painter::default();
+    for &(base, size) in tracker {
+        p.paint(base, base.saturating_add(size), Area::Tracker);
+    }
+    for (t, th) in threads.iter().enumerate() {
+        // The stack's bounds from the TEB's NT_TIB (StackBase, StackLimit), else the
+        // captured stack.
+        let tib = (th.teb != 0)
+            .then(|| {
+                Some((
+                    read_pointer(memory, th.teb.checked_add(ps)?, ps)?,
+                    read_pointer(memory, th.teb.checked_add(2 * ps)?, ps)?,
+                ))
+            })
+            .flatten()
+            .filter(|&(base, limit)| limit < base);
+        let captured_end = th.stack_start.saturating_add(th.stack_size);
+        let (low, high) = match tib {
+            Some((base, limit)) => (limit.min(th.stack_start), base.max(captured_end)),
+            None => (th.stack_start, captured_end),
+        };
+        match th.stack_pointer.filter(|&sp| low <= sp && sp <= high) {
+            Some(sp) => {
+                p.paint(low, sp, Area::DeadStack);
+                p.paint(sp, high, Area::LiveStack(t as u32));
+            }
+            None => p.paint(low, high, Area::LiveStack(t as u32)),
+        }
+    }
+    let teb_size = if ps == 8 { 0x2000 } else { 0x1000 };
+    for (t, th) in threads.iter().enumerate() {
+        if th.teb != 0 {
+            p.paint(
+                th.teb,
+                th.teb.saturating_add(teb_size),
+                Area::ThreadBlock(t as u32),
+            );
+        }
+    }
+    for (i, m) in modules.modules().iter().enumerate() {
+        if m.unloaded {
+            continue;
+        }
+        let (base, end) = (m.base.0, m.base.0.saturating_add(m.size));
+        let read = |rva: u64, len: usize| {
+            memory
+                .slice(base.checked_add(rva)?, len as u64)
+                .map(<[u8]>::to_vec)
+        };
+        let image = crate::pe::ImageBytes::mapped(&read);
+        let list = image.parse().map(|img| img.sections()).unwrap_or_default();
+        if list.is_empty() {
+            p.paint(base, end, Area::ModuleData(i as u32));
+            continue;
+        }
+        for s in list.iter().filter(|s| s.writable) {
+            p.paint(
+                base.saturating_add(u64::from(s.rva)),
+                base.saturating_add(u64::from(s.end)).min(end),
+                Area::ModuleData(i as u32),
+            );
+        }
+        p.paint(base, end, Area::ImageReadOnly);
+        sections.insert(i as u32, list.into_iter().filter(|s| s.writable).collect());
+    }
+    p.finish()
+}
+
+impl Reach<'_> {
+    /// The classes of the given stacks' blocks (and of the blocks without a usable
+    /// stack, with `no_stack`).
+    pub fn totals(&self, stacks: &[u32], no_stack: bool) -> ReachabilityTotals {
+        let mut t = ReachabilityTotals::default();
+        for &s in stacks {
+            if let Some(x) = self.per_stack.get(s as usize) {
+                t.merge(x);
+            }
+        }
+        if no_stack {
+            if let Some(x) = self.per_stack.last() {
+                t.merge(x);
+            }
+        }
+        t
+    }
+
+    /// Classes and top holders of the given stacks' blocks.
+    pub fn view(&self, stacks: &[u32], no_stack: bool) -> ReachabilityView {
+        let mut slots: Vec<u32> = stacks.to_vec();
+        if no_stack {
+            slots.push((self.per_stack.len() - 1) as u32);
+        }
+        slots.sort_unstable();
+        slots.dedup();
+        let mut by_group: BTreeMap<u32, (Totals, u32)> = BTreeMap::new();
+        for &s in &slots {
+            for (&(_, g), &(t, first)) in self.held.range((s, 0)..=(s, u32::MAX)) {
+                let e = by_group.entry(g).or_insert((Totals::default(), first));
+                e.0.merge(t);
+                e.1 = e.1.min(first);
+            }
+        }
+        let (holders, holders_omitted) = self.top_holders(by_group);
+        ReachabilityView {
+            reachability: self.totals(stacks, no_stack),
+            holders,
+            holders_omitted,
+        }
+    }
+
+    /// Holders over the whole dump.
+    pub fn all_holders(&self) -> (Vec<Holder>, Omitted) {
+        let mut by_group: BTreeMap<u32, (Totals, u32)> = BTreeMap::new();
+        for (&(_, g), &(t, first)) in &self.held {
+            let e = by_group.entry(g).or_insert((Totals::default(), first));
+            e.0.merge(t);
+            e.1 = e.1.min(first);
+        }
+        self.top_holders(by_group)
+    }
+
+    fn top_holders(&self, by_group: BTreeMap<u32, (Totals, u32)>) -> (Vec<Holder>, Omitted) {
+        let mut list: Vec<(u32, Totals, u32)> =
+            by_group.into_iter().map(|(g, (t, f))| (g, t, f)).collect();
+        list.sort_by(|a, b| {
+            a.1.rank(&b.1)
+                .then_with(|| self.groups[a.0 as usize].cmp(&self.groups[b.0 as usize]))
+        });
+        let mut omitted = Omitted::default();
+        for (_, t, _) in list.iter().skip(TOP_HOLDERS) {
+            omitted.count += 1;
+            omitted.allocations += t.allocations;
+            omitted.bytes += t.bytes;
+        }
+        let holders = list
+            .into_iter()
+            .take(TOP_HOLDERS)
+            .map(|(g, t, first)| {
+                let group = &self.groups[g as usize];
+                Holder {
+                    root: group.name.clone(),
+                    kind: group.kind,
+                    allocations: t.allocations,
+                    bytes: t.bytes,
+                    chain: self.chain(first),
+                }
+            })
+            .collect();
+        (holders, omitted)
+    }
+
+    fn stack_id(&self, block: usize) -> Option<StackId> {
+        self.stack_ids
+            .get(self.blocks.stack[block] as usize)
+            .copied()
+            .flatten()
+    }
+
+    /// The chain from the block's root to the block.
+    pub fn chain(&self, block: u32) -> Chain {
+        let mut path = vec![block];
+        let mut at = block;
+        while self.scan.parent[at as usize] != u32::MAX && path.len() <= self.blocks.len() {
+            at = self.scan.parent[at as usize];
+            path.push(at);
+        }
+        path.reverse();
+        let key = self.scan.holder[block as usize];
+        let root = self.exact.get(&key).cloned().unwrap_or_default();
+        let root_address = (scan::root_priority(key) != scan::priority::REGISTER)
+            .then(|| VirtAddr(scan::root_address(key)));
+        let links: Vec<ChainLink> = path
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| ChainLink {
+                address: VirtAddr(self.blocks.start[b as usize]),
+                size: self.blocks.size[b as usize],
+                stack: self.stack_id(b as usize),
+                next_at: path.get(i + 1).and_then(|&n| self.pointer_offset(b, n)),
+            })
+            .collect();
+        let (links, links_omitted) = if links.len() > MAX_CHAIN_LINKS {
+            let omitted = links.len() - (MAX_CHAIN_LINKS - 1);
+            let mut kept: Vec<ChainLink> = links[..MAX_CHAIN_LINKS / 2].to_vec();
+            kept.extend_from_slice(&links[links.len() - (MAX_CHAIN_LINKS / 2 - 1)..]);
+            (kept, omitted as u64)
+        } else {
+            (links, 0)
+        };
+        Chain {
+            root,
+            root_address,
+            links,
+            links_omitted,
+        }
+    }
+
+    /// Where in block `from` the first pointer into block `to` lies.
+    fn pointer_offset(&self, from: u32, to: u32) -> Option<u64> {
+        let (s, e) = (
+            self.blocks.start[from as usize],
+            self.blocks.end[from as usize],
+        );
+        let (ts, te) = (self.blocks.start[to as usize], self.blocks.end[to as usize]);
+        let mut found = None;
+        scan::block_words(&self.memory, s, e, self.pointer_size, |at, value| {
+            if found.is_none() && ts <= value && value < te {
+                found = Some(at - s);
+            }
+        });
+        found
+    }
+
+    /// Totals over every block.
+    pub fn overall(&self) -> ReachabilityTotals {
+        let mut t = ReachabilityTotals::default();
+        for x in &self.per_stack {
+            t.merge(x);
+        }
+        t
+    }
+
+    /// Outstanding blocks in the scan, and those the dump holds no memory of.
+    pub fn block_totals(&self) -> (Totals, Totals) {
+        let mut all = Totals::default();
+        let mut without = Totals::default();
+        for b in 0..self.blocks.len() {
+            all.add(self.blocks.size[b]);
+            if self.scan.without_memory[b] {
+                without.add(self.blocks.size[b]);
+            }
+        }
+        for &(_, size) in &self.blocks.not_judged {
+            all.add(size);
+        }
+        (all, without)
+    }
+}
