@@ -235,9 +235,15 @@ if [[ " $CASES " == *" umdh "* ]]; then
     WC=$MED
     measure umdh-e2e "$BIN" analyze -q -o "$SCRATCH/umdh-report" "$U"
     E2E=$MED E2E_RSS=$RSS
+    # The reader alone (umdh::snapshot::parse: no analysis, no report).
+    measure umdh-parse "$EX/make-umdh-logs" parse "$U"
+    PARSE=$MED PARSE_RSS=$RSS
     IN="$(size_of "$U") ($UMDH_ALLOCATIONS allocations, 20k stacks × 16, 200 modules, 8 heaps)"
     row "6 UMDH snapshot: analyze (all scripts, HTML+JSON)" "$IN" "$E2E" "$E2E_RSS" "cat log >/dev/null (warm)" "$CAT" "$(ratio "$E2E" "$CAT")× of cat"
     row "6 UMDH snapshot: analyze" "$IN" "$E2E" "$E2E_RSS" "wc -l log (warm)" "$WC" "$(ratio "$E2E" "$WC")× of wc -l"
+    row "6 UMDH snapshot: reader alone (make-umdh-logs parse)" "$IN" "$PARSE" "$PARSE_RSS" "cat log >/dev/null (warm)" "$CAT" "$(ratio "$PARSE" "$CAT")× of cat"
+    read -r VM ANON FILE < <(peak_status "$BIN" analyze -q -o "$SCRATCH/umdh-report-status" "$U")
+    NOTES+=("umdh, /proc/PID/status sampled every 5 ms: peak VmRSS $((VM / 1024)) MiB = RssAnon up to $((ANON / 1024)) MiB + RssFile (the log's pages being read, the binary) up to $((FILE / 1024)) MiB")
 fi
 
 echo

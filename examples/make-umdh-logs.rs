@@ -4,9 +4,15 @@
 //! ```sh
 //! cargo run --example make-umdh-logs -- incident DIR     # 3 snapshots of one process + a comparison
 //! cargo run --release --example make-umdh-logs -- large FILE N   # one snapshot of N allocations
+//!
+//! cargo run --release --example make-umdh-logs -- parse FILE [CHUNK_BYTES]  # time the reader alone
 //! ```
 //!
-//! `large` streams the log to the file (N = 5,000,000 is about 1 GB): 200 modules,
+//! `parse` reads a snapshot log with `leakdiag::umdh::snapshot` only (no analysis,
+//! no report) and prints the time, the allocations and the stacks on standard error
+//! (`RAYON_NUM_THREADS` sets the threads).
+//!
+//! `large` streams the log to the file (N = 5,000,000 is 251 MB): 200 modules,
 //! 20,000 stacks of 16 frames, allocations spread over 8 heaps, 64-bit addresses.
 
 #[path = "../tests/it/umdh_gen.rs"]
@@ -121,13 +127,35 @@ fn large(path: &std::path::Path, allocations: u64) -> std::io::Result<()> {
     out.flush()
 }
 
+fn parse(path: &std::path::Path, chunk: usize) -> std::io::Result<()> {
+    let t0 = std::time::Instant::now();
+    let snap =
+        leakdiag::umdh::snapshot::parse_chunked(path, chunk).map_err(std::io::Error::other)?;
+    eprintln!(
+        "parsed in {:.3} s: {} allocations, {} bytes, {} stacks, {} lines, {} warnings",
+        t0.elapsed().as_secs_f64(),
+        snap.allocations,
+        snap.bytes,
+        snap.traces.len(),
+        snap.lines,
+        snap.warnings.len()
+    );
+    Ok(())
+}
+
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["incident", dir] => incident(dir.as_ref()),
         ["large", file, n] => large(file.as_ref(), n.parse().expect("N: a number")),
+        ["parse", file] => parse(file.as_ref(), leakdiag::umdh::snapshot::CHUNK_BYTES),
+        ["parse", file, chunk] => {
+            parse(file.as_ref(), chunk.parse().expect("CHUNK_BYTES: a number"))
+        }
         _ => {
-            eprintln!("usage: make-umdh-logs incident DIR | large FILE N");
+            eprintln!(
+                "usage: make-umdh-logs incident DIR | large FILE N | parse FILE [CHUNK_BYTES]"
+            );
             std::process::exit(2);
         }
     }

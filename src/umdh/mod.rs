@@ -3,10 +3,11 @@
 //! decimal). The formats as read here are described in docs/umdh.md.
 //!
 //! The kind of a log is recognised from its first lines, never from its name
-//! ([`detect`]). Logs are read line by line over the memory-mapped file
-//! ([`lines::Lines`]), in UTF-8, the ANSI code page or UTF-16; a snapshot's
-//! allocations are handed to the caller one at a time ([`snapshot::parse`]), so
-//! the text is never held. Every error and warning names the file and the line.
+//! ([`detect`]). Logs are read over the memory-mapped file, in UTF-8, the ANSI code
+//! page or UTF-16: a comparison line by line ([`lines::Lines`]); a snapshot in
+//! chunks read in parallel, its allocations summed per BackTrace as they are read
+//! ([`snapshot::parse`]), so neither the text nor a list of allocations is ever
+//! held. Every error and warning names the file and the line.
 
 pub mod compare;
 pub mod lines;

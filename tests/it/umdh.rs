@@ -84,10 +84,21 @@ fn snapshot_64_and_32_bit_give_exact_module_totals() {
             r.process.arch.as_deref(),
             Some(if bits64 { "64-bit" } else { "32-bit" })
         );
+        // The stack printed already resolved is shown as given.
+        let vendor = r
+            .leak()
+            .unwrap()
+            .modules
+            .iter()
+            .find(|m| m.name == "vendor.dll")
+            .unwrap();
         assert!(
-            r.warnings.iter().any(|w| w.contains("already resolved")),
+            vendor
+                .functions
+                .iter()
+                .any(|f| f.name == "vendor.dll!CVendorCache::Grow"),
             "{:?}",
-            r.warnings
+            vendor.functions
         );
         // A single snapshot cannot show a leak; the largest module is explained.
         assert_eq!(r.verdict.status, VerdictStatus::NoLeakFound);
@@ -465,4 +476,202 @@ fn dumps_and_umdh_logs_mixed_in_one_run() {
         md.contains("Growth between the two snapshots, by module"),
         "{md}"
     );
+}
+
+/// A snapshot log with every irregularity the reader settles across chunks: stacks
+/// referenced before they are printed, never printed and printed twice, a cut line,
+/// a heap without its end, allocation lines outside any heap, a second header, an
+/// ANSI line and already-resolved frames.
+fn irregular_snapshot() -> String {
+    let (spec, _) = scenario(true, 1, 300);
+    let text = snapshot_text(&spec).replace("\r\n", "\n");
+    let mut v: Vec<String> = text.lines().map(str::to_owned).collect();
+    let find = |v: &[String], needle: &str| v.iter().position(|l| l.contains(needle)).unwrap();
+    // Stack 0 printed only at its second reference.
+    let id0 = format!("by BackTrace{}", spec.ids[0]);
+    let first = find(&v, &id0);
+    let stack: Vec<String> = v.drain(first + 1..first + 5).collect();
+    let second = first + 1 + find(&v[first + 1..], &id0);
+    for (k, f) in stack.iter().enumerate() {
+        v.insert(second + 1 + k, f.clone());
+    }
+    // Stack 1 never printed; stack 2 printed twice.
+    let id1 = format!("by BackTrace{}", spec.ids[1]);
+    let at = find(&v, &id1);
+    let mut end = at + 1;
+    while v[end].starts_with('\t') {
+        end += 1;
+    }
+    v.drain(at + 1..end);
+    let id2 = format!("by BackTrace{}", spec.ids[2]);
+    let at = find(&v, &id2);
+    let mut end = at + 1;
+    while v[end].starts_with('\t') {
+        end += 1;
+    }
+    let printed: Vec<String> = v[at + 1..end].to_vec();
+    let last2 = v.iter().rposition(|l| l.contains(&id2)).unwrap();
+    for (k, f) in printed.iter().enumerate() {
+        v.insert(last2 + 1 + k, f.clone());
+    }
+    // A cut line, a second header, lines outside any heap, a heap left open.
+    let mid = v.len() / 2;
+    v.insert(mid, "100 bytes + 20 at".into());
+    v.insert(
+        mid + 1,
+        "// UMDH: version 9: Logtime 2030-01-01 00:00 - PID=1".into(),
+    );
+    let start2 = v
+        .iter()
+        .rposition(|l| l.contains("Start of data for heap"))
+        .unwrap();
+    v.insert(
+        start2,
+        format!("40 bytes + 10 at 5000 by BackTrace{}", spec.ids[3]),
+    );
+    let end_first = find(&v, "End of data for heap");
+    v.remove(end_first);
+    v.push("*- - - - - - - - - - Start of data for heap @ ABC0000 - - - - - - - - - -".into());
+    v.push(format!("30 bytes + 8 at 6000 by BackTrace{}", spec.ids[4]));
+    v.push("\tleaky!CRow::Grow+0x1E (d:\\src\\row.cpp, 42)".into());
+    v.push("\tapp!main+2C".into());
+    let mut text = v.join("\r\n");
+    text.push_str("\r\n");
+    text
+}
+
+#[test]
+fn snapshot_reading_is_the_same_for_any_chunk_size_and_thread_count() {
+    use leakdiag::umdh::snapshot::{parse, parse_chunked};
+    let dir = tempfile::tempdir().unwrap();
+    let text = irregular_snapshot();
+    let mut bytes = text.clone().into_bytes();
+    // One ANSI (Windows-1252) line in the middle.
+    let at = bytes.len() / 3;
+    let nl = at + bytes[at..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    bytes.splice(nl..nl, b"// caf\xe9\r\n".iter().copied());
+    let utf8 = write(dir.path(), "chunks.txt", &bytes);
+    let utf16 = write(dir.path(), "chunks16.txt", utf16le(&text));
+    for path in [&utf8, &utf16] {
+        let whole = parse(path).unwrap();
+        assert!(
+            whole.allocations > 100 && whole.warnings.len() >= 6,
+            "{:?}",
+            whole.warnings
+        );
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for chunk in [1, 7, 100, 1000, 4096, 1 << 20] {
+                let snap = pool.install(|| parse_chunked(path, chunk)).unwrap();
+                assert_eq!(snap, whole, "{} threads, chunks of {chunk}", threads);
+            }
+        }
+    }
+    // The UTF-16 text is the same log (less the ANSI line).
+    let a = parse(&utf16).unwrap();
+    let plain = write(dir.path(), "plain.txt", &text);
+    let b = parse(&plain).unwrap();
+    assert_eq!(
+        (a.allocations, a.bytes, a.traces.len()),
+        (b.allocations, b.bytes, b.traces.len())
+    );
+    assert_eq!(a.sizes, b.sizes);
+
+    // Sizes passing 2^64: the same line is named whatever the chunks.
+    let mut v: Vec<&str> = text.split("\r\n").collect();
+    let late = v.len() - 10;
+    let big = "8000000000000000 bytes + 0 at 1 by BackTrace1";
+    v.insert(late, big);
+    v.insert(late / 2, big);
+    let over = write(dir.path(), "over.txt", v.join("\r\n"));
+    let want = parse(&over).unwrap_err().to_string();
+    assert!(
+        want.contains(&format!("over.txt:{}:", late + 2)) && want.contains("2^64"),
+        "{want}"
+    );
+    for chunk in [1, 50, 1000] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        assert_eq!(
+            pool.install(|| parse_chunked(&over, chunk))
+                .unwrap_err()
+                .to_string(),
+            want
+        );
+    }
+}
+
+#[test]
+fn resolved_frames_are_in_the_function_table_and_stacks_as_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, truth) = scenario(true, 1, 10);
+    let text = snapshot_text(&spec).replace(
+        "vendor!CVendorCache::Grow+0000001E",
+        "vendor!CVendorCache::Grow+0000001E (d:\\src\\vendor\\cache.cpp, 42)",
+    );
+    assert!(text.contains("cache.cpp, 42)"));
+    let p = write(dir.path(), "given.txt", &text);
+    let r = check_snapshot(&p, &truth);
+    let vendor = r
+        .leak()
+        .unwrap()
+        .modules
+        .iter()
+        .find(|m| m.name == "vendor.dll")
+        .unwrap();
+    let f = vendor
+        .functions
+        .iter()
+        .find(|f| f.name == "vendor.dll!CVendorCache::Grow")
+        .unwrap_or_else(|| panic!("{:?}", vendor.functions));
+    assert!(f.allocations > 0);
+    // The sample stack shows every resolved frame as printed.
+    let frames: Vec<_> = vendor
+        .stacks
+        .iter()
+        .flat_map(|s| &s.frames)
+        .filter(|f| f.function.as_deref() == Some("CVendorCache::Grow"))
+        .collect();
+    assert!(!frames.is_empty(), "{:?}", vendor.stacks);
+    let g = frames[0];
+    assert_eq!(g.module.as_deref(), Some("vendor.dll"));
+    assert_eq!(g.function_offset, Some(0x1E));
+    assert_eq!(g.file.as_deref(), Some("d:\\src\\vendor\\cache.cpp"));
+    assert_eq!(g.line, Some(42));
+    assert!(g.responsible);
+    let all: Vec<_> = vendor.stacks.iter().flat_map(|s| &s.frames).collect();
+    assert!(all
+        .iter()
+        .any(|f| f.function.as_deref() == Some("RtlAllocateHeap")
+            && f.module.as_deref() == Some("ntdll.dll")
+            && f.function_offset == Some(0x808)));
+    assert!(all
+        .iter()
+        .any(|f| f.function.as_deref() == Some("main") && f.module.as_deref() == Some("app.exe")));
+    // In report.json too.
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(json.contains("CVendorCache::Grow") && json.contains("cache.cpp"));
+}
+
+#[test]
+fn the_reader_sums_sizes_in_the_table_reads_buckets() {
+    use leakdiag::analysis::table::size_bucket;
+    let mut sizes: Vec<u64> = (0..70_000).collect();
+    for b in 0..64 {
+        let p = 1u64 << b;
+        sizes.extend([p - 1, p, p + 1]);
+    }
+    sizes.push(u64::MAX);
+    for s in sizes {
+        assert_eq!(
+            leakdiag::umdh::snapshot::size_bucket(s),
+            size_bucket(s),
+            "{s}"
+        );
+    }
 }
