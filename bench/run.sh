@@ -27,7 +27,9 @@ ADDRESSES=${ADDRESSES:-200000}
 mkdir -p "$SCRATCH"
 SCRATCH=$(cd "$SCRATCH" && pwd)
 
-[ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
+# GNU time for peak RSS; TIME= names another copy (a machine without the package).
+TIME=${TIME:-/usr/bin/time}
+[ -x "$TIME" ] || { echo "needs GNU time at $TIME (apt-get install time)" >&2; exit 2; }
 
 if [ -n "${PREBUILT:-}" ]; then
     # A machine without the toolchain: leakdiag and the examples built elsewhere,
@@ -59,7 +61,7 @@ measure() {
     for _ in $(seq "${MEASURE_RUNS:-$RUNS}"); do
         local t0 t1
         t0=$(date +%s%N)
-        /usr/bin/time -f %M -o "$SCRATCH/$name.rss" "$@" >"${MEASURE_OUT:-$SCRATCH/$name.out}" 2>"$SCRATCH/$name.err" || {
+        "$TIME" -f %M -o "$SCRATCH/$name.rss" "$@" >"${MEASURE_OUT:-$SCRATCH/$name.out}" 2>"$SCRATCH/$name.err" || {
             echo "FAILED: $*" >&2; cat "$SCRATCH/$name.err" >&2; exit 1; }
         t1=$(date +%s%N)
         times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b-a)/1e9}')")
