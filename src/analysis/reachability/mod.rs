@@ -19,7 +19,6 @@ pub mod roots;
 pub mod scan;
 
 use crate::addr::VirtAddr;
-use crate::analysis::table::Table;
 use crate::analysis::AnalyzeOptions;
 use crate::dump::memory::DumpMemory;
 use crate::dump::stream::AllocationStream;
@@ -70,18 +69,18 @@ pub struct Reach<'a> {
     pub exact: HashMap<u64, String>,
     pub tracker_regions_declared: bool,
     pub warnings: Vec<String>,
-    stack_ids: Vec<Option<StackId>>,
+    /// For the stack ids of chain links, computed only for the links shown.
+    stream: &'a AllocationStream<'a>,
+    modules: &'a ModuleMap,
 }
 
 /// Runs the scan when the dump has tracker data and memory.
 pub fn compute<'a>(
     dump: &'a DumpFile,
-    stream: &AllocationStream<'_>,
-    table: &Table,
-    modules: &ModuleMap,
+    stream: &'a AllocationStream<'a>,
+    modules: &'a ModuleMap,
     options: &AnalyzeOptions,
 ) -> Outcome<'a> {
-    let _ = table;
     let Some(memory) = dump.memory() else {
         return Outcome::NotRun(
             "the dump holds no process memory (no MemoryListStream or Memory64ListStream); reachability needs a full-memory dump, e.g. from `ldtrack dump PID --full`".into(),
@@ -201,9 +200,7 @@ pub fn compute<'a>(
     for &(stack, size) in &blocks.not_judged {
         per_stack[slot(stack, stack_count)].not_judged.add(size);
     }
-    let stack_ids = (0..stack_count as u32)
-        .map(|s| Some(crate::analysis::table::stack_id(stream, s, modules)))
-        .collect();
+
     let without: Totals = (0..blocks.len()).filter(|&b| scan.without_memory[b]).fold(
         Totals::default(),
         |mut t, b| {
@@ -228,7 +225,8 @@ pub fn compute<'a>(
         exact,
         tracker_regions_declared,
         warnings,
-        stack_ids,
+        stream,
+        modules,
     }))
 }
 
@@ -423,10 +421,9 @@ impl Reach<'_> {
     }
 
     fn stack_id(&self, block: usize) -> Option<StackId> {
-        self.stack_ids
-            .get(self.blocks.stack[block] as usize)
-            .copied()
-            .flatten()
+        let stack = self.blocks.stack[block];
+        ((stack as usize) < self.stream.stack_count())
+            .then(|| crate::analysis::table::stack_id(self.stream, stack, self.modules))
     }
 
     /// The chain from the block's root to the block.
