@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The benchmarks that need more cores than a developer machine, in one run on a
 # machine without the toolchain (the numbers of docs/performance.md marked "16
-# cores"): case 7 (reachability) on all cores and pinned to two, case 5 (1M / 3M /
-# 10M allocations), case 6 (UMDH snapshot log) and the batch -j scaling.
+# cores"): case 7 (reachability) on all cores and pinned to two, the batch -j
+# scaling, case 5 (1M / 3M / 10M allocations) and case 6 (UMDH snapshot log).
 #
 #   PREBUILT=DIR bash bench/device.sh    DIR: leakdiag, bench-gen, bench-aggregate,
 #                                        make-umdh-logs (release builds) and, when
@@ -25,11 +25,11 @@ echo
 echo "### Case 7, two cores (taskset -c 0,1)"
 CASES=reach taskset -c 0,1 bash bench/run.sh
 echo
+echo "### Batch scaling"
+BIN=$PREBUILT/leakdiag GEN=$PREBUILT/bench-gen SCRATCH=$SCRATCH/scaling bash bench/scaling.sh
+echo
 echo "### Case 5"
 CASES=huge bash bench/run.sh
 echo
 echo "### Case 6"
 CASES=umdh bash bench/run.sh
-echo
-echo "### Batch scaling"
-BIN=$PREBUILT/leakdiag GEN=$PREBUILT/bench-gen SCRATCH=$SCRATCH/scaling bash bench/scaling.sh
