@@ -1,0 +1,215 @@
+//! One chunk of the log read on its own: its state, the line loop that tries the
+//! fast reader first, and the transcoding of a UTF-16 chunk to UTF-8. What a chunk
+//! cannot know alone is settled when the chunks are merged ([`super::parallel`]).
+
+use super::fast::{fast_allocation, fast_frame, HEX};
+use super::sums::{Hot, IdTable, LocalTrace, Pending};
+use super::{Frame, Header, HeapSums, LogModule};
+use crate::model::Totals;
+use crate::umdh::lines::{ansi_char, find_newline, Encoding};
+use std::collections::HashMap;
+
+/// The heap state of a chunk: a heap it started, none, or the one open where the
+/// chunk starts (known only when the chunks are merged).
+pub(super) const INHERITED: u32 = u32::MAX - 1;
+pub(super) const NO_HEAP: u32 = u32::MAX;
+
+/// What one chunk holds, line numbers counted from its start.
+pub(super) struct Chunk {
+    pub(super) lines: u64,
+    /// The line that stops the whole log, and why; the chunk is read up to it.
+    pub(super) fatal: Option<(u64, String)>,
+    /// Requested bytes before `fatal`; reading stops when they pass `budget`.
+    pub(super) bytes: u128,
+    pub(super) budget: u128,
+    pub(super) overhead: u64,
+    pub(super) allocations: u64,
+    pub(super) max_address: u64,
+    pub(super) warnings: Vec<(u64, String)>,
+    pub(super) header: Option<(u64, Header)>,
+    pub(super) modules: Vec<LogModule>,
+    pub(super) in_modules: bool,
+    /// Allocation lines before the chunk's first heap line.
+    pub(super) inherited: HeapSums,
+    /// The chunk's first heap event: a heap started (line) or ended while the
+    /// inherited one is open.
+    pub(super) start_while_inherited: Option<u64>,
+    pub(super) closes_inherited: bool,
+    pub(super) heaps: Vec<HeapSums>,
+    pub(super) open: u32,
+    pub(super) traces: Vec<LocalTrace>,
+    pub(super) hot: Vec<Hot>,
+    pub(super) ids: IdTable,
+    pub(super) text_ids: HashMap<String, u32>,
+    pub(super) frames: Vec<Frame>,
+    pub(super) symbolic: Vec<String>,
+    pub(super) heap_entries: Vec<(u32, u32, Totals)>,
+    pub(super) batch: Vec<Pending>,
+    /// The batch entry whose stack is being read, and where its frames start.
+    pub(super) stack: Option<(usize, usize)>,
+    pub(super) first_ansi_line: Option<u64>,
+    pub(super) first_bad_utf16_line: Option<u64>,
+}
+
+impl Chunk {
+    fn new(budget: u128) -> Self {
+        Chunk {
+            lines: 0,
+            fatal: None,
+            bytes: 0,
+            budget,
+            overhead: 0,
+            allocations: 0,
+            max_address: 0,
+            warnings: Vec::new(),
+            header: None,
+            modules: Vec::new(),
+            in_modules: false,
+            inherited: HeapSums::default(),
+            start_while_inherited: None,
+            closes_inherited: false,
+            heaps: Vec::new(),
+            open: INHERITED,
+            traces: Vec::new(),
+            hot: Vec::new(),
+            ids: IdTable::new(),
+            text_ids: HashMap::new(),
+            frames: Vec::new(),
+            symbolic: Vec::new(),
+            heap_entries: Vec::new(),
+            batch: Vec::new(),
+            stack: None,
+            first_ansi_line: None,
+            first_bad_utf16_line: None,
+        }
+    }
+
+    pub(super) fn warn(&mut self, line: u64, message: impl std::fmt::Display) {
+        self.warnings.push((line, message.to_string()));
+    }
+
+    pub(super) fn fatal(&mut self, line: u64, message: String) -> bool {
+        self.fatal = Some((line, message));
+        false
+    }
+
+    /// Ends the stack being read.
+    pub(super) fn end_stack(&mut self) {
+        if let Some((i, start)) = self.stack.take() {
+            self.batch[i].frames = start..self.frames.len();
+        }
+    }
+
+    /// Reads `buf` (UTF-8 or ANSI text, whole lines).
+    fn read(&mut self, buf: &[u8]) {
+        let mut pos = 0;
+        let mut text = String::new();
+        while pos < buf.len() {
+            self.lines += 1;
+            let line = self.lines;
+            let b = buf[pos];
+            if HEX[usize::from(b)] != 0xFF {
+                if let Some(([size, overhead, address, id], range, next)) =
+                    fast_allocation(buf, pos)
+                {
+                    self.end_stack();
+                    self.in_modules = false;
+                    if !self.allocation(
+                        buf,
+                        line,
+                        size,
+                        overhead,
+                        address,
+                        IdTable::EMPTY,
+                        id,
+                        range,
+                    ) {
+                        return;
+                    }
+                    pos = next;
+                    continue;
+                }
+            } else if (b == b'\t' || b == b' ') && self.stack.is_some() {
+                if let Some((a, next)) = fast_frame(buf, pos) {
+                    self.max_address = self.max_address.max(a);
+                    self.frames.push(Frame::Address(a));
+                    pos = next;
+                    continue;
+                }
+            }
+            let end = find_newline(&buf[pos..]).map_or(buf.len(), |e| pos + e);
+            let mut raw = &buf[pos..end];
+            pos = (end + 1).min(buf.len());
+            if let [head @ .., b'\r'] = raw {
+                raw = head;
+            }
+            let s = match std::str::from_utf8(raw) {
+                Ok(s) => s,
+                Err(_) => {
+                    self.first_ansi_line.get_or_insert(line);
+                    text.clear();
+                    text.extend(raw.iter().map(|&b| ansi_char(b)));
+                    text.as_str()
+                }
+            };
+            if !self.line(buf, line, s) {
+                return;
+            }
+        }
+        self.flush(buf);
+    }
+}
+
+/// Transcodes UTF-16 `bytes` (whole lines) to UTF-8, unpaired surrogates replaced;
+/// the first line with one, or with the file's dangling odd byte (`odd`), is noted.
+/// An odd byte after the last line end makes one more (empty) line, as the line
+/// reader counts it.
+fn transcode(bytes: &[u8], le: bool, odd: bool, first_bad: &mut Option<u64>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() / 2 + 16);
+    let units = bytes.chunks_exact(2).map(|c| {
+        if le {
+            u16::from_le_bytes([c[0], c[1]])
+        } else {
+            u16::from_be_bytes([c[0], c[1]])
+        }
+    });
+    let mut line = 1u64;
+    let mut tmp = [0u8; 4];
+    for c in char::decode_utf16(units) {
+        let c = c.unwrap_or_else(|_| {
+            first_bad.get_or_insert(line);
+            char::REPLACEMENT_CHARACTER
+        });
+        if c == '\n' {
+            line += 1;
+        }
+        if c.is_ascii() {
+            out.push(c as u8);
+        } else {
+            out.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+        }
+    }
+    if odd {
+        first_bad.get_or_insert(line);
+        if out.last().is_none_or(|&b| b == b'\n') {
+            out.push(b'\r');
+        }
+    }
+    out
+}
+
+/// Reads one chunk of the log.
+pub(super) fn read_chunk(bytes: &[u8], encoding: Encoding, odd: bool, budget: u128) -> Chunk {
+    let mut c = Chunk::new(budget);
+    match encoding {
+        Encoding::Utf8OrAnsi => c.read(bytes),
+        Encoding::Utf16Le | Encoding::Utf16Be => {
+            let mut bad = None;
+            let text = transcode(bytes, encoding == Encoding::Utf16Le, odd, &mut bad);
+            c.first_bad_utf16_line = bad;
+            c.read(&text);
+        }
+    }
+    c.finish();
+    c
+}
