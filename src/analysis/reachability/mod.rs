@@ -27,12 +27,14 @@ use crate::model::{
     Chain, ChainLink, Holder, ModuleMap, Omitted, ReachabilityTotals, ReachabilityView, StackId,
     Totals, TOP_HOLDERS,
 };
+use crate::symbols::{ModuleIdentity, ModuleSymbols};
 use blocks::{BlockIndex, Blocks};
 use layout::{Area, Layout, Painter};
-use roots::{RootGroup, RootNamer};
-use scan::{Scan, NO_ROOT};
+use rayon::prelude::*;
+use roots::{GroupKey, RootGroup, RootNamer};
+use scan::{RootKey, Scan, NO_ROOT};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::Arc;
 
 /// The result of the reachability scan of one dump, or why it did not run.
 pub enum Outcome<'a> {
@@ -53,6 +55,16 @@ fn slot(stack: u32, stack_count: usize) -> usize {
     }
 }
 
+/// The blocks of one stack held through one root group.
+#[derive(Clone, Copy, Debug)]
+pub struct Held {
+    pub slot: u32,
+    pub group: u32,
+    pub totals: Totals,
+    /// The first of them by address: the block its chain leads to.
+    pub first: u32,
+}
+
 /// What the scan found, summed per stack, with what it needs to build chains.
 pub struct Reach<'a> {
     pub memory: DumpMemory<'a>,
@@ -61,12 +73,15 @@ pub struct Reach<'a> {
     pub pointer_size: u64,
     /// Per stack index, plus one last slot for records without a usable stack.
     pub per_stack: Vec<ReachabilityTotals>,
-    /// Root groups, in order of first appearance (by block address).
+    /// Root groups, by [`GroupKey`] order.
     pub groups: Vec<RootGroup>,
-    /// Per (stack slot, group): the blocks held and the first of them.
-    pub held: BTreeMap<(u32, u32), (Totals, u32)>,
-    /// The exact name of every root that starts a chain.
-    pub exact: HashMap<u64, String>,
+    /// Per (stack slot, group), sorted: the blocks held and the first of them.
+    pub held: Vec<Held>,
+    /// What the names of roots are made from.
+    threads: Vec<ThreadInfo>,
+    layout: Layout,
+    sections: HashMap<u32, Vec<crate::pe::PeSection>>,
+    symbols: HashMap<u32, Arc<ModuleSymbols>>,
     pub tracker_regions_declared: bool,
     pub warnings: Vec<String>,
     /// For the stack ids of chain links, computed only for the links shown.
@@ -147,28 +162,49 @@ pub fn compute<'a>(
         without_memory,
     );
 
+    // Symbols of the modules whose data holds a root, loaded once (in parallel,
+    // through the run's cache) before anything is named.
+    let mut keys: Vec<RootKey> = scan
+        .holder
+        .par_iter()
+        .copied()
+        .filter(|&k| k != NO_ROOT)
+        .collect();
+    keys.par_sort_unstable();
+    keys.dedup();
     let reader = |address: u64, len: usize| memory.slice(address, len as u64).map(<[u8]>::to_vec);
+    let symbols: HashMap<u32, Arc<ModuleSymbols>> = RootNamer::modules_of(&layout, &keys)
+        .into_par_iter()
+        .map(|m| {
+            let reader: &(dyn Fn(u64, usize) -> Option<Vec<u8>> + Sync) = &reader;
+            let identity = ModuleIdentity::of(modules.get(m as usize));
+            (m, options.symbolizer.load(&identity, Some(reader)))
+        })
+        .collect();
     let namer = RootNamer {
         modules,
         threads: &threads,
         layout: &layout,
         memory: &memory,
         sections: &sections,
-        symbolizer: &options.symbolizer,
-        reader: &reader,
-        loaded: Mutex::new(HashMap::new()),
+        symbols: &symbols,
     };
+    // Every distinct root's group, then the groups numbered in order and named once.
+    let key_groups: Vec<GroupKey> = keys.par_iter().map(|&k| namer.group_key(k)).collect();
+    let mut group_keys = key_groups.clone();
+    group_keys.sort_unstable();
+    group_keys.dedup();
+    let groups: Vec<RootGroup> = group_keys.par_iter().map(|&g| namer.group(g)).collect();
+    let group_of_key: Vec<u32> = key_groups
+        .iter()
+        .map(|g| group_keys.binary_search(g).unwrap_or(0) as u32)
+        .collect();
+
     let stack_count = stream.stack_count();
     let mut per_stack = vec![ReachabilityTotals::default(); stack_count + 1];
-    let mut group_of: HashMap<u64, u32> = HashMap::new();
-    let mut group_ids: HashMap<RootGroup, u32> = HashMap::new();
-    let mut groups = Vec::new();
-    let mut exact = HashMap::new();
-    let mut held: BTreeMap<(u32, u32), (Totals, u32)> = BTreeMap::new();
     for b in 0..blocks.len() {
-        let s = slot(blocks.stack[b], stack_count);
         let size = blocks.size[b];
-        let t = &mut per_stack[s];
+        let t = &mut per_stack[slot(blocks.stack[b], stack_count)];
         match scan.state[b] {
             scan::REACHABLE => t.reachable.add(size),
             scan::HELD_BY_UNTRACKED => t.held_by_untracked.add(size),
@@ -179,23 +215,32 @@ pub fn compute<'a>(
                 }
             }
         }
-        let key = scan.holder[b];
-        if key == NO_ROOT {
-            continue;
+    }
+    // What each (stack, group) holds: one row per held block, sorted, then summed.
+    let mut rows: Vec<(u32, u32, u32)> = (0..blocks.len() as u32)
+        .into_par_iter()
+        .filter_map(|b| {
+            let key = scan.holder[b as usize];
+            let k = keys.binary_search(&key).ok()?;
+            let s = slot(blocks.stack[b as usize], stack_count) as u32;
+            Some((s, group_of_key[k], b))
+        })
+        .collect();
+    rows.par_sort_unstable();
+    let mut held: Vec<Held> = Vec::new();
+    for (s, g, b) in rows {
+        match held.last_mut() {
+            Some(h) if h.slot == s && h.group == g => h.totals.add(blocks.size[b as usize]),
+            _ => held.push(Held {
+                slot: s,
+                group: g,
+                totals: Totals {
+                    allocations: 1,
+                    bytes: blocks.size[b as usize],
+                },
+                first: b,
+            }),
         }
-        let g = *group_of.entry(key).or_insert_with(|| {
-            let (group, name) = namer.name(key);
-            exact.insert(key, name);
-            let next = group_ids.len() as u32;
-            *group_ids.entry(group.clone()).or_insert_with(|| {
-                groups.push(group);
-                next
-            })
-        });
-        let e = held
-            .entry((s as u32, g))
-            .or_insert((Totals::default(), b as u32));
-        e.0.add(size);
     }
     for &(stack, size) in &blocks.not_judged {
         per_stack[slot(stack, stack_count)].not_judged.add(size);
@@ -222,7 +267,10 @@ pub fn compute<'a>(
         per_stack,
         groups,
         held,
-        exact,
+        threads,
+        layout,
+        sections,
+        symbols,
         tracker_regions_declared,
         warnings,
         stream,
@@ -365,10 +413,13 @@ impl Reach<'_> {
         slots.dedup();
         let mut by_group: BTreeMap<u32, (Totals, u32)> = BTreeMap::new();
         for &s in &slots {
-            for (&(_, g), &(t, first)) in self.held.range((s, 0)..=(s, u32::MAX)) {
-                let e = by_group.entry(g).or_insert((Totals::default(), first));
-                e.0.merge(t);
-                e.1 = e.1.min(first);
+            let from = self.held.partition_point(|h| h.slot < s);
+            for h in self.held[from..].iter().take_while(|h| h.slot == s) {
+                let e = by_group
+                    .entry(h.group)
+                    .or_insert((Totals::default(), h.first));
+                e.0.merge(h.totals);
+                e.1 = e.1.min(h.first);
             }
         }
         let (holders, holders_omitted) = self.top_holders(by_group);
@@ -382,10 +433,12 @@ impl Reach<'_> {
     /// Holders over the whole dump.
     pub fn all_holders(&self) -> (Vec<Holder>, Omitted) {
         let mut by_group: BTreeMap<u32, (Totals, u32)> = BTreeMap::new();
-        for (&(_, g), &(t, first)) in &self.held {
-            let e = by_group.entry(g).or_insert((Totals::default(), first));
-            e.0.merge(t);
-            e.1 = e.1.min(first);
+        for h in &self.held {
+            let e = by_group
+                .entry(h.group)
+                .or_insert((Totals::default(), h.first));
+            e.0.merge(h.totals);
+            e.1 = e.1.min(h.first);
         }
         self.top_holders(by_group)
     }
@@ -420,6 +473,17 @@ impl Reach<'_> {
         (holders, omitted)
     }
 
+    fn namer(&self) -> RootNamer<'_> {
+        RootNamer {
+            modules: self.modules,
+            threads: &self.threads,
+            layout: &self.layout,
+            memory: &self.memory,
+            sections: &self.sections,
+            symbols: &self.symbols,
+        }
+    }
+
     fn stack_id(&self, block: usize) -> Option<StackId> {
         let stack = self.blocks.stack[block];
         ((stack as usize) < self.stream.stack_count())
@@ -436,7 +500,7 @@ impl Reach<'_> {
         }
         path.reverse();
         let key = self.scan.holder[block as usize];
-        let root = self.exact.get(&key).cloned().unwrap_or_default();
+        let root = self.namer().exact(key);
         let root_address = (scan::root_priority(key) != scan::priority::REGISTER)
             .then(|| VirtAddr(scan::root_address(key)));
         let links: Vec<ChainLink> = path

@@ -1,6 +1,11 @@
 //! Names for roots: the global a pointer lies in (from the module's PDB, else its
 //! PE section), the thread whose stack, registers or environment block hold it, or
 //! the untracked memory range.
+//!
+//! Holders group roots ([`GroupKey`]: one variable, one thread, one memory range)
+//! without formatting anything per block: a dump can have hundreds of thousands of
+//! distinct root words. Names are formatted once per group, and the exact root
+//! (with its offset) only for the chains a report shows.
 
 use super::layout::{Area, Layout};
 use super::scan::{priority, root_address, root_priority, RootKey};
@@ -8,9 +13,9 @@ use crate::dump::memory::DumpMemory;
 use crate::dump::ThreadInfo;
 use crate::model::{ModuleMap, RootKind};
 use crate::pe::PeSection;
-use crate::symbols::{ModuleIdentity, ModuleSymbols, Symbolizer};
+use crate::symbols::ModuleSymbols;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// A root as holders group it: one global, one thread, one range of untracked
 /// memory.
@@ -20,8 +25,29 @@ pub struct RootGroup {
     pub kind: RootKind,
 }
 
-/// Names roots; symbols are loaded for a module the first time one of its globals
-/// is named.
+/// What a global root lies in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GlobalAt {
+    /// The variable starting at this RVA (from the PDB).
+    Variable(u32),
+    /// The section starting at this RVA (no PDB name).
+    Section(u32),
+    /// Somewhere in the module (no PDB, no section headers).
+    Module,
+}
+
+/// The group of a root, cheap to compute and compare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GroupKey {
+    Global(u32, GlobalAt),
+    Thread(u32),
+    /// A captured memory range, by index.
+    Untracked(usize),
+    /// An address none of the above holds (not expected: a root lies in one).
+    Other(u64),
+}
+
+/// Names roots from what the scan knew about the dump.
 pub struct RootNamer<'a> {
     pub modules: &'a ModuleMap,
     pub threads: &'a [ThreadInfo],
@@ -29,116 +55,150 @@ pub struct RootNamer<'a> {
     pub memory: &'a DumpMemory<'a>,
     /// Writable sections of each module image, when the dump holds its headers.
     pub sections: &'a HashMap<u32, Vec<PeSection>>,
-    pub symbolizer: &'a Symbolizer,
-    pub reader: &'a (dyn Fn(u64, usize) -> Option<Vec<u8>> + Sync),
-    pub loaded: Mutex<HashMap<u32, Arc<ModuleSymbols>>>,
+    /// Symbols of the modules that hold global roots.
+    pub symbols: &'a HashMap<u32, Arc<ModuleSymbols>>,
 }
 
 impl RootNamer<'_> {
-    fn symbols(&self, module: u32) -> Arc<ModuleSymbols> {
-        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
-        loaded
-            .entry(module)
-            .or_insert_with(|| {
-                self.symbolizer.load(
-                    &ModuleIdentity::of(self.modules.get(module as usize)),
-                    Some(self.reader),
-                )
+    /// The modules whose data holds one of `keys` (their symbols name globals).
+    pub fn modules_of(layout: &Layout, keys: &[RootKey]) -> Vec<u32> {
+        let mut out: Vec<u32> = keys
+            .iter()
+            .filter(|&&k| root_priority(k) == priority::GLOBAL)
+            .filter_map(|&k| match layout.at(root_address(k)) {
+                Some(Area::ModuleData(m)) => Some(m),
+                _ => None,
             })
-            .clone()
-    }
-
-    /// The module and variable (or section) a global root lies in: `(group, exact)`.
-    fn global(&self, module: u32, address: u64) -> (String, String) {
-        let m = self.modules.get(module as usize);
-        let rva = address.saturating_sub(m.base.0);
-        if let Ok(rva32) = u32::try_from(rva) {
-            if let Some((start, name)) = self.symbols(module).global_at(rva32) {
-                let group = format!("{}!{name}", m.name);
-                let exact = with_offset(&group, u64::from(rva32 - start));
-                return (group, exact);
-            }
-            if let Some(section) = self
-                .sections
-                .get(&module)
-                .and_then(|s| s.iter().find(|s| s.rva <= rva32 && rva32 < s.end))
-            {
-                let group = format!("{}!{}", m.name, section.name);
-                let exact = with_offset(&group, u64::from(rva32 - section.rva));
-                return (group, exact);
-            }
-        }
-        (m.name.clone(), format!("{}+0x{rva:x}", m.name))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     fn thread_id(&self, thread: u32) -> u32 {
         self.threads.get(thread as usize).map_or(0, |t| t.id)
     }
 
-    /// The group a root belongs to, and the exact root (with its offset).
-    pub fn name(&self, key: RootKey) -> (RootGroup, String) {
-        let address = root_address(key);
-        let kind = match root_priority(key) {
-            priority::GLOBAL => RootKind::Global,
-            priority::UNTRACKED => RootKind::Untracked,
-            _ => RootKind::Stack,
+    fn global_at(&self, module: u32, address: u64) -> (GlobalAt, u64) {
+        let m = self.modules.get(module as usize);
+        let rva = address.saturating_sub(m.base.0);
+        let Ok(rva32) = u32::try_from(rva) else {
+            return (GlobalAt::Module, rva);
         };
-        let (group, exact) = match root_priority(key) {
-            priority::REGISTER => {
-                let (thread, register) = ((address / 64) as u32, (address % 64) as usize);
-                let t = self.threads.get(thread as usize);
-                let reg = t
-                    .and_then(|t| t.registers.get(register))
-                    .map_or("?", |r| r.0);
-                let id = self.thread_id(thread);
-                (
-                    format!("thread {id}"),
-                    format!("thread {id} register {reg}"),
-                )
-            }
+        if let Some((start, _)) = self.symbols.get(&module).and_then(|s| s.global_at(rva32)) {
+            return (GlobalAt::Variable(start), u64::from(rva32 - start));
+        }
+        if let Some(section) = self
+            .sections
+            .get(&module)
+            .and_then(|s| s.iter().find(|s| s.rva <= rva32 && rva32 < s.end))
+        {
+            return (
+                GlobalAt::Section(section.rva),
+                u64::from(rva32 - section.rva),
+            );
+        }
+        (GlobalAt::Module, rva)
+    }
+
+    /// The group of a root.
+    pub fn group_key(&self, key: RootKey) -> GroupKey {
+        let address = root_address(key);
+        match root_priority(key) {
+            priority::REGISTER => GroupKey::Thread((address / 64) as u32),
             priority::UNTRACKED => {
-                let i = self.memory.ranges.partition_point(|r| r.end() <= address);
-                let group = match self.memory.ranges.get(i) {
-                    Some(r) => format!("untracked memory 0x{:x}\u{2013}0x{:x}", r.base.0, r.end()),
-                    None => "untracked memory".to_owned(),
-                };
-                (group, format!("untracked memory at 0x{address:x}"))
+                GroupKey::Untracked(self.memory.ranges.partition_point(|r| r.end() <= address))
             }
             _ => match self.layout.at(address) {
-                Some(Area::ModuleData(m)) => self.global(m, address),
-                Some(Area::LiveStack(t)) => {
-                    let id = self.thread_id(t);
-                    let sp = self.threads[t as usize].stack_pointer.unwrap_or(address);
-                    (
-                        format!("thread {id}"),
-                        format!(
-                            "thread {id} stack at 0x{address:x} (sp+0x{:x})",
-                            address.saturating_sub(sp)
-                        ),
-                    )
-                }
-                Some(Area::ThreadBlock(t)) => {
-                    let id = self.thread_id(t);
-                    let teb = self.threads[t as usize].teb;
-                    (
-                        format!("thread {id}"),
-                        format!(
-                            "thread {id} environment block (TEB+0x{:x})",
-                            address.saturating_sub(teb)
-                        ),
-                    )
-                }
-                _ => (format!("0x{address:x}"), format!("0x{address:x}")),
+                Some(Area::ModuleData(m)) => GroupKey::Global(m, self.global_at(m, address).0),
+                Some(Area::LiveStack(t)) | Some(Area::ThreadBlock(t)) => GroupKey::Thread(t),
+                _ => GroupKey::Other(address),
             },
-        };
-        (RootGroup { name: group, kind }, exact)
+        }
     }
-}
 
-fn with_offset(name: &str, offset: u64) -> String {
-    if offset == 0 {
-        name.to_owned()
-    } else {
-        format!("{name}+0x{offset:x}")
+    /// The name of a group.
+    pub fn group(&self, g: GroupKey) -> RootGroup {
+        let (name, kind) = match g {
+            GroupKey::Global(m, at) => (self.global_name(m, at), RootKind::Global),
+            GroupKey::Thread(t) => (format!("thread {}", self.thread_id(t)), RootKind::Stack),
+            GroupKey::Untracked(i) => (
+                match self.memory.ranges.get(i) {
+                    Some(r) => format!("untracked memory 0x{:x}\u{2013}0x{:x}", r.base.0, r.end()),
+                    None => "untracked memory".to_owned(),
+                },
+                RootKind::Untracked,
+            ),
+            GroupKey::Other(a) => (format!("0x{a:x}"), RootKind::Untracked),
+        };
+        RootGroup { name, kind }
+    }
+
+    fn global_name(&self, module: u32, at: GlobalAt) -> String {
+        let m = &self.modules.get(module as usize).name;
+        match at {
+            GlobalAt::Variable(start) => {
+                let name = self
+                    .symbols
+                    .get(&module)
+                    .and_then(|s| s.global_at(start))
+                    .map(|(_, n)| n)
+                    .unwrap_or_default();
+                format!("{m}!{name}")
+            }
+            GlobalAt::Section(start) => {
+                let name = self
+                    .sections
+                    .get(&module)
+                    .and_then(|s| s.iter().find(|s| s.rva == start))
+                    .map(|s| s.name.as_str())
+                    .unwrap_or_default();
+                format!("{m}!{name}")
+            }
+            GlobalAt::Module => m.clone(),
+        }
+    }
+
+    /// The exact root, with its offset: `app.exe!g_cache+0x18`, `thread 12 stack at
+    /// 0x… (sp+0x40)`, `thread 12 register rbx`, `untracked memory at 0x…`.
+    pub fn exact(&self, key: RootKey) -> String {
+        let address = root_address(key);
+        match root_priority(key) {
+            priority::REGISTER => {
+                let (thread, register) = ((address / 64) as u32, (address % 64) as usize);
+                let reg = self
+                    .threads
+                    .get(thread as usize)
+                    .and_then(|t| t.registers.get(register))
+                    .map_or("?", |r| r.0);
+                format!("thread {} register {reg}", self.thread_id(thread))
+            }
+            priority::UNTRACKED => format!("untracked memory at 0x{address:x}"),
+            _ => match self.layout.at(address) {
+                Some(Area::ModuleData(m)) => {
+                    let (at, offset) = self.global_at(m, address);
+                    let name = self.global_name(m, at);
+                    match (at, offset) {
+                        (GlobalAt::Module, _) => format!("{name}+0x{offset:x}"),
+                        (_, 0) => name,
+                        _ => format!("{name}+0x{offset:x}"),
+                    }
+                }
+                Some(Area::LiveStack(t)) => {
+                    let sp = self.threads[t as usize].stack_pointer.unwrap_or(address);
+                    format!(
+                        "thread {} stack at 0x{address:x} (sp+0x{:x})",
+                        self.thread_id(t),
+                        address.saturating_sub(sp)
+                    )
+                }
+                Some(Area::ThreadBlock(t)) => format!(
+                    "thread {} environment block (TEB+0x{:x})",
+                    self.thread_id(t),
+                    address.saturating_sub(self.threads[t as usize].teb)
+                ),
+                _ => format!("0x{address:x}"),
+            },
+        }
     }
 }
