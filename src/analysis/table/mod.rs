@@ -1,0 +1,169 @@
+//! The one read of a dump's allocation table.
+//!
+//! Every distinct stack is attributed to its responsible module first (stacks are
+//! deduplicated by the tracker, so this is cheap, and done in parallel); then the
+//! allocation table is read once, in order, in chunks of [`CHUNK`] records that rayon
+//! spreads over the pool. Each worker adds its records into a partial sum of its own,
+//! and the partial sums are merged at the end. Every sum is an exact integer sum, so
+//! the result is the same for any chunk size, any number of threads and any merge
+//! order (`tests/it/chunking.rs` checks it).
+//!
+//! The totals, the 2^64 check, the records with an invalid stack index, and everything
+//! the leak analysis needs per stack and per module come from this one pass. Memory is
+//! proportional to the number of stacks and modules (both already checked against
+//! the stream's size) times the number of partial sums (a few per thread), never to
+//! the allocation count.
+//!
+//! This module holds what the read produces ([`Table`] and its parts) and the size
+//! buckets; the work is in its submodules:
+//! - `partial`: the partial sums of the records, and the [`Table`] made from them;
+//! - `read`: the chunked parallel read of a stream's allocation table ([`Table::read`]);
+//! - `summed`: the table of allocations summed elsewhere ([`Table::from_summed`], for
+//!   the UMDH reader);
+//! - `stack_id`: stack ids across dumps ([`stack_id`], [`StackIdEncoder`]) and the
+//!   totals by id ([`Table::totals_by_stack_id`], [`Table::totals_of_stack_ids`]).
+
+mod partial;
+mod read;
+mod stack_id;
+mod summed;
+
+pub use read::CHUNK;
+pub use stack_id::{stack_id, StackIdEncoder};
+pub use summed::SummedRecords;
+
+use super::attribution::{FrameModules, Owner, Responsible};
+use super::probability::{TimeHistogram, TIME_BINS};
+use crate::dump::stream::AllocatorKind;
+use crate::model::{Totals, SIZE_BUCKETS};
+use std::collections::HashMap;
+use thiserror::Error;
+
+/// The outstanding sizes add up to more than 2^64 bytes: no total could be exact.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("allocation stream: the sizes of the outstanding allocations add up to more than 2^64 bytes (at allocation {index}, size {size})")]
+pub struct TotalOverflow {
+    pub index: u64,
+    pub size: u64,
+}
+
+/// The size bucket of an allocation of `size` bytes (see [`SIZE_BUCKETS`]).
+#[inline]
+pub fn size_bucket(size: u64) -> usize {
+    // Every bound is a power of two, so `bound <= size` iff `bound <= 2^floor(log2 size)`:
+    // the bucket depends only on the size's highest bit.
+    usize::from(BUCKET_BY_LOG2[(63 - (size | 1).leading_zeros()) as usize])
+}
+
+/// The bucket of the sizes whose highest bit is bit `i`.
+const BUCKET_BY_LOG2: [u8; 64] = {
+    let mut table = [0u8; 64];
+    let mut k = 0;
+    while k < SIZE_BUCKETS.len() {
+        assert!(SIZE_BUCKETS[k].is_power_of_two());
+        k += 1;
+    }
+    let mut i = 0;
+    while i < 64 {
+        let mut k = 0;
+        while k < SIZE_BUCKETS.len() {
+            if SIZE_BUCKETS[k] <= 1u64 << i {
+                table[i] += 1;
+            }
+            k += 1;
+        }
+        i += 1;
+    }
+    table
+};
+
+/// Sums of the allocations charged to one owner.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnerSums {
+    pub totals: Totals,
+    pub sizes: [Totals; SIZE_BUCKETS.len() + 1],
+    pub allocators: [Totals; AllocatorKind::ALL.len()],
+    pub time: TimeHistogram,
+    pub heaps: HashMap<u64, Totals>,
+    /// The owner's stacks that have outstanding allocations, by stack index.
+    pub stacks: Vec<u32>,
+}
+
+/// Allocation counts by time bin for each stack that has allocations (saturating at
+/// 2^32 − 1 per bin). Slots are handed out in stack order to the stacks with
+/// allocations, so memory follows the stacks actually used, not the stack table's
+/// size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackTimes {
+    slot: Vec<u32>,
+    counts: Vec<[u32; TIME_BINS]>,
+}
+
+impl StackTimes {
+    const NONE: u32 = u32::MAX;
+
+    /// Adds stack `stack`'s counts into `into`.
+    pub fn merge_into(&self, stack: usize, into: &mut TimeHistogram) {
+        if let Some(counts) = self.counts.get(self.slot[stack] as usize) {
+            for (total, &c) in into.allocations.iter_mut().zip(counts) {
+                *total += u64::from(c);
+            }
+        }
+    }
+}
+
+/// What the one read of the allocation table found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Table {
+    /// Every record: the stream's outstanding allocations and bytes.
+    pub totals: Totals,
+    /// Records with stack index `NO_STACK`.
+    pub no_stack: Totals,
+    /// Records whose stack index is neither `NO_STACK` nor in the stack table.
+    pub invalid: Totals,
+    /// The responsible frame of every stack, by stack index.
+    pub responsible: Vec<Option<Responsible>>,
+    /// The module of every frame-table entry, located once.
+    pub frames: FrameModules,
+    /// Outstanding allocations per stack, by stack index.
+    pub per_stack: Vec<Totals>,
+    pub stack_times: StackTimes,
+    /// Every owner with outstanding allocations, in owner order: modules by index,
+    /// then [`Owner::Unknown`], then [`Owner::NoStack`].
+    pub by_owner: Vec<(Owner, OwnerSums)>,
+    /// The tracking window in ticks, as the time bins were cut.
+    pub window: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_by_highest_bit_match_the_bounds() {
+        let mut sizes = vec![0, 1, u64::MAX];
+        for b in SIZE_BUCKETS {
+            sizes.extend([b - 1, b, b + 1]);
+        }
+        for i in 0..64 {
+            sizes.extend([1u64 << i, (1u64 << i) - 1, (1u64 << i) + 1]);
+        }
+        for size in sizes {
+            assert_eq!(
+                size_bucket(size),
+                SIZE_BUCKETS.partition_point(|&b| b <= size),
+                "{size}"
+            );
+        }
+    }
+
+    #[test]
+    fn buckets_cover_every_size() {
+        assert_eq!(size_bucket(0), 0);
+        assert_eq!(size_bucket(15), 0);
+        assert_eq!(size_bucket(16), 1);
+        assert_eq!(size_bucket(1024 * 1024 - 1), 7);
+        assert_eq!(size_bucket(1024 * 1024), 8);
+        assert_eq!(size_bucket(u64::MAX), 8);
+    }
+}

@@ -1,0 +1,442 @@
+//! The partial sums of the table's records, and the [`Table`] made from them: what
+//! both the record read (`read`) and the summed read (`summed`) fill in.
+//!
+//! The per-record work touches little memory: one 64-byte cache line of the record's
+//! stack (its bytes and allocation counts per time bin), the stack's owner (a dense
+//! index, looked up in a table built from the attribution) and that owner's size class,
+//! allocator and time-bin bytes in a few hundred bytes per owner. Totals per stack and
+//! per owner, and the owners' allocation counts per time bin, are derived afterwards
+//! from the per-stack sums; no per-record work hashes anything but the (owner, heap)
+//! pair, with a multiply-fold hash, not SipHash. The time bin of a record is found
+//! without a division ([`Bins`]).
+
+use super::{size_bucket, OwnerSums, StackTimes, Table};
+use crate::analysis::attribution::{
+    responsible_frames, FrameModules, ModuleFilter, Owner, Responsible,
+};
+use crate::analysis::probability::{Bins, TimeHistogram, TIME_BINS};
+use crate::dump::stream::{AllocationStream, AllocatorKind, ALLOCATION_RECORD_SIZE, NO_STACK};
+use crate::model::{ModuleMap, Totals, SIZE_BUCKETS};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A multiply-fold hash for the per-record (owner, heap) map: a few instructions
+/// instead of SipHash. The keys come from the dump; the map only sums them, and the
+/// output is sorted, so the hash never shows in any result.
+#[derive(Clone, Copy, Default)]
+pub(super) struct FoldHasher(u64);
+
+impl Hasher for FoldHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        let p = u128::from(self.0 ^ n) * 0x9e37_79b9_7f4a_7c15_u128;
+        self.0 = (p as u64) ^ ((p >> 64) as u64).rotate_left(17);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FoldMap<K, V> = HashMap<K, V, BuildHasherDefault<FoldHasher>>;
+
+/// Adds one allocation of `size` bytes. Wrapping: the sums of a table whose total
+/// overflows 2^64 are thrown away (the total is kept in 128 bits and checked).
+#[inline]
+fn add(t: &mut Totals, size: u64) {
+    t.allocations += 1;
+    t.bytes = t.bytes.wrapping_add(size);
+}
+
+pub(super) fn merge(t: &mut Totals, o: Totals) {
+    t.allocations += o.allocations;
+    t.bytes = t.bytes.wrapping_add(o.bytes);
+}
+
+/// One stack's sums in a partial sum: one cache line.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(64))]
+pub(super) struct StackSums {
+    pub(super) bytes: u64,
+    /// Allocations per time bin, modulo 2^16; each wrap to 0 is recorded in
+    /// [`Partial::carries`].
+    pub(super) times: [u16; TIME_BINS],
+}
+
+/// One owner's per-record sums in a partial sum; its totals and its allocation
+/// counts per time bin are derived from the stacks.
+#[derive(Clone, Copy, Default)]
+pub(super) struct OwnerPartial {
+    pub(super) sizes: [Totals; SIZE_BUCKETS.len() + 1],
+    pub(super) allocators: [Totals; AllocatorKind::ALL.len()],
+    pub(super) time_bytes: [u64; TIME_BINS],
+}
+
+/// What the per-record work reads: shared by every worker.
+pub(super) struct Context {
+    pub(super) bins: Bins,
+    /// The owner index of every stack (see [`owner_index`]).
+    pub(super) owner_of: Vec<u32>,
+    /// The owner index of [`Owner::NoStack`].
+    pub(super) no_stack_owner: u32,
+    /// The allocator byte's index in [`AllocatorKind::ALL`].
+    allocator_index: [u8; 256],
+}
+
+/// How many records ahead [`Partial::add_records`] prefetches a record's stack sums.
+const PREFETCH_AHEAD: usize = 16;
+
+/// Asks the CPU to bring `line` into the cache (a hint: no effect on the result).
+#[inline(always)]
+fn prefetch<T>(line: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch never faults and changes nothing but the cache; `sse`
+        // is part of the x86_64 baseline.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(line).cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = line;
+}
+
+/// The partial sums of some chunks of the table.
+pub(super) struct Partial {
+    pub(super) records: u64,
+    /// Kept in 128 bits, so that overflowing 2^64 is seen after the merge.
+    pub(super) bytes: u128,
+    pub(super) no_stack: Totals,
+    pub(super) invalid: Totals,
+    pub(super) stacks: Vec<StackSums>,
+    /// Each (stack, bin) here stands for 2^16 more allocations.
+    pub(super) carries: Vec<(u32, u8)>,
+    pub(super) owners: Vec<OwnerPartial>,
+    /// Allocations per time bin of the records without a valid stack.
+    pub(super) unstacked_times: [u64; TIME_BINS],
+    /// The first [`SMALL_HEAPS`] heap handles seen (a process has few heaps); their
+    /// sums are in `small_heap_sums[slot × owners + owner]`, found by a short scan.
+    small_heaps: Vec<u64>,
+    small_heap_sums: Vec<Totals>,
+    /// The sums of any further heap, by (owner, heap).
+    heaps: FoldMap<(u32, u64), Totals>,
+}
+
+/// Heap handles kept in the partial sums' small table.
+const SMALL_HEAPS: usize = 16;
+
+impl Partial {
+    pub(super) fn new(ctx: &Context) -> Self {
+        Partial {
+            records: 0,
+            bytes: 0,
+            no_stack: Totals::default(),
+            invalid: Totals::default(),
+            stacks: vec![StackSums::default(); ctx.owner_of.len()],
+            carries: Vec::new(),
+            owners: vec![OwnerPartial::default(); ctx.no_stack_owner as usize + 1],
+            unstacked_times: [0; TIME_BINS],
+            small_heaps: Vec::with_capacity(SMALL_HEAPS),
+            small_heap_sums: Vec::new(),
+            heaps: FoldMap::default(),
+        }
+    }
+
+    /// The sums of `owner`'s allocations on `heap`.
+    #[inline]
+    pub(super) fn heap_sums(&mut self, owner: u32, heap: u64) -> &mut Totals {
+        let owners = self.owners.len();
+        let slot = match self.small_heaps.iter().position(|&h| h == heap) {
+            Some(slot) => slot,
+            None if self.small_heaps.len() < SMALL_HEAPS => {
+                self.small_heaps.push(heap);
+                self.small_heap_sums
+                    .resize(self.small_heaps.len() * owners, Totals::default());
+                self.small_heaps.len() - 1
+            }
+            None => return self.heaps.entry((owner, heap)).or_default(),
+        };
+        &mut self.small_heap_sums[slot * owners + owner as usize]
+    }
+
+    /// Every (owner, heap) with allocations, and its sums.
+    fn heap_totals(&self) -> impl Iterator<Item = ((u32, u64), Totals)> + '_ {
+        let owners = self.owners.len();
+        let small = self
+            .small_heap_sums
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.allocations > 0)
+            .map(move |(i, &t)| (((i % owners) as u32, self.small_heaps[i / owners]), t));
+        small.chain(self.heaps.iter().map(|(&k, &t)| (k, t)))
+    }
+
+    /// Adds consecutive records of the table.
+    pub(super) fn add_records(&mut self, records: &[[u8; ALLOCATION_RECORD_SIZE]], ctx: &Context) {
+        for (i, r) in records.iter().enumerate() {
+            // The stack sums of a record a little ahead are requested now, so that
+            // their cache misses overlap instead of stalling each record in turn.
+            if let Some(ahead) = records.get(i + PREFETCH_AHEAD) {
+                let s = u32::from_le_bytes(ahead[32..36].try_into().unwrap_or_default());
+                if let Some(line) = self.stacks.get(s as usize) {
+                    prefetch(line);
+                }
+            }
+            let size = u64::from_le_bytes(r[8..16].try_into().unwrap_or_default());
+            let time = u64::from_le_bytes(r[16..24].try_into().unwrap_or_default());
+            let heap = u64::from_le_bytes(r[24..32].try_into().unwrap_or_default());
+            let stack = u32::from_le_bytes(r[32..36].try_into().unwrap_or_default());
+            let allocator = ctx.allocator_index[usize::from(r[36])] as usize;
+            self.records += 1;
+            self.bytes += u128::from(size);
+            let bin = ctx.bins.of(time);
+            let owner = match self.stacks.get_mut(stack as usize) {
+                Some(s) => {
+                    s.bytes = s.bytes.wrapping_add(size);
+                    let c = &mut s.times[bin];
+                    *c = c.wrapping_add(1);
+                    if *c == 0 {
+                        self.carries.push((stack, bin as u8));
+                    }
+                    ctx.owner_of[stack as usize]
+                }
+                None => {
+                    if stack == NO_STACK {
+                        add(&mut self.no_stack, size);
+                    } else {
+                        add(&mut self.invalid, size);
+                    }
+                    self.unstacked_times[bin] += 1;
+                    ctx.no_stack_owner
+                }
+            };
+            let o = &mut self.owners[owner as usize];
+            add(&mut o.sizes[size_bucket(size)], size);
+            add(&mut o.allocators[allocator], size);
+            o.time_bytes[bin] = o.time_bytes[bin].wrapping_add(size);
+            add(self.heap_sums(owner, heap), size);
+        }
+    }
+
+    /// Adds `other` into `self`.
+    pub(super) fn merge(mut self, other: Partial) -> Partial {
+        self.records += other.records;
+        self.bytes += other.bytes;
+        merge(&mut self.no_stack, other.no_stack);
+        merge(&mut self.invalid, other.invalid);
+        for (s, (a, b)) in self.stacks.iter_mut().zip(&other.stacks).enumerate() {
+            a.bytes = a.bytes.wrapping_add(b.bytes);
+            for (bin, (x, &y)) in a.times.iter_mut().zip(&b.times).enumerate() {
+                let (sum, carry) = x.overflowing_add(y);
+                *x = sum;
+                if carry {
+                    self.carries.push((s as u32, bin as u8));
+                }
+            }
+        }
+        self.carries.extend_from_slice(&other.carries);
+        for (a, b) in self.owners.iter_mut().zip(&other.owners) {
+            for (x, &y) in a.sizes.iter_mut().zip(&b.sizes) {
+                merge(x, y);
+            }
+            for (x, &y) in a.allocators.iter_mut().zip(&b.allocators) {
+                merge(x, y);
+            }
+            for (x, &y) in a.time_bytes.iter_mut().zip(&b.time_bytes) {
+                *x = x.wrapping_add(y);
+            }
+        }
+        for (x, &y) in self.unstacked_times.iter_mut().zip(&other.unstacked_times) {
+            *x += y;
+        }
+        for ((owner, heap), t) in other.heap_totals() {
+            merge(self.heap_sums(owner, heap), t);
+        }
+        self
+    }
+}
+
+/// The dense index of an owner: modules by index, then `Unknown`, then `NoStack`.
+fn owner_index(owner: Owner, modules: usize) -> u32 {
+    (match owner {
+        Owner::Module(i) => i,
+        Owner::Unknown => modules,
+        Owner::NoStack => modules + 1,
+    }) as u32
+}
+
+fn owner_at(index: usize, modules: usize) -> Owner {
+    match index.cmp(&modules) {
+        std::cmp::Ordering::Less => Owner::Module(index),
+        std::cmp::Ordering::Equal => Owner::Unknown,
+        std::cmp::Ordering::Greater => Owner::NoStack,
+    }
+}
+
+/// What every way of building a [`Table`] does first: attribute every stack (skipping
+/// `system` modules and the stream's declared allocator modules) and build the
+/// per-record [`Context`] from the attribution. One function, so that the record read
+/// and the summed read cannot drift apart.
+pub(super) struct Setup {
+    pub(super) responsible: Vec<Option<Responsible>>,
+    pub(super) frames: FrameModules,
+    /// The tracking window in ticks.
+    pub(super) window: u64,
+    /// The number of modules.
+    pub(super) modules: usize,
+    pub(super) ctx: Context,
+}
+
+impl Setup {
+    pub(super) fn new(
+        stream: &AllocationStream<'_>,
+        modules: &ModuleMap,
+        system: &ModuleFilter,
+    ) -> Setup {
+        let mut skip = system.clone();
+        skip.extend(&stream.allocator_modules());
+        let frames = FrameModules::locate(stream, modules);
+        let responsible: Vec<Option<Responsible>> =
+            responsible_frames(stream, modules, &frames, &skip);
+
+        let window = stream.header().window_ticks();
+        let n = modules.len();
+        let mut allocator_index = [0u8; 256];
+        for (b, i) in allocator_index.iter_mut().enumerate() {
+            *i = AllocatorKind::from_byte(b as u8).index() as u8;
+        }
+        let ctx = Context {
+            bins: Bins::new(window),
+            owner_of: responsible
+                .iter()
+                .map(|r| owner_index(r.map_or(Owner::NoStack, |r| r.owner), n))
+                .collect(),
+            no_stack_owner: owner_index(Owner::NoStack, n),
+            allocator_index,
+        };
+        Setup {
+            responsible,
+            frames,
+            window,
+            modules: n,
+            ctx,
+        }
+    }
+}
+
+impl Table {
+    /// The table from the merged partial sums: per-stack totals and time counts, then
+    /// each owner's totals and time counts from its stacks.
+    pub(super) fn from_sums(sums: Partial, setup: Setup) -> Table {
+        let Setup {
+            responsible,
+            frames,
+            window,
+            modules,
+            ctx,
+        } = setup;
+        let mut carried: BTreeMap<(u32, u8), u64> = BTreeMap::new();
+        for &c in &sums.carries {
+            *carried.entry(c).or_default() += 1 << 16;
+        }
+        let owners = sums.owners.len();
+        let mut owner_totals = vec![Totals::default(); owners];
+        let mut owner_times = vec![[0u64; TIME_BINS]; owners];
+        let mut owner_stacks: Vec<Vec<u32>> = vec![Vec::new(); owners];
+        let mut per_stack = vec![Totals::default(); sums.stacks.len()];
+        // Sized once: growing it by doubling copies it over and over (megabytes for
+        // 100,000 stacks). A stack without a count this side of a carry may still
+        // have allocations, so carried stacks count too.
+        let used = sums
+            .stacks
+            .iter()
+            .filter(|s| s.times.iter().any(|&c| c > 0))
+            .count()
+            + sums.carries.len();
+        let mut times = StackTimes {
+            slot: vec![StackTimes::NONE; sums.stacks.len()],
+            counts: Vec::with_capacity(used.min(sums.stacks.len())),
+        };
+        for (s, sum) in sums.stacks.iter().enumerate() {
+            let mut exact = [0u64; TIME_BINS];
+            for (bin, (e, &c)) in exact.iter_mut().zip(&sum.times).enumerate() {
+                *e = u64::from(c);
+                if !carried.is_empty() {
+                    *e += carried.get(&(s as u32, bin as u8)).copied().unwrap_or(0);
+                }
+            }
+            let allocations: u64 = exact.iter().sum();
+            if allocations == 0 {
+                continue;
+            }
+            per_stack[s] = Totals {
+                allocations,
+                bytes: sum.bytes,
+            };
+            times.slot[s] = times.counts.len() as u32;
+            times
+                .counts
+                .push(exact.map(|e| u32::try_from(e).unwrap_or(u32::MAX)));
+            let o = ctx.owner_of[s] as usize;
+            merge(&mut owner_totals[o], per_stack[s]);
+            for (t, e) in owner_times[o].iter_mut().zip(exact) {
+                *t += e;
+            }
+            owner_stacks[o].push(s as u32);
+        }
+        let nso = ctx.no_stack_owner as usize;
+        merge(&mut owner_totals[nso], sums.no_stack);
+        merge(&mut owner_totals[nso], sums.invalid);
+        for (t, &e) in owner_times[nso].iter_mut().zip(&sums.unstacked_times) {
+            *t += e;
+        }
+        let mut heaps: Vec<HashMap<u64, Totals>> = vec![HashMap::new(); owners];
+        for ((o, heap), t) in sums.heap_totals() {
+            merge(heaps[o as usize].entry(heap).or_default(), t);
+        }
+        let by_owner = (0..owners)
+            .filter(|&o| owner_totals[o].allocations > 0)
+            .map(|o| {
+                let p = &sums.owners[o];
+                let sums = OwnerSums {
+                    totals: owner_totals[o],
+                    sizes: p.sizes,
+                    allocators: p.allocators,
+                    time: TimeHistogram {
+                        allocations: owner_times[o],
+                        bytes: p.time_bytes,
+                    },
+                    heaps: std::mem::take(&mut heaps[o]),
+                    stacks: std::mem::take(&mut owner_stacks[o]),
+                };
+                (owner_at(o, modules), sums)
+            })
+            .collect();
+        Table {
+            totals: Totals {
+                allocations: sums.records,
+                bytes: sums.bytes as u64,
+            },
+            no_stack: sums.no_stack,
+            invalid: sums.invalid,
+            responsible,
+            frames,
+            per_stack,
+            stack_times: times,
+            by_owner,
+            window,
+        }
+    }
+}
