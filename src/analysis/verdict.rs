@@ -336,58 +336,43 @@ pub fn dump_verdict(report: &DumpReport, ctx: &VerdictContext<'_>) -> Verdict {
     if complete_scan && unreachable.allocations > 0 {
         // Unreachable blocks in real modules, none of which holds a dominant share
         // (a dominant one was proven above).
-        evidence.push(Evidence {
-            kind: EvidenceKind::Unreachable,
-            module: None,
-            text: format!(
+        return spread(
+            evidence,
+            EvidenceKind::Unreachable,
+            format!(
                 "{} blocks ({} bytes) in several modules are unreachable, none holding {}% of them: each is leaked, but no single module is responsible.",
                 thousands(unreachable.allocations),
                 thousands(unreachable.bytes),
                 DOMINANT_SHARE_PERCENT
             ),
-        });
-        return finish(
-            VerdictStatus::Spread,
-            Vec::new(),
             confidence,
-            evidence,
             series,
         );
     }
     if complete_scan && unreachable_anywhere.allocations > 0 {
-        evidence.push(Evidence {
-            kind: EvidenceKind::Unreachable,
-            module: None,
-            text: format!(
+        return spread(
+            evidence,
+            EvidenceKind::Unreachable,
+            format!(
                 "{} blocks ({} bytes) are unreachable, all charged to system modules or to code outside every module: they are leaked, but no module can be named; their sample stacks show who called the allocator.",
                 thousands(unreachable_anywhere.allocations),
                 thousands(unreachable_anywhere.bytes),
             ),
-        });
-        return finish(
-            VerdictStatus::Spread,
-            Vec::new(),
             confidence,
-            evidence,
             series,
         );
     }
     if probable_share >= SPREAD_SHARE_PERCENT {
-        evidence.push(Evidence {
-            kind: EvidenceKind::Share,
-            module: None,
-            text: format!(
+        return spread(
+            evidence,
+            EvidenceKind::Share,
+            format!(
                 "{} modules look like leaks and together hold {} of the outstanding bytes, but none holds {}% or more.",
                 probable.len(),
                 format_share(probable_share),
                 DOMINANT_SHARE_PERCENT
             ),
-        });
-        return finish(
-            VerdictStatus::Spread,
-            Vec::new(),
             confidence,
-            evidence,
             series,
         );
     }
@@ -533,6 +518,29 @@ fn verdict_module(
         unreachable: reach::unreachable(m),
         held_by: reach::held_by(m),
     }
+}
+
+/// `spread`: leak-like memory that no single module holds, with the evidence line
+/// that says why.
+fn spread(
+    mut evidence: Vec<Evidence>,
+    kind: EvidenceKind,
+    text: String,
+    confidence: Confidence,
+    series: Option<&Series>,
+) -> Verdict {
+    evidence.push(Evidence {
+        kind,
+        module: None,
+        text,
+    });
+    finish(
+        VerdictStatus::Spread,
+        Vec::new(),
+        confidence,
+        evidence,
+        series,
+    )
 }
 
 /// The modules a one-dump verdict names, with their growth when a series is known.

@@ -66,6 +66,37 @@ pub const SIZE_BUCKETS: [u64; 8] = [
     1024 * 1024,
 ];
 
+/// The size bucket of an allocation of `size` bytes (see [`SIZE_BUCKETS`]): the number of
+/// bounds at most `size`; the table read and the UMDH reader both sum by it.
+#[inline]
+pub fn size_bucket(size: u64) -> usize {
+    // Every bound is a power of two, so `bound <= size` iff `bound <= 2^floor(log2 size)`:
+    // the bucket depends only on the size's highest bit.
+    usize::from(BUCKET_BY_LOG2[(63 - (size | 1).leading_zeros()) as usize])
+}
+
+/// The bucket of the sizes whose highest bit is bit `i`.
+const BUCKET_BY_LOG2: [u8; 64] = {
+    let mut table = [0u8; 64];
+    let mut k = 0;
+    while k < SIZE_BUCKETS.len() {
+        assert!(SIZE_BUCKETS[k].is_power_of_two());
+        k += 1;
+    }
+    let mut i = 0;
+    while i < 64 {
+        let mut k = 0;
+        while k < SIZE_BUCKETS.len() {
+            if SIZE_BUCKETS[k] <= 1u64 << i {
+                table[i] += 1;
+            }
+            k += 1;
+        }
+        i += 1;
+    }
+    table
+};
+
 /// One bucket of the size distribution: sizes in `[min, max)`, `max` absent for the
 /// last, open bucket.
 #[derive(Clone, Debug, Serialize)]
@@ -261,3 +292,36 @@ impl_totals!(
     AllocatorTotals,
     SizeBucket
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_by_highest_bit_match_the_bounds() {
+        let mut sizes = vec![0, 1, u64::MAX];
+        for b in SIZE_BUCKETS {
+            sizes.extend([b - 1, b, b + 1]);
+        }
+        for i in 0..64 {
+            sizes.extend([1u64 << i, (1u64 << i) - 1, (1u64 << i) + 1]);
+        }
+        for size in sizes {
+            assert_eq!(
+                size_bucket(size),
+                SIZE_BUCKETS.partition_point(|&b| b <= size),
+                "{size}"
+            );
+        }
+    }
+
+    #[test]
+    fn buckets_cover_every_size() {
+        assert_eq!(size_bucket(0), 0);
+        assert_eq!(size_bucket(15), 0);
+        assert_eq!(size_bucket(16), 1);
+        assert_eq!(size_bucket(1024 * 1024 - 1), 7);
+        assert_eq!(size_bucket(1024 * 1024), 8);
+        assert_eq!(size_bucket(u64::MAX), 8);
+    }
+}

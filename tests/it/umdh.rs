@@ -657,21 +657,3 @@ fn resolved_frames_are_in_the_function_table_and_stacks_as_given() {
     let json = serde_json::to_string(&r).unwrap();
     assert!(json.contains("CVendorCache::Grow") && json.contains("cache.cpp"));
 }
-
-#[test]
-fn the_reader_sums_sizes_in_the_table_reads_buckets() {
-    use leakdiag::analysis::table::size_bucket;
-    let mut sizes: Vec<u64> = (0..70_000).collect();
-    for b in 0..64 {
-        let p = 1u64 << b;
-        sizes.extend([p - 1, p, p + 1]);
-    }
-    sizes.push(u64::MAX);
-    for s in sizes {
-        assert_eq!(
-            leakdiag::umdh::snapshot::size_bucket(s),
-            size_bucket(s),
-            "{s}"
-        );
-    }
-}

@@ -34,31 +34,7 @@ use std::ops::Range;
 /// Size buckets per BackTrace: [`SIZE_BUCKETS`] and the one above the last.
 pub const BUCKETS: usize = SIZE_BUCKETS.len() + 1;
 
-/// The size bucket of an allocation of `size` bytes: the number of bounds of
-/// [`SIZE_BUCKETS`] at most `size` (the table read's `size_bucket`; a test checks
-/// they agree). Every bound is a power of two, so it depends only on the size's
-/// highest bit.
-#[inline]
-pub fn size_bucket(size: u64) -> usize {
-    usize::from(BUCKET_BY_LOG2[(63 - (size | 1).leading_zeros()) as usize])
-}
-
-const BUCKET_BY_LOG2: [u8; 64] = {
-    let mut table = [0u8; 64];
-    let mut i = 0;
-    while i < 64 {
-        let mut k = 0;
-        while k < SIZE_BUCKETS.len() {
-            assert!(SIZE_BUCKETS[k].is_power_of_two());
-            if SIZE_BUCKETS[k] <= 1u64 << i {
-                table[i] += 1;
-            }
-            k += 1;
-        }
-        i += 1;
-    }
-    table
-};
+pub use crate::model::size_bucket;
 
 /// The header line `// UMDH: version V: Logtime DATE TIME - Machine=M - PID=N`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
