@@ -161,13 +161,15 @@ pub fn analyze_dump(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport,
     // The scan runs once, before the scripts: the leak and reachability scripts
     // both read it.
     let reach = match (&stream, &table) {
-        (Some(stream), Some(_))
+        (Some(stream), Some(table))
             if options
                 .scripts
                 .iter()
                 .any(|s| s.info().name == "reachability") =>
         {
-            Some(reachability::compute(&dump, stream, &modules, options))
+            Some(reachability::compute(
+                &dump, stream, table, &modules, options,
+            ))
         }
         _ => None,
     };

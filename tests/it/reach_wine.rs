@@ -190,6 +190,11 @@ fn reachability_matches_the_programs_own_truth_under_wine() {
         let top = &stack["holders"][0];
         assert!(matches(top), "{}: {top}", case.function);
         assert!(top["chain"]["links"].is_array(), "{top}");
+        if case.holder_kind == "stack" {
+            // main's local array: the frame is named from reach.pdb.
+            let root = top["chain"]["root"].as_str().unwrap_or_default();
+            assert!(root.ends_with("in the frame of reach.exe!main"), "{root}");
+        }
         // Every reachable block of the case is held by such a root (one holder, or one
         // per global offset such as g_cache+0x18).
         let by_root: u64 = stack["holders"]

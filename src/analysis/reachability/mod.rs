@@ -82,6 +82,7 @@ pub struct Reach<'a> {
     layout: Layout,
     sections: HashMap<u32, Vec<crate::pe::PeSection>>,
     symbols: HashMap<u32, Arc<ModuleSymbols>>,
+    frame_symbols: HashMap<u32, Arc<ModuleSymbols>>,
     pub tracker_regions_declared: bool,
     pub warnings: Vec<String>,
     /// For the stack ids of chain links, computed only for the links shown.
@@ -93,6 +94,7 @@ pub struct Reach<'a> {
 pub fn compute<'a>(
     dump: &'a DumpFile,
     stream: &'a AllocationStream<'a>,
+    table: &crate::analysis::table::Table,
     modules: &'a ModuleMap,
     options: &AnalyzeOptions,
 ) -> Outcome<'a> {
@@ -181,6 +183,21 @@ pub fn compute<'a>(
             (m, options.symbolizer.load(&identity, Some(reader)))
         })
         .collect();
+    // Frames of stack roots are named from the PDBs the leak analysis loads anyway
+    // (modules in allocation stacks), never from others: a symbol server may be
+    // slow.
+    let in_stacks =
+        crate::analysis::attribution::modules_in_stacks(stream, &table.frames, modules.len());
+    let frame_symbols: HashMap<u32, Arc<ModuleSymbols>> =
+        RootNamer::code_modules_on_stacks(modules, &threads, &memory, pointer_size)
+            .into_par_iter()
+            .filter(|&m| in_stacks.contains(&(m as usize)))
+            .map(|m| {
+                let reader: &(dyn Fn(u64, usize) -> Option<Vec<u8>> + Sync) = &reader;
+                let identity = ModuleIdentity::of(modules.get(m as usize));
+                (m, options.symbolizer.load(&identity, Some(reader)))
+            })
+            .collect();
     let namer = RootNamer {
         modules,
         threads: &threads,
@@ -188,6 +205,8 @@ pub fn compute<'a>(
         memory: &memory,
         sections: &sections,
         symbols: &symbols,
+        frame_symbols: &frame_symbols,
+        pointer_size,
     };
     // Every distinct root's group, then the groups numbered in order and named once.
     let key_groups: Vec<GroupKey> = keys.par_iter().map(|&k| namer.group_key(k)).collect();
@@ -271,6 +290,7 @@ pub fn compute<'a>(
         layout,
         sections,
         symbols,
+        frame_symbols,
         tracker_regions_declared,
         warnings,
         stream,
@@ -481,6 +501,8 @@ impl Reach<'_> {
             memory: &self.memory,
             sections: &self.sections,
             symbols: &self.symbols,
+            frame_symbols: &self.frame_symbols,
+            pointer_size: self.pointer_size,
         }
     }
 

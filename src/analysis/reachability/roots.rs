@@ -57,6 +57,9 @@ pub struct RootNamer<'a> {
     pub sections: &'a HashMap<u32, Vec<PeSection>>,
     /// Symbols of the modules that hold global roots.
     pub symbols: &'a HashMap<u32, Arc<ModuleSymbols>>,
+    /// Symbols of the modules whose code return addresses on the stacks point into.
+    pub frame_symbols: &'a HashMap<u32, Arc<ModuleSymbols>>,
+    pub pointer_size: u64,
 }
 
 impl RootNamer<'_> {
@@ -159,6 +162,76 @@ impl RootNamer<'_> {
         }
     }
 
+    /// The function whose stack frame holds `address`, when it can be told: the
+    /// nearest word below it (towards the stack pointer) that is a return address
+    /// into a function the module's PDB names. A function's locals lie above the
+    /// return addresses of the calls it makes, so that word points into it. A stale
+    /// return address left in an uninitialised local can mislead; without symbols
+    /// nothing is said.
+    fn frame_of(&self, sp: u64, address: u64) -> Option<String> {
+        let ps = self.pointer_size;
+        let mut at = address.checked_sub(ps)?;
+        // A frame is rarely larger than this; looking further would only find
+        // another function's return address.
+        let lowest = sp.max(address.saturating_sub(64 * 1024));
+        while at >= lowest {
+            let bytes = self.memory.slice(at, ps)?;
+            let value = if ps == 8 {
+                u64::from_le_bytes(bytes.try_into().ok()?)
+            } else {
+                u64::from(u32::from_le_bytes(bytes.try_into().ok()?))
+            };
+            if let Some(m) = self.modules.find(crate::addr::VirtAddr(value)) {
+                let module = self.modules.get(m);
+                if let (false, Some(symbols)) =
+                    (module.unloaded, self.frame_symbols.get(&(m as u32)))
+                {
+                    let rva = u32::try_from(value - module.base.0).ok()?;
+                    // A return address: the call instruction lies just before it.
+                    if let Some(outer) = symbols
+                        .lookup(rva.checked_sub(1)?)
+                        .and_then(|f| f.last().cloned())
+                    {
+                        return Some(format!("{}!{}", module.name, outer.function));
+                    }
+                }
+            }
+            at = at.checked_sub(ps)?;
+        }
+        None
+    }
+
+    /// The modules whose code a word of a stack between its pointer and a root
+    /// points into: their symbols may name the frame ([`Self::frame_of`]).
+    pub fn code_modules_on_stacks(
+        modules: &ModuleMap,
+        threads: &[ThreadInfo],
+        memory: &DumpMemory<'_>,
+        ps: u64,
+    ) -> Vec<u32> {
+        let mut out = Vec::new();
+        for t in threads {
+            let Some(sp) = t.stack_pointer else { continue };
+            let end = t.stack_start.saturating_add(t.stack_size);
+            let mut at = sp;
+            while at < end && at < sp.saturating_add(1 << 20) {
+                let Some(b) = memory.slice(at, ps) else { break };
+                let v = if ps == 8 {
+                    u64::from_le_bytes(b.try_into().unwrap_or_default())
+                } else {
+                    u64::from(u32::from_le_bytes(b.try_into().unwrap_or_default()))
+                };
+                if let Some(m) = modules.find(crate::addr::VirtAddr(v)) {
+                    out.push(m as u32);
+                }
+                at += ps;
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// The exact root, with its offset: `app.exe!g_cache+0x18`, `thread 12 stack at
     /// 0x… (sp+0x40)`, `thread 12 register rbx`, `untracked memory at 0x…`.
     pub fn exact(&self, key: RootKey) -> String {
@@ -186,8 +259,12 @@ impl RootNamer<'_> {
                 }
                 Some(Area::LiveStack(t)) => {
                     let sp = self.threads[t as usize].stack_pointer.unwrap_or(address);
+                    let frame = self
+                        .frame_of(sp, address)
+                        .map(|f| format!(", in the frame of {f}"))
+                        .unwrap_or_default();
                     format!(
-                        "thread {} stack at 0x{address:x} (sp+0x{:x})",
+                        "thread {} stack at 0x{address:x} (sp+0x{:x}){frame}",
                         self.thread_id(t),
                         address.saturating_sub(sp)
                     )
