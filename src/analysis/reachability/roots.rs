@@ -202,7 +202,7 @@ impl RootNamer<'_> {
     }
 
     /// The modules whose code a word of a stack between its pointer and a root
-    /// points into: their symbols may name the frame ([`Self::frame_of`]).
+    /// points into: their symbols may name the frame that holds a root.
     pub fn code_modules_on_stacks(
         modules: &ModuleMap,
         threads: &[ThreadInfo],
