@@ -522,3 +522,48 @@ fn results_are_identical_at_any_thread_count() {
         assert_eq!(run(threads), one, "{threads} threads");
     }
 }
+
+#[test]
+fn a_32_bit_dump_is_scanned_with_4_byte_pointers() {
+    // app.exe at 0x400000 with one global pointing (with a 4-byte value) to A, which
+    // points to B at a 4-byte aligned offset; C is leaked. An 8-byte read would see
+    // none of these pointers.
+    const APP32: u64 = 0x40_0000;
+    const HEAP32: u64 = 0x20_0000;
+    let put32 =
+        |buf: &mut Vec<u8>, at: usize, v: u32| buf[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let mut globals = vec![0u8; 0x40];
+    let mut heap = vec![0u8; 0x100];
+    put32(&mut globals, 0x0c, HEAP32 as u32); // A, at an offset no 8-byte read aligns to
+    put32(&mut heap, 0x04, (HEAP32 + 0x40) as u32); // A → B
+    put32(&mut heap, 0x84, 0xdead_beef);
+    let start = filetime(1_700_000_000);
+    let mut b = AllocationStreamBuilder::new(start, start + 3600 * 10_000_000);
+    for (offset, f) in [(0x00u64, 0u64), (0x40, 1), (0x80, 2)] {
+        b.allocate(
+            HEAP32 + offset,
+            16,
+            10,
+            AllocatorKind::CRuntime,
+            &[APP32 + 0x1000 + 0x10 * f],
+        );
+    }
+    let dump = SynthDump {
+        modules: vec![SynthModule::new(r"C:\app\app.exe", APP32, 0x10000)],
+        stream: Some(b.build()),
+        system_info: true,
+        processor_architecture: Some(0), // x86
+        memory: vec![(APP32, globals), (HEAP32, heap)],
+        memory64: true,
+        ..Default::default()
+    };
+    let r = analyze_synth(dump.build(), &AnalyzeOptions::default());
+    let s = r.reachability().expect("scanned");
+    assert_eq!(s.pointer_size, 4);
+    assert_eq!(s.totals.reachable, t(2, 32));
+    assert_eq!(s.totals.unreachable, t(1, 16));
+    assert_eq!(s.totals.unreferenced, t(1, 16));
+    let h = &s.holders[0];
+    assert_eq!(h.chain.root, "app.exe+0xc");
+    assert_eq!(h.allocations, 2);
+}
