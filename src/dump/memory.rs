@@ -123,22 +123,6 @@ impl<'a> DumpMemory<'a> {
         r.bytes
             .get(usize::try_from(from).ok()?..usize::try_from(to).ok()?)
     }
-
-    /// The captured part of `[address, address + len)`: the bytes from `address` to the
-    /// end of the range holding it, at most `len`.
-    pub fn prefix(&self, address: u64, len: u64) -> Option<&'a [u8]> {
-        let i = self
-            .ranges
-            .partition_point(|r| r.base.0 <= address)
-            .checked_sub(1)?;
-        let r = &self.ranges[i];
-        let from = usize::try_from(address - r.base.0).ok()?;
-        let rest = r.bytes.get(from..)?;
-        if rest.is_empty() {
-            return None;
-        }
-        Some(&rest[..rest.len().min(usize::try_from(len).unwrap_or(usize::MAX))])
-    }
 }
 
 fn stream_name(t: u32) -> &'static str {

@@ -10,6 +10,7 @@ pub mod memory;
 pub mod module_strings;
 pub mod pe_version;
 pub mod stream;
+pub mod tracker_regions;
 pub mod writer;
 
 use crate::addr::VirtAddr;

@@ -101,8 +101,8 @@ pub fn detect(path: &Path) -> std::io::Result<Option<LogKind>> {
     Ok(detect_bytes(&prefix))
 }
 
-/// Maps `path` for reading line by line.
-pub fn open(path: &Path) -> Result<Lines, UmdhError> {
+/// Maps the log at `path`; an empty file is not a log.
+pub fn map(path: &Path) -> Result<Mmap, UmdhError> {
     let io = |source| UmdhError::Io {
         path: path.to_owned(),
         source,
@@ -117,8 +117,12 @@ pub fn open(path: &Path) -> Result<Lines, UmdhError> {
     }
     // SAFETY: the mapping is read-only; as with dumps, a log truncated by another
     // process while we read it would fault, and logs are not written in place.
-    let map = unsafe { Mmap::map(&file) }.map_err(io)?;
-    Ok(Lines::new(Source::Map(map)))
+    unsafe { Mmap::map(&file) }.map_err(io)
+}
+
+/// Maps `path` for reading line by line.
+pub fn open(path: &Path) -> Result<Lines, UmdhError> {
+    Ok(Lines::new(Source::Map(map(path)?)))
 }
 
 /// The warnings about the text's encoding, once per file.

@@ -10,11 +10,10 @@
 //! them; an error under `LEAKDIAG_REQUIRE_TOOLS=1`). The tracker is built into, and
 //! the dump written to, a folder under target/.
 
-use crate::helpers::{leakdiag, read_json, require_tools, root, stderr, target_tmp};
-use crate::tracker::TRACKER_TOOLS;
+use crate::helpers::{leakdiag, read_json, require_tools, stderr, target_tmp};
+use crate::tracker::{run_script, TRACKER_TOOLS};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::process::Command;
 
 /// One truth line of reach.exe (format: the comment at the top of demo/reach.c).
 #[derive(Debug)]
@@ -91,16 +90,7 @@ fn reachability_matches_the_programs_own_truth_under_wine() {
     }
     let build = target_tmp("tracker-reach");
     let out = build.join("reach-out");
-    let run = Command::new("bash")
-        .arg("test-reach.sh")
-        .arg(&out)
-        .current_dir(root().join("tracker"))
-        .env("LDTRACK_BUILD", &build)
-        .output()
-        .expect("run tracker/test-reach.sh");
-    let log =
-        String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "tracker/test-reach.sh failed:\n{log}");
+    let log = run_script("test-reach.sh", &[&out], &build);
     assert!(log.contains("reach: 5 of 5 cases hold"), "{log}");
     let truth = read_truth(&std::fs::read_to_string(out.join("truth.txt")).unwrap());
     assert_eq!(truth.len(), 5, "{truth:?}");

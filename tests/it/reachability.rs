@@ -72,8 +72,8 @@ impl Case {
         analyze_synth(self.bytes(memory64), &AnalyzeOptions::default())
     }
 
-    /// The dump's bytes.
-    pub(crate) fn bytes(&self, memory64: bool) -> Vec<u8> {
+    /// The allocation stream of the case's blocks (return addresses in app.exe).
+    pub(crate) fn stream(&self) -> Vec<u8> {
         let start = filetime(1_700_000_000);
         let mut b = AllocationStreamBuilder::new(start, start + 3600 * 10_000_000);
         b.flags = 1;
@@ -92,9 +92,15 @@ impl Case {
                 &[ret, APP + 0x2000],
             );
         }
+        b.build()
+    }
+
+    /// The dump's bytes.
+    pub(crate) fn bytes(&self, memory64: bool) -> Vec<u8> {
+        let stream = self.stream();
         let dump = SynthDump {
             modules: vec![SynthModule::new(r"C:\app\app.exe", APP, 0x10000)],
-            stream: Some(b.build()),
+            stream: Some(stream),
             system_info: true,
             memory: vec![
                 (APP, self.globals.clone()),
@@ -407,14 +413,9 @@ fn absurd_blocks_and_broken_memory_lists_are_named_not_fatal() {
     // A block of a terabyte, and one whose end passes the top of the address space.
     c.blocks.push((0x10_0000_0000, 1 << 40, APP + 0x1000));
     c.blocks.push((u64::MAX - 8, 64, APP + 0x1000));
-    let start = filetime(1_700_000_000);
-    let mut b = AllocationStreamBuilder::new(start, start + 3600 * 10_000_000);
-    for &(address, size, ret) in &c.blocks {
-        b.allocate(address, size, 10, AllocatorKind::CRuntime, &[ret]);
-    }
     let dump = SynthDump {
         modules: vec![SynthModule::new(r"C:\app\app.exe", APP, 0x10000)],
-        stream: Some(b.build()),
+        stream: Some(c.stream()),
         system_info: true,
         memory: vec![(APP, c.globals.clone()), (HEAP, c.heap.clone())],
         ..Default::default()
@@ -537,20 +538,14 @@ fn a_32_bit_dump_is_scanned_with_4_byte_pointers() {
     put32(&mut globals, 0x0c, HEAP32 as u32); // A, at an offset no 8-byte read aligns to
     put32(&mut heap, 0x04, (HEAP32 + 0x40) as u32); // A → B
     put32(&mut heap, 0x84, 0xdead_beef);
-    let start = filetime(1_700_000_000);
-    let mut b = AllocationStreamBuilder::new(start, start + 3600 * 10_000_000);
+    let mut c = Case::new();
     for (offset, f) in [(0x00u64, 0u64), (0x40, 1), (0x80, 2)] {
-        b.allocate(
-            HEAP32 + offset,
-            16,
-            10,
-            AllocatorKind::CRuntime,
-            &[APP32 + 0x1000 + 0x10 * f],
-        );
+        c.blocks
+            .push((HEAP32 + offset, 16, APP32 + 0x1000 + 0x10 * f));
     }
     let dump = SynthDump {
         modules: vec![SynthModule::new(r"C:\app\app.exe", APP32, 0x10000)],
-        stream: Some(b.build()),
+        stream: Some(c.stream()),
         system_info: true,
         processor_architecture: Some(0), // x86
         memory: vec![(APP32, globals), (HEAP32, heap)],

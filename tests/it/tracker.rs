@@ -9,7 +9,7 @@
 
 use crate::helpers::{leakdiag, read_json, require_tools, root, stderr, target_tmp};
 use leakdiag::dump::stream::TrackerRegionKind;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Requests made before each dump, and what each vendor DLL leaks per request.
@@ -57,21 +57,29 @@ pub(crate) const TRACKER_TOOLS: &[(&str, &str)] = &[
 /// place and moving, and an audit of 33 allocation entry points), an 8-thread stress
 /// with dumps during the run, a table-full run, `ldtrack dump` of an exiting process
 /// and `--dump-at-exit`; each dump must match that truth exactly.
+/// Runs one of tracker/'s scripts with its build folder `build` and `args`; fails the
+/// test with the script's output unless it succeeds, else returns that output.
+pub fn run_script(script: &str, args: &[&Path], build: &Path) -> String {
+    let run = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .current_dir(root().join("tracker"))
+        .env("LDTRACK_BUILD", build)
+        .output()
+        .unwrap_or_else(|e| panic!("run tracker/{script}: {e}"));
+    let log =
+        String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "tracker/{script} failed:\n{log}");
+    log
+}
+
 #[test]
 fn the_tracker_sees_every_allocation_and_free_whatever_path_it_takes() {
     if !require_tools(TRACKER_TOOLS) {
         return;
     }
     let build = target_tmp("tracker-truth");
-    let run = Command::new("bash")
-        .arg("test-truth.sh")
-        .current_dir(root().join("tracker"))
-        .env("LDTRACK_BUILD", &build)
-        .output()
-        .expect("run tracker/test-truth.sh");
-    let log =
-        String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "tracker/test-truth.sh failed:\n{log}");
+    let log = run_script("test-truth.sh", &[], &build);
     for line in [
         "scenarios:   truth: 68 of 68 facts hold",
         "stress:   truth: 16 of 16 facts hold",
@@ -155,15 +163,7 @@ fn a_real_tracked_process_gives_the_exact_leak_named_from_its_pdbs() {
         return;
     }
     let build = target_tmp("tracker-build");
-    let run = Command::new("bash")
-        .arg("test.sh")
-        .current_dir(root().join("tracker"))
-        .env("LDTRACK_BUILD", &build)
-        .output()
-        .expect("run tracker/test.sh");
-    let log =
-        String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "tracker/test.sh failed:\n{log}");
+    run_script("test.sh", &[], &build);
 
     let dumps = sequence_dumps(&build.join("test-out"));
     let dir = tempfile::tempdir().unwrap();

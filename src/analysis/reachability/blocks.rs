@@ -14,10 +14,10 @@ const LARGE_BLOCK: u64 = 1 << 20;
 /// The blocks that take part in the scan, sorted by address and disjoint.
 #[derive(Debug, Default)]
 pub struct Blocks {
-    pub start: Vec<u64>,
-    /// Exclusive; a block of size 0 spans one byte, so that a pointer to its address
-    /// still finds it.
-    pub end: Vec<u64>,
+    /// `(start, end)` of each block; the end is exclusive, and a block of size 0
+    /// spans one byte, so that a pointer to its address still finds it. Start and
+    /// end sit side by side: a lookup reads both from one cache line.
+    pub bounds: Vec<(u64, u64)>,
     /// The size the record gives.
     pub size: Vec<u64>,
     /// The record's raw stack index.
@@ -73,8 +73,7 @@ impl Blocks {
                 continue;
             }
             kept_end = end;
-            out.start.push(address);
-            out.end.push(end);
+            out.bounds.push((address, end));
             out.size.push(size);
             out.stack.push(stack);
         }
@@ -92,11 +91,21 @@ impl Blocks {
     }
 
     pub fn len(&self) -> usize {
-        self.start.len()
+        self.bounds.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.start.is_empty()
+        self.bounds.is_empty()
+    }
+
+    /// Where block `b` starts.
+    pub fn start(&self, b: usize) -> u64 {
+        self.bounds[b].0
+    }
+
+    /// Where block `b` ends (exclusive).
+    pub fn end(&self, b: usize) -> u64 {
+        self.bounds[b].1
     }
 }
 
@@ -110,11 +119,11 @@ impl Blocks {
 /// bounds sit side by side. Blocks of 1 MiB or more are searched apart, so that a
 /// huge reservation does not fill the page table.
 #[derive(Debug)]
-pub struct BlockIndex {
+pub struct BlockIndex<'a> {
     low: u64,
     high: u64,
-    /// `(start, end)` of every block, by address: one cache line holds both bounds.
-    bounds: Vec<(u64, u64)>,
+    /// The blocks' bounds ([`Blocks::bounds`]).
+    bounds: &'a [(u64, u64)],
     /// Runs of pages: `(first page, page count, offset into page_first)`.
     segments: Vec<(u64, u64, usize)>,
     /// Per page of every segment: the first block that ends after the page start.
@@ -129,12 +138,12 @@ const PAGE_SHIFT: u32 = 12;
 /// more table per gap.
 const SEGMENT_GAP: u64 = 512;
 
-impl BlockIndex {
-    pub fn new(blocks: &Blocks) -> Self {
+impl<'a> BlockIndex<'a> {
+    pub fn new(blocks: &'a Blocks) -> Self {
         let n = blocks.len();
-        let low = blocks.start.first().copied().unwrap_or(u64::MAX);
-        let high = blocks.end.iter().copied().max().unwrap_or(0);
-        let bounds: Vec<(u64, u64)> = (0..n).map(|i| (blocks.start[i], blocks.end[i])).collect();
+        let bounds = &blocks.bounds[..];
+        let low = bounds.first().map_or(u64::MAX, |b| b.0);
+        let high = bounds.iter().map(|b| b.1).max().unwrap_or(0);
         let mut large = Vec::new();
         // The page runs covered by small blocks, in address order.
         let mut runs: Vec<(u64, u64)> = Vec::new();
@@ -282,8 +291,7 @@ mod tests {
     fn blocks(list: &[(u64, u64)]) -> Blocks {
         let mut b = Blocks::default();
         for &(s, size) in list {
-            b.start.push(s);
-            b.end.push(s + size.max(1));
+            b.bounds.push((s, s + size.max(1)));
             b.size.push(size);
             b.stack.push(0);
         }

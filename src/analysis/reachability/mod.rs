@@ -84,6 +84,8 @@ pub struct Reach<'a> {
     symbols: HashMap<u32, Arc<ModuleSymbols>>,
     frame_symbols: HashMap<u32, Arc<ModuleSymbols>>,
     pub tracker_regions_declared: bool,
+    /// Blocks whose memory the dump does not hold: their pointers cannot be followed.
+    pub blocks_without_memory: Totals,
     pub warnings: Vec<String>,
     /// For the stack ids of chain links, computed only for the links shown.
     stream: &'a AllocationStream<'a>,
@@ -292,6 +294,7 @@ pub fn compute<'a>(
         symbols,
         frame_symbols,
         tracker_regions_declared,
+        blocks_without_memory: without,
         warnings,
         stream,
         modules,
@@ -529,7 +532,7 @@ impl Reach<'_> {
             .iter()
             .enumerate()
             .map(|(i, &b)| ChainLink {
-                address: VirtAddr(self.blocks.start[b as usize]),
+                address: VirtAddr(self.blocks.start(b as usize)),
                 size: self.blocks.size[b as usize],
                 stack: self.stack_id(b as usize),
                 next_at: path.get(i + 1).and_then(|&n| self.pointer_offset(b, n)),
@@ -553,11 +556,8 @@ impl Reach<'_> {
 
     /// Where in block `from` the first pointer into block `to` lies.
     fn pointer_offset(&self, from: u32, to: u32) -> Option<u64> {
-        let (s, e) = (
-            self.blocks.start[from as usize],
-            self.blocks.end[from as usize],
-        );
-        let (ts, te) = (self.blocks.start[to as usize], self.blocks.end[to as usize]);
+        let (s, e) = self.blocks.bounds[from as usize];
+        let (ts, te) = self.blocks.bounds[to as usize];
         let mut found = None;
         scan::block_words(&self.memory, s, e, self.pointer_size, |at, value| {
             if found.is_none() && ts <= value && value < te {
@@ -574,21 +574,5 @@ impl Reach<'_> {
             t.merge(x);
         }
         t
-    }
-
-    /// Outstanding blocks in the scan, and those the dump holds no memory of.
-    pub fn block_totals(&self) -> (Totals, Totals) {
-        let mut all = Totals::default();
-        let mut without = Totals::default();
-        for b in 0..self.blocks.len() {
-            all.add(self.blocks.size[b]);
-            if self.scan.without_memory[b] {
-                without.add(self.blocks.size[b]);
-            }
-        }
-        for &(_, size) in &self.blocks.not_judged {
-            all.add(size);
-        }
-        (all, without)
     }
 }

@@ -66,7 +66,7 @@ pub struct Scan {
 pub struct Input<'a> {
     pub memory: &'a DumpMemory<'a>,
     pub blocks: &'a Blocks,
-    pub index: &'a BlockIndex,
+    pub index: &'a BlockIndex<'a>,
     pub layout: &'a Layout,
     /// 8 or 4.
     pub pointer_size: u64,
@@ -85,8 +85,8 @@ pub fn overlaid(blocks: &Blocks, layout: &Layout) -> Vec<bool> {
             continue;
         }
         let (s, e) = (layout.start[k], layout.end[k]);
-        let mut i = blocks.end.partition_point(|&end| end <= s);
-        while i < blocks.len() && blocks.start[i] < e {
+        let mut i = blocks.bounds.partition_point(|b| b.1 <= s);
+        while i < blocks.len() && blocks.start(i) < e {
             out[i] = true;
             i += 1;
         }
@@ -156,7 +156,7 @@ pub fn without_memory(memory: &DumpMemory<'_>, blocks: &Blocks) -> Vec<bool> {
     (0..blocks.len())
         .into_par_iter()
         .map(|b| {
-            let (start, end) = (blocks.start[b], blocks.end[b]);
+            let (start, end) = blocks.bounds[b];
             let i = memory.ranges.partition_point(|r| r.end() <= start);
             memory.ranges.get(i).is_none_or(|r| r.base.0 >= end)
         })
@@ -307,8 +307,7 @@ impl Scan {
                     .with_min_len(64)
                     .flat_map_iter(|(position, &b)| {
                         let mut out = Vec::new();
-                        let (from, to) =
-                            (input.blocks.start[b as usize], input.blocks.end[b as usize]);
+                        let (from, to) = input.blocks.bounds[b as usize];
                         let overlaid = input.overlaid[b as usize];
                         let ps = input.pointer_size;
                         block_hits(input.memory, input.index, from, to, ps, |at, t| {
@@ -350,7 +349,7 @@ impl Scan {
             .with_min_len(256)
             .filter(|&b| state[b as usize] == UNREACHABLE)
             .for_each(|b| {
-                let (from, to) = (input.blocks.start[b as usize], input.blocks.end[b as usize]);
+                let (from, to) = input.blocks.bounds[b as usize];
                 let overlaid = input.overlaid[b as usize];
                 let ps = input.pointer_size;
                 block_hits(input.memory, input.index, from, to, ps, |at, t| {
@@ -435,13 +434,13 @@ fn scan_piece(
         ..Default::default()
     };
     let mut ai = layout.first_after(from);
-    let mut bi = blocks.end.partition_point(|&e| e <= from);
+    let mut bi = blocks.bounds.partition_point(|b| b.1 <= from);
     let mut at = from;
     while at < to {
         while ai < layout.start.len() && layout.end[ai] <= at {
             ai += 1;
         }
-        while bi < blocks.len() && blocks.end[bi] <= at {
+        while bi < blocks.len() && blocks.end(bi) <= at {
             bi += 1;
         }
         let area_here = ai < layout.start.len() && layout.start[ai] <= at;
@@ -450,11 +449,11 @@ fn scan_piece(
         } else {
             layout.start.get(ai).copied().unwrap_or(u64::MAX)
         };
-        let block_here = bi < blocks.len() && blocks.start[bi] <= at;
+        let block_here = bi < blocks.len() && blocks.start(bi) <= at;
         let block_edge = if block_here {
-            blocks.end[bi]
+            blocks.end(bi)
         } else {
-            blocks.start.get(bi).copied().unwrap_or(u64::MAX)
+            blocks.bounds.get(bi).map_or(u64::MAX, |b| b.0)
         };
         let stop = to.min(area_edge).min(block_edge);
         let len = stop - at;

@@ -47,7 +47,6 @@ impl Script for ReachabilityScript {
             Some(Outcome::NotRun(why)) => return Err(SectionError::NotApplicable(why.clone())),
             None => return Err(SectionError::NotApplicable("the scan was not run".into())),
         };
-        let (blocks, blocks_without_memory) = reach.block_totals();
         let totals = reach.overall();
         let (holders, holders_omitted) = reach.all_holders();
         let (unreachable_stacks, unreachable_stacks_omitted) =
@@ -57,8 +56,8 @@ impl Script for ReachabilityScript {
             memory_streams: reach.memory.streams.iter().map(|s| s.to_string()).collect(),
             memory_ranges: reach.memory.ranges.len() as u64,
             scanned: reach.scan.scanned,
-            blocks,
-            blocks_without_memory,
+            blocks: totals.total(),
+            blocks_without_memory: reach.blocks_without_memory,
             tracker_regions_declared: reach.tracker_regions_declared,
             totals,
             holders,

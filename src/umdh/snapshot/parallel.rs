@@ -7,10 +7,8 @@ use super::{Frame, Snapshot, Trace, BUCKETS};
 use crate::model::Totals;
 use crate::umdh::lines::{find_newline, Encoding};
 use crate::umdh::UmdhError;
-use memmap2::Mmap;
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::fs::File;
 use std::ops::Range;
 use std::path::Path;
 
@@ -292,21 +290,7 @@ pub fn parse(path: &Path) -> Result<Snapshot, UmdhError> {
 /// [`parse`] with chunks of about `chunk_bytes` bytes, on the current rayon pool:
 /// the result does not depend on either.
 pub fn parse_chunked(path: &Path, chunk_bytes: usize) -> Result<Snapshot, UmdhError> {
-    let io = |source| UmdhError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let file = File::open(path).map_err(io)?;
-    let size = file.metadata().map_err(io)?.len();
-    if size == 0 {
-        return Err(UmdhError::NotUmdh {
-            path: path.to_owned(),
-            reason: "the file is empty".into(),
-        });
-    }
-    // SAFETY: the mapping is read-only; as with dumps, a log truncated by another
-    // process while we read it would fault, and logs are not written in place.
-    let map = unsafe { Mmap::map(&file) }.map_err(io)?;
+    let map = crate::umdh::map(path)?;
     let bytes: &[u8] = &map;
     let (encoding, bom) = Encoding::of(bytes);
     // A UTF-16 text with an odd number of bytes: the last one dangles.
