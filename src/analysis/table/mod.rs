@@ -33,10 +33,10 @@ pub use stack_id::{stack_id, StackIdEncoder};
 pub use summed::SummedRecords;
 
 use super::attribution::{FrameModules, Owner, Responsible};
-use super::probability::{TimeHistogram, TIME_BINS};
+use super::probability::TimeHistogram;
 use crate::dump::stream::AllocatorKind;
 use crate::model::{Totals, SIZE_BUCKETS};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use thiserror::Error;
 
 /// The outstanding sizes add up to more than 2^64 bytes: no total could be exact.
@@ -61,24 +61,29 @@ pub struct OwnerSums {
     pub stacks: Vec<u32>,
 }
 
-/// Allocation counts by time bin for each stack that has allocations (saturating at
-/// 2^32 − 1 per bin). Slots are handed out in stack order to the stacks with
-/// allocations, so memory follows the stacks actually used, not the stack table's
-/// size.
+/// Allocation counts by time bin of every stack: the merged partial sums themselves
+/// (counts modulo 2^16 in one cache line per stack, see [`partial::StackSums`]) and
+/// the wraps past 2^16, so that the read hands its sums over instead of copying them
+/// into a table of its own (megabytes of fresh memory for 100,000 stacks).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StackTimes {
-    slot: Vec<u32>,
-    counts: Vec<[u32; TIME_BINS]>,
+    sums: Vec<partial::StackSums>,
+    /// (stack, bin) → the allocations above the 16-bit count (multiples of 2^16).
+    carried: BTreeMap<(u32, u8), u64>,
 }
 
 impl StackTimes {
-    const NONE: u32 = u32::MAX;
-
     /// Adds stack `stack`'s counts into `into`.
     pub fn merge_into(&self, stack: usize, into: &mut TimeHistogram) {
-        if let Some(counts) = self.counts.get(self.slot[stack] as usize) {
-            for (total, &c) in into.allocations.iter_mut().zip(counts) {
+        if let Some(sum) = self.sums.get(stack) {
+            for (total, &c) in into.allocations.iter_mut().zip(&sum.times) {
                 *total += u64::from(c);
+            }
+            if !self.carried.is_empty() {
+                let s = stack as u32;
+                for (&(_, bin), &extra) in self.carried.range((s, 0)..=(s, u8::MAX)) {
+                    into.allocations[usize::from(bin)] += extra;
+                }
             }
         }
     }

@@ -67,9 +67,9 @@ pub(super) fn merge(t: &mut Totals, o: Totals) {
 }
 
 /// One stack's sums in a partial sum: one cache line.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C, align(64))]
-pub(super) struct StackSums {
+pub struct StackSums {
     pub(super) bytes: u64,
     /// Allocations per time bin, modulo 2^16; each wrap to 0 is recorded in
     /// [`Partial::carries`].
@@ -130,6 +130,9 @@ pub(super) struct Partial {
     /// sums are in `small_heap_sums[slot × owners + owner]`, found by a short scan.
     small_heaps: Vec<u64>,
     small_heap_sums: Vec<Totals>,
+    /// 1 + the slot in `small_heaps` of the last heap seen with each 6-bit hash, 0 for
+    /// none: checked before the scan.
+    heap_hint: [u8; 64],
     /// The sums of any further heap, by (owner, heap).
     heaps: FoldMap<(u32, u64), Totals>,
 }
@@ -150,6 +153,7 @@ impl Partial {
             unstacked_times: [0; TIME_BINS],
             small_heaps: Vec::with_capacity(SMALL_HEAPS),
             small_heap_sums: Vec::new(),
+            heap_hint: [0; 64],
             heaps: FoldMap::default(),
         }
     }
@@ -158,15 +162,25 @@ impl Partial {
     #[inline]
     pub(super) fn heap_sums(&mut self, owner: u32, heap: u64) -> &mut Totals {
         let owners = self.owners.len();
-        let slot = match self.small_heaps.iter().position(|&h| h == heap) {
-            Some(slot) => slot,
-            None if self.small_heaps.len() < SMALL_HEAPS => {
-                self.small_heaps.push(heap);
-                self.small_heap_sums
-                    .resize(self.small_heaps.len() * owners, Totals::default());
-                self.small_heaps.len() - 1
-            }
-            None => return self.heaps.entry((owner, heap)).or_default(),
+        // The hint is right for almost every record (a process has few heaps), so the
+        // per-record cost is a multiplication and one predictable comparison.
+        let hint = (heap.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize;
+        let slot = match self.heap_hint[hint] {
+            h if h != 0 && self.small_heaps[usize::from(h) - 1] == heap => usize::from(h) - 1,
+            _ => match self.small_heaps.iter().position(|&h| h == heap) {
+                Some(slot) => {
+                    self.heap_hint[hint] = (slot + 1) as u8;
+                    slot
+                }
+                None if self.small_heaps.len() < SMALL_HEAPS => {
+                    self.small_heaps.push(heap);
+                    self.small_heap_sums
+                        .resize(self.small_heaps.len() * owners, Totals::default());
+                    self.heap_hint[hint] = self.small_heaps.len() as u8;
+                    self.small_heaps.len() - 1
+                }
+                None => return self.heaps.entry((owner, heap)).or_default(),
+            },
         };
         &mut self.small_heap_sums[slot * owners + owner as usize]
     }
@@ -356,45 +370,31 @@ impl Table {
         let mut owner_times = vec![[0u64; TIME_BINS]; owners];
         let mut owner_stacks: Vec<Vec<u32>> = vec![Vec::new(); owners];
         let mut per_stack = vec![Totals::default(); sums.stacks.len()];
-        // Sized once: growing it by doubling copies it over and over (megabytes for
-        // 100,000 stacks). A stack without a count this side of a carry may still
-        // have allocations, so carried stacks count too.
-        let used = sums
-            .stacks
-            .iter()
-            .filter(|s| s.times.iter().any(|&c| c > 0))
-            .count()
-            + sums.carries.len();
-        let mut times = StackTimes {
-            slot: vec![StackTimes::NONE; sums.stacks.len()],
-            counts: Vec::with_capacity(used.min(sums.stacks.len())),
-        };
         for (s, sum) in sums.stacks.iter().enumerate() {
-            let mut exact = [0u64; TIME_BINS];
-            for (bin, (e, &c)) in exact.iter_mut().zip(&sum.times).enumerate() {
-                *e = u64::from(c);
-                if !carried.is_empty() {
-                    *e += carried.get(&(s as u32, bin as u8)).copied().unwrap_or(0);
-                }
-            }
-            let allocations: u64 = exact.iter().sum();
-            if allocations == 0 {
+            let allocations: u64 = sum.times.iter().map(|&c| u64::from(c)).sum();
+            if allocations == 0 && carried.is_empty() {
                 continue;
+            }
+            let o = ctx.owner_of[s] as usize;
+            for (t, &c) in owner_times[o].iter_mut().zip(&sum.times) {
+                *t += u64::from(c);
             }
             per_stack[s] = Totals {
                 allocations,
                 bytes: sum.bytes,
             };
-            times.slot[s] = times.counts.len() as u32;
-            times
-                .counts
-                .push(exact.map(|e| u32::try_from(e).unwrap_or(u32::MAX)));
-            let o = ctx.owner_of[s] as usize;
-            merge(&mut owner_totals[o], per_stack[s]);
-            for (t, e) in owner_times[o].iter_mut().zip(exact) {
-                *t += e;
+        }
+        // The wraps past 2^16 (a stack with 65,536 allocations or more in one bin).
+        for (&(s, bin), &extra) in &carried {
+            per_stack[s as usize].allocations += extra;
+            owner_times[ctx.owner_of[s as usize] as usize][usize::from(bin)] += extra;
+        }
+        for (s, t) in per_stack.iter().enumerate() {
+            if t.allocations > 0 {
+                let o = ctx.owner_of[s] as usize;
+                merge(&mut owner_totals[o], *t);
+                owner_stacks[o].push(s as u32);
             }
-            owner_stacks[o].push(s as u32);
         }
         let nso = ctx.no_stack_owner as usize;
         merge(&mut owner_totals[nso], sums.no_stack);
@@ -424,6 +424,10 @@ impl Table {
                 (owner_at(o, modules), sums)
             })
             .collect();
+        let times = StackTimes {
+            sums: sums.stacks,
+            carried,
+        };
         Table {
             totals: Totals {
                 allocations: sums.records,
