@@ -289,7 +289,11 @@ mod clean_tests {
                     // Only the first special byte counts, in the same block or a later one.
                     if pos + 1 < len {
                         data[len - 1] = 0x1b;
-                        let first = if SPECIAL[usize::from(b)] { pos } else { len - 1 };
+                        let first = if SPECIAL[usize::from(b)] {
+                            pos
+                        } else {
+                            len - 1
+                        };
                         assert_eq!(find_special(&data), Some(first), "two specials");
                         data[len - 1] = b'a';
                     }

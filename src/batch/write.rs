@@ -143,7 +143,7 @@ pub(super) fn write_one(
         || {
             create_file(
                 &json_path,
-                |w| report::json::write(w, &**report),
+                |w| report::json::write_report(w, report),
                 |source| OutputError::Io {
                     path: json_path.clone(),
                     source,

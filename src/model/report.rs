@@ -108,23 +108,34 @@ impl DumpReport {
 /// Sections as a map from script name to the section, or to
 /// `{"status": "skipped" | "error", "message": …}`.
 fn serialize_sections<S: Serializer>(sections: &[Section], s: S) -> Result<S::Ok, S::Error> {
-    #[derive(Serialize)]
-    struct Status<'a> {
-        status: &'static str,
-        message: &'a str,
-    }
     let mut map = s.serialize_map(Some(sections.len()))?;
     for section in sections {
-        match &section.result {
-            Ok(data) => map.serialize_entry(section.script, data)?,
-            Err(e) => map.serialize_entry(
-                section.script,
-                &Status {
-                    status: e.status(),
-                    message: e.message(),
-                },
-            )?,
-        }
+        map.serialize_entry(section.script, &SectionValue(section))?;
     }
     map.end()
+}
+
+/// One section's value in the sections map (see [`DumpReport`]'s `sections`).
+pub fn serialize_section<S: Serializer>(section: &Section, s: S) -> Result<S::Ok, S::Error> {
+    SectionValue(section).serialize(s)
+}
+
+struct SectionValue<'a>(&'a Section);
+
+impl Serialize for SectionValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Status<'a> {
+            status: &'static str,
+            message: &'a str,
+        }
+        match &self.0.result {
+            Ok(data) => data.serialize(s),
+            Err(e) => Status {
+                status: e.status(),
+                message: e.message(),
+            }
+            .serialize(s),
+        }
+    }
 }

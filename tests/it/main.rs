@@ -11,6 +11,7 @@ mod helpers;
 mod hostile;
 mod html;
 mod incident;
+mod json;
 mod layers;
 mod memory_scripts;
 mod module_strings;
