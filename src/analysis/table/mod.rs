@@ -59,6 +59,10 @@ pub struct OwnerSums {
     pub heaps: HashMap<u64, Totals>,
     /// The owner's stacks that have outstanding allocations, by stack index.
     pub stacks: Vec<u32>,
+    /// For each of `stacks`, its responsible frame (`None` for the "no stack" owner),
+    /// copied here in one pass over the stacks in order: per owner, a lookup in the
+    /// table of every stack's responsible frame is a cache miss for each stack.
+    pub charged: Vec<Option<Responsible>>,
 }
 
 /// Allocation counts by time bin of every stack: the merged partial sums themselves

@@ -369,6 +369,7 @@ impl Table {
         let mut owner_totals = vec![Totals::default(); owners];
         let mut owner_times = vec![[0u64; TIME_BINS]; owners];
         let mut owner_stacks: Vec<Vec<u32>> = vec![Vec::new(); owners];
+        let mut owner_charged: Vec<Vec<Option<Responsible>>> = vec![Vec::new(); owners];
         let mut per_stack = vec![Totals::default(); sums.stacks.len()];
         for (s, sum) in sums.stacks.iter().enumerate() {
             let allocations: u64 = sum.times.iter().map(|&c| u64::from(c)).sum();
@@ -394,6 +395,7 @@ impl Table {
                 let o = ctx.owner_of[s] as usize;
                 merge(&mut owner_totals[o], *t);
                 owner_stacks[o].push(s as u32);
+                owner_charged[o].push(responsible[s]);
             }
         }
         let nso = ctx.no_stack_owner as usize;
@@ -420,6 +422,7 @@ impl Table {
                     },
                     heaps: std::mem::take(&mut heaps[o]),
                     stacks: std::mem::take(&mut owner_stacks[o]),
+                    charged: std::mem::take(&mut owner_charged[o]),
                 };
                 (owner_at(o, modules), sums)
             })

@@ -262,8 +262,9 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
     let mut keyed: Vec<((usize, u64), u32)> = acc
         .stacks
         .iter()
-        .filter_map(|&s| {
-            let key = match function_key(responsible[s as usize].as_ref()?, modules, symbols) {
+        .zip(&acc.charged)
+        .filter_map(|(&s, charged)| {
+            let key = match function_key(charged.as_ref()?, modules, symbols) {
                 FunctionKey::Offset(m, rva) => (m, rva.0),
                 FunctionKey::Named(name) => {
                     let i = *name_index.entry(name).or_insert_with_key(|name| {
