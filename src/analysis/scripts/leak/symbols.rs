@@ -7,13 +7,14 @@ use crate::model::{SymbolStatus, SymbolsRow};
 use crate::symbols::{MemoryReader, ModuleIdentity, ModuleSymbols, SymbolFrame, Symbolizer};
 use rayon::prelude::*;
 use std::collections::BTreeSet;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The loaded symbols of one dump's modules.
 #[derive(Default)]
 pub struct Symbols {
-    loaded: HashMap<usize, Arc<ModuleSymbols>>,
+    /// By module index: looked up for every stack's responsible frame, so an index,
+    /// not a hash.
+    loaded: Vec<Option<Arc<ModuleSymbols>>>,
     /// Frames are return addresses: look up address − 1, as debuggers do, so that a
     /// call at the end of a function or inline range resolves to the caller's line.
     return_addresses: bool,
@@ -29,7 +30,7 @@ impl Symbols {
         return_addresses: bool,
     ) -> Self {
         let wanted: Vec<usize> = wanted.iter().copied().collect();
-        let loaded = wanted
+        let found: Vec<(usize, Arc<ModuleSymbols>)> = wanted
             .par_iter()
             .map(|&i| {
                 let reader: MemoryReader<'_> = memory;
@@ -39,6 +40,12 @@ impl Symbols {
                 )
             })
             .collect();
+        let mut loaded = vec![None; modules.len()];
+        for (i, s) in found {
+            if let Some(slot) = loaded.get_mut(i) {
+                *slot = Some(s);
+            }
+        }
         Symbols {
             loaded,
             return_addresses,
@@ -47,7 +54,7 @@ impl Symbols {
 
     /// The frames (innermost inlined first) at `rva` in module `module`.
     pub fn lookup(&self, module: usize, rva: Rva) -> Option<Vec<SymbolFrame>> {
-        let symbols = self.loaded.get(&module)?;
+        let symbols = self.loaded.get(module)?.as_ref()?;
         let rva = if self.return_addresses {
             rva.0.checked_sub(1)?
         } else {
@@ -58,7 +65,7 @@ impl Symbols {
 
     /// Whether the module has usable symbols.
     pub fn has_symbols(&self, module: usize) -> bool {
-        self.loaded.get(&module).is_some_and(|s| {
+        self.loaded.get(module).and_then(Option::as_ref).is_some_and(|s| {
             matches!(
                 s.status,
                 SymbolStatus::Loaded | SymbolStatus::LoadedUnverified
@@ -71,7 +78,9 @@ impl Symbols {
         let mut rows: Vec<SymbolsRow> = self
             .loaded
             .iter()
-            .map(|(&i, s)| SymbolsRow {
+            .enumerate()
+            .filter_map(|(i, s)| Some((i, s.as_ref()?)))
+            .map(|(i, s)| SymbolsRow {
                 module: modules.get(i).name.clone(),
                 status: s.status,
                 pdb: s.pdb_path.as_ref().map(|p| p.display().to_string()),
