@@ -9,6 +9,7 @@ use crate::report::view::{kv, module_anchor, row, KeyValue, Row};
 use crate::report::RenderError;
 use crate::text::{approx_bytes, count, percent, probability, thousands};
 use askama::Template;
+use rayon::prelude::*;
 
 /// Modules drawn in the overview charts.
 const CHART_MODULES: usize = 10;
@@ -215,10 +216,10 @@ fn leak_views(
                 .unwrap_or_default(),
         })
         .collect();
-    let sections = leak
-        .modules
-        .iter()
-        .take(DETAIL_MODULES)
+    // The cards (each with its charts) are independent: built in parallel, in rank
+    // order.
+    let sections = leak.modules[..leak.modules.len().min(DETAIL_MODULES)]
+        .par_iter()
         .enumerate()
         .map(|(i, m)| module_section(i + 1, m))
         .collect::<Result<_, _>>()?;
