@@ -59,10 +59,19 @@ pub struct OwnerSums {
     pub heaps: HashMap<u64, Totals>,
     /// The owner's stacks that have outstanding allocations, by stack index.
     pub stacks: Vec<u32>,
-    /// For each of `stacks`, its responsible frame (`None` for the "no stack" owner),
-    /// copied here in one pass over the stacks in order: per owner, a lookup in the
-    /// table of every stack's responsible frame is a cache miss for each stack.
-    pub charged: Vec<Option<Responsible>>,
+    /// For each of `stacks` with a responsible frame (all but the "no stack" owner's),
+    /// where it is charged, copied here in one pass over the stacks in order: per
+    /// owner, a lookup in the table of every stack's responsible frame is a cache miss
+    /// for each stack.
+    pub charged: Vec<(u32, ChargedAt)>,
+}
+
+/// Where a stack's allocations are charged: its responsible frame's address, and the
+/// offset in the owning module when the owner is a module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChargedAt {
+    pub address: crate::addr::VirtAddr,
+    pub rva: Option<crate::addr::Rva>,
 }
 
 /// Allocation counts by time bin of every stack: the merged partial sums themselves

@@ -10,7 +10,7 @@
 //! pair, with a multiply-fold hash, not SipHash. The time bin of a record is found
 //! without a division ([`Bins`]).
 
-use super::{size_bucket, OwnerSums, StackTimes, Table};
+use super::{size_bucket, ChargedAt, OwnerSums, StackTimes, Table};
 use crate::analysis::attribution::{
     responsible_frames, FrameModules, ModuleFilter, Owner, Responsible,
 };
@@ -368,8 +368,6 @@ impl Table {
         let owners = sums.owners.len();
         let mut owner_totals = vec![Totals::default(); owners];
         let mut owner_times = vec![[0u64; TIME_BINS]; owners];
-        let mut owner_stacks: Vec<Vec<u32>> = vec![Vec::new(); owners];
-        let mut owner_charged: Vec<Vec<Option<Responsible>>> = vec![Vec::new(); owners];
         let mut per_stack = vec![Totals::default(); sums.stacks.len()];
         for (s, sum) in sums.stacks.iter().enumerate() {
             let allocations: u64 = sum.times.iter().map(|&c| u64::from(c)).sum();
@@ -390,12 +388,30 @@ impl Table {
             per_stack[s as usize].allocations += extra;
             owner_times[ctx.owner_of[s as usize] as usize][usize::from(bin)] += extra;
         }
+        // Each owner's stacks, in stack order, into lists sized once (growing them by
+        // doubling copies megabytes for 100,000 stacks).
+        let mut counts = vec![0usize; owners];
+        for (s, t) in per_stack.iter().enumerate() {
+            if t.allocations > 0 {
+                counts[ctx.owner_of[s] as usize] += 1;
+            }
+        }
+        let mut owner_stacks: Vec<Vec<u32>> =
+            counts.iter().map(|&n| Vec::with_capacity(n)).collect();
+        let mut owner_charged: Vec<Vec<(u32, ChargedAt)>> =
+            counts.iter().map(|&n| Vec::with_capacity(n)).collect();
         for (s, t) in per_stack.iter().enumerate() {
             if t.allocations > 0 {
                 let o = ctx.owner_of[s] as usize;
                 merge(&mut owner_totals[o], *t);
                 owner_stacks[o].push(s as u32);
-                owner_charged[o].push(responsible[s]);
+                if let Some(r) = &responsible[s] {
+                    let at = ChargedAt {
+                        address: r.address,
+                        rva: r.rva,
+                    };
+                    owner_charged[o].push((s as u32, at));
+                }
             }
         }
         let nso = ctx.no_stack_owner as usize;

@@ -7,6 +7,7 @@ use crate::addr::{Rva, VirtAddr};
 use crate::analysis::attribution::{ModuleFilter, Owner, Responsible};
 use crate::analysis::probability::{TimeHistogram, TIME_BINS};
 use crate::analysis::reachability::Reach;
+use crate::analysis::table::ChargedAt;
 use crate::analysis::table::{stack_id, OwnerSums, Table, TotalOverflow};
 use crate::dump::stream::AllocationStream;
 use crate::model::{
@@ -90,7 +91,21 @@ impl FunctionKey {
 }
 
 fn function_key(r: &Responsible, modules: &ModuleMap, symbols: &Symbols) -> FunctionKey {
-    match (r.owner, r.rva) {
+    let at = ChargedAt {
+        address: r.address,
+        rva: r.rva,
+    };
+    function_key_at(r.owner, at, modules, symbols)
+}
+
+/// The function key of an allocation of `owner` charged `at`.
+fn function_key_at(
+    owner: Owner,
+    r: ChargedAt,
+    modules: &ModuleMap,
+    symbols: &Symbols,
+) -> FunctionKey {
+    match (owner, r.rva) {
         (Owner::Module(i), Some(rva)) => match symbols.lookup(i, rva).as_deref() {
             Some([innermost, ..]) => {
                 FunctionKey::Named(format!("{}!{}", modules.get(i).name, innermost.function))
@@ -260,11 +275,10 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
     let mut names: Vec<String> = Vec::new();
     let mut name_index: HashMap<String, u64> = HashMap::new();
     let mut keyed: Vec<((usize, u64), u32)> = acc
-        .stacks
+        .charged
         .iter()
-        .zip(&acc.charged)
-        .filter_map(|(&s, charged)| {
-            let key = match function_key(charged.as_ref()?, modules, symbols) {
+        .map(|&(s, at)| {
+            let key = match function_key_at(owner, at, modules, symbols) {
                 FunctionKey::Offset(m, rva) => (m, rva.0),
                 FunctionKey::Named(name) => {
                     let i = *name_index.entry(name).or_insert_with_key(|name| {
@@ -274,7 +288,7 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
                     (NAMED, i)
                 }
             };
-            Some((key, s))
+            (key, s)
         })
         .collect();
     keyed.sort_unstable();

@@ -65,12 +65,15 @@ impl Symbols {
 
     /// Whether the module has usable symbols.
     pub fn has_symbols(&self, module: usize) -> bool {
-        self.loaded.get(module).and_then(Option::as_ref).is_some_and(|s| {
-            matches!(
-                s.status,
-                SymbolStatus::Loaded | SymbolStatus::LoadedUnverified
-            )
-        })
+        self.loaded
+            .get(module)
+            .and_then(Option::as_ref)
+            .is_some_and(|s| {
+                matches!(
+                    s.status,
+                    SymbolStatus::Loaded | SymbolStatus::LoadedUnverified
+                )
+            })
     }
 
     /// One row per loaded-or-tried module, sorted by module name.
