@@ -17,6 +17,7 @@ use crate::analysis::attribution::{
 use crate::analysis::probability::{Bins, TimeHistogram, TIME_BINS};
 use crate::dump::stream::{AllocationStream, AllocatorKind, ALLOCATION_RECORD_SIZE, NO_STACK};
 use crate::model::{ModuleMap, Totals, SIZE_BUCKETS};
+use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -367,22 +368,41 @@ impl Table {
         }
         let owners = sums.owners.len();
         let mut owner_totals = vec![Totals::default(); owners];
-        let mut owner_times = vec![[0u64; TIME_BINS]; owners];
-        let mut per_stack = vec![Totals::default(); sums.stacks.len()];
-        for (s, sum) in sums.stacks.iter().enumerate() {
-            let allocations: u64 = sum.times.iter().map(|&c| u64::from(c)).sum();
-            if allocations == 0 && carried.is_empty() {
-                continue;
-            }
-            let o = ctx.owner_of[s] as usize;
-            for (t, &c) in owner_times[o].iter_mut().zip(&sum.times) {
-                *t += u64::from(c);
-            }
-            per_stack[s] = Totals {
-                allocations,
+        // Per stack, then per owner, over pieces of the stack table in parallel (exact
+        // integer sums: the same in any order).
+        let mut per_stack: Vec<Totals> = sums
+            .stacks
+            .par_iter()
+            .with_min_len(1 << 12)
+            .map(|sum| Totals {
+                allocations: sum.times.iter().map(|&c| u64::from(c)).sum(),
                 bytes: sum.bytes,
-            };
-        }
+            })
+            .collect();
+        let mut owner_times = sums
+            .stacks
+            .par_iter()
+            .enumerate()
+            .with_min_len(1 << 12)
+            .fold(
+                || vec![[0u64; TIME_BINS]; owners],
+                |mut times, (s, sum)| {
+                    let o = ctx.owner_of[s] as usize;
+                    for (t, &c) in times[o].iter_mut().zip(&sum.times) {
+                        *t += u64::from(c);
+                    }
+                    times
+                },
+            )
+            .reduce_with(|mut a, b| {
+                for (x, y) in a.iter_mut().zip(&b) {
+                    for (x, y) in x.iter_mut().zip(y) {
+                        *x += y;
+                    }
+                }
+                a
+            })
+            .unwrap_or_else(|| vec![[0u64; TIME_BINS]; owners]);
         // The wraps past 2^16 (a stack with 65,536 allocations or more in one bin).
         for (&(s, bin), &extra) in &carried {
             per_stack[s as usize].allocations += extra;
