@@ -215,7 +215,6 @@ pub fn analyze_dump(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport,
     // Freeing the table (tens of megabytes for 100,000 stacks) and unmapping the dump
     // are milliseconds of page-table work that the report does not wait for.
     drop(reach);
-    drop(stream);
     rayon::spawn(move || drop((table, dump)));
     Ok(report)
 }
