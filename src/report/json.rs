@@ -1,6 +1,6 @@
 //! JSON output: the model serialized as it is (the schema is docs/report-schema.md).
 //!
-//! [`write`] serializes any value; [`write_report`] writes a dump's report.json, the
+//! [`write()`] serializes any value; [`write_report`] writes a dump's report.json, the
 //! same bytes, with the leak section's modules (almost all of a large report)
 //! serialized in parallel.
 
@@ -25,7 +25,7 @@ pub fn write_file<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
     w.flush()
 }
 
-/// Writes a dump's report: the bytes of [`write`]`(w, report)`, with the leak section's
+/// Writes a dump's report: the bytes of [`write()`]`(w, report)`, with the leak section's
 /// modules serialized in parallel, a few dozen at a time (so that memory holds a
 /// window of them, not the whole file). The document around them is written here
 /// member by member, in the order and layout of the model's `Serialize`

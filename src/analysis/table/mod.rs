@@ -75,7 +75,7 @@ pub struct ChargedAt {
 }
 
 /// Allocation counts by time bin of every stack: the merged partial sums themselves
-/// (counts modulo 2^16 in one cache line per stack, see [`partial::StackSums`]) and
+/// (counts modulo 2^16 in one cache line per stack, `partial::StackSums`) and
 /// the wraps past 2^16, so that the read hands its sums over instead of copying them
 /// into a table of its own (megabytes of fresh memory for 100,000 stacks).
 #[derive(Clone, Debug, PartialEq, Eq)]
