@@ -105,6 +105,26 @@ impl std::ops::Deref for MappedFile {
     }
 }
 
+impl MappedFile {
+    /// Asks the kernel to map the pages of `bytes` (a part of this mapping) now, in
+    /// one call, for a part that is about to be read whole: reading a 40 MB allocation
+    /// table otherwise takes a page fault every 64 KiB. A hint: refused or unsupported
+    /// (Linux before 5.14, other systems), the pages are faulted in as they are read.
+    pub fn populate(&self, bytes: &[u8]) {
+        #[cfg(target_os = "linux")]
+        {
+            let start = (bytes.as_ptr() as usize).wrapping_sub(self.0.as_ptr() as usize);
+            if start.checked_add(bytes.len()).is_some_and(|end| end <= self.0.len()) {
+                let _ = self
+                    .0
+                    .advise_range(memmap2::Advice::PopulateRead, start, bytes.len());
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = bytes;
+    }
+}
+
 /// The `minidump` crate's view of a mapped dump.
 pub type MappedDump = Minidump<'static, MappedFile>;
 
@@ -343,6 +363,8 @@ impl DumpFile {
             .map_err(|_| DumpError::StreamOutsideFile {
                 path: self.path.clone(),
             })?;
+        // Every byte of the stream is read (the table once, in order): mapped at once.
+        self.file.populate(bytes);
         AllocationStream::parse(bytes)
             .map(Some)
             .map_err(|source| DumpError::Stream {
