@@ -212,11 +212,32 @@ pub fn analyze_dump(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport,
             ..Default::default()
         },
     );
-    // Freeing the table (tens of megabytes for 100,000 stacks) and unmapping the dump
-    // are milliseconds of page-table work that the report does not wait for.
     drop(reach);
-    rayon::spawn(move || drop((table, dump)));
+    drop_later(Box::new((table, dump)));
     Ok(report)
+}
+
+/// Drops `garbage` on a thread of its own: freeing a large dump's table (tens of
+/// megabytes for 100,000 stacks) and unmapping the dump are milliseconds of page-table
+/// work that the report need not wait for. At most two values wait at once; past that
+/// (or with no thread) the caller drops its own, so memory stays bounded in a batch of
+/// any size.
+fn drop_later(garbage: Box<dyn Send>) {
+    use std::sync::mpsc::{sync_channel, SyncSender};
+    use std::sync::OnceLock;
+    static QUEUE: OnceLock<Option<SyncSender<Box<dyn Send>>>> = OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (send, receive) = sync_channel::<Box<dyn Send>>(2);
+        std::thread::Builder::new()
+            .name("leakdiag-free".into())
+            .spawn(move || receive.into_iter().for_each(drop))
+            .ok()
+            .map(|_| send)
+    });
+    if let Some(queue) = queue {
+        // Full or gone: dropped here, now.
+        let _ = queue.try_send(garbage);
+    }
 }
 
 /// Seconds between 1601-01-01 (FILETIME's epoch) and 1970-01-01.
@@ -275,5 +296,35 @@ fn stream_warnings(
         warnings.push(
             "the dump lists no modules: every allocation is charged to \"(unknown)\"".to_owned(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drop_later;
+    use std::sync::mpsc::{channel, Sender};
+    use std::time::Duration;
+
+    struct Signal(Sender<usize>, usize);
+
+    impl Drop for Signal {
+        fn drop(&mut self) {
+            let _ = self.0.send(self.1);
+        }
+    }
+
+    #[test]
+    fn every_value_given_to_drop_later_is_dropped() {
+        // More than the queue holds, faster than one thread frees: some are dropped
+        // by the caller, the rest by the thread, none kept.
+        let (send, receive) = channel();
+        for i in 0..50 {
+            drop_later(Box::new(Signal(send.clone(), i)));
+        }
+        let mut seen: Vec<usize> = (0..50)
+            .map(|_| receive.recv_timeout(Duration::from_secs(30)).unwrap())
+            .collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..50).collect::<Vec<_>>());
     }
 }
