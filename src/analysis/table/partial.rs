@@ -75,6 +75,9 @@ pub struct StackSums {
     /// Allocations per time bin, modulo 2^16; each wrap to 0 is recorded in
     /// [`Partial::carries`].
     pub(super) times: [u16; TIME_BINS],
+    /// The stack's owner index ([`Context::owner_of`]), in the line the record reads
+    /// anyway (and prefetches): one dependent load fewer per record.
+    pub(super) owner: u32,
 }
 
 /// One owner's per-record sums in a partial sum; its totals and its allocation
@@ -148,7 +151,14 @@ impl Partial {
             bytes: 0,
             no_stack: Totals::default(),
             invalid: Totals::default(),
-            stacks: vec![StackSums::default(); ctx.owner_of.len()],
+            stacks: ctx
+                .owner_of
+                .iter()
+                .map(|&owner| StackSums {
+                    owner,
+                    ..StackSums::default()
+                })
+                .collect(),
             carries: Vec::new(),
             owners: vec![OwnerPartial::default(); ctx.no_stack_owner as usize + 1],
             unstacked_times: [0; TIME_BINS],
@@ -225,7 +235,7 @@ impl Partial {
                     if *c == 0 {
                         self.carries.push((stack, bin as u8));
                     }
-                    ctx.owner_of[stack as usize]
+                    s.owner
                 }
                 None => {
                     if stack == NO_STACK {
