@@ -10,8 +10,9 @@
 //! ```
 //!
 //! `parse` reads a snapshot log with `leakdiag::umdh::snapshot` only (no analysis,
-//! no report) and prints the time, the allocations and the stacks on standard error
-//! (`RAYON_NUM_THREADS` sets the threads).
+//! no report) and prints the time (and how much of it was the serial merge), the
+//! allocations and the stacks on standard error (`RAYON_NUM_THREADS` sets the
+//! threads; CHUNK_BYTES defaults to `snapshot::chunk_bytes`, as `analyze` reads).
 //!
 //! `large` streams the log to the file (N = 5,000,000 is 251 MB): 200 modules,
 //! 20,000 stacks of 16 frames, allocations spread over 8 heaps, 64-bit addresses.
@@ -348,16 +349,24 @@ fn realistic(path: &std::path::Path, allocations: u64) -> std::io::Result<()> {
     Ok(())
 }
 
-fn parse(path: &std::path::Path, chunk: usize) -> std::io::Result<()> {
+fn parse(path: &std::path::Path, chunk: Option<usize>) -> std::io::Result<()> {
+    use leakdiag::umdh::snapshot;
+    let len = std::fs::metadata(path)?.len();
+    let threads = rayon::current_num_threads();
+    let chunk = chunk.unwrap_or_else(|| snapshot::chunk_bytes(len, threads));
+    let mut times = snapshot::ReadTimes::default();
     let t0 = std::time::Instant::now();
-    let snap =
-        leakdiag::umdh::snapshot::parse_chunked(path, chunk).map_err(std::io::Error::other)?;
+    let snap = snapshot::parse_timed(path, chunk, &mut times).map_err(std::io::Error::other)?;
     eprintln!(
-        "parsed in {:.3} s: {} allocations, {} bytes, {} stacks, {} lines, {} warnings",
+        "parsed in {:.3} s ({threads} threads, chunks of {chunk} bytes; reading the chunks {:.3} s, merging them (serial) {:.3} s): {} allocations, {} bytes, {} stacks, {} frames, {} distinct resolved frames, {} lines, {} warnings",
         t0.elapsed().as_secs_f64(),
+        times.read.as_secs_f64(),
+        times.merge.as_secs_f64(),
         snap.allocations,
         snap.bytes,
         snap.traces.len(),
+        snap.frames.len(),
+        snap.symbolic.len(),
         snap.lines,
         snap.warnings.len()
     );
@@ -370,10 +379,11 @@ fn main() -> std::io::Result<()> {
         ["incident", dir] => incident(dir.as_ref()),
         ["large", file, n] => large(file.as_ref(), n.parse().expect("N: a number")),
         ["realistic", file, n] => realistic(file.as_ref(), n.parse().expect("N: a number")),
-        ["parse", file] => parse(file.as_ref(), leakdiag::umdh::snapshot::CHUNK_BYTES),
-        ["parse", file, chunk] => {
-            parse(file.as_ref(), chunk.parse().expect("CHUNK_BYTES: a number"))
-        }
+        ["parse", file] => parse(file.as_ref(), None),
+        ["parse", file, chunk] => parse(
+            file.as_ref(),
+            Some(chunk.parse().expect("CHUNK_BYTES: a number")),
+        ),
         _ => {
             eprintln!(
                 "usage: make-umdh-logs incident DIR | large FILE N | realistic FILE N | parse FILE [CHUNK_BYTES]"

@@ -4,6 +4,7 @@
 
 use super::fast::{fast_allocation, fast_frame, HEX};
 use super::sums::{Hot, IdTable, LocalTrace, Pending};
+use super::texts::Texts;
 use super::{Frame, Header, HeapSums, LogModule};
 use crate::model::Totals;
 use crate::umdh::lines::{ansi_char, find_newline, Encoding};
@@ -42,7 +43,12 @@ pub(super) struct Chunk {
     pub(super) ids: IdTable,
     pub(super) text_ids: HashMap<String, u32>,
     pub(super) frames: Vec<Frame>,
-    pub(super) symbolic: Vec<String>,
+    /// The distinct texts of the resolved frames read ([`Frame::Symbolic`] numbers them).
+    pub(super) symbolic: Texts,
+    /// Per text of `symbolic`: its number in the log's texts when the log knew it
+    /// before this chunk was merged (looked up in parallel, so that the serial merge
+    /// numbers only the new ones); `u32::MAX` or missing: not known.
+    pub(super) known: Vec<u32>,
     pub(super) heap_entries: Vec<(u32, u32, Totals)>,
     pub(super) batch: Vec<Pending>,
     /// The batch entry whose stack is being read, and where its frames start.
@@ -75,7 +81,8 @@ impl Chunk {
             ids: IdTable::new(),
             text_ids: HashMap::new(),
             frames: Vec::new(),
-            symbolic: Vec::new(),
+            symbolic: Texts::default(),
+            known: Vec::new(),
             heap_entries: Vec::new(),
             batch: Vec::new(),
             stack: None,

@@ -6,6 +6,7 @@ use super::chunk::{Chunk, INHERITED, NO_HEAP};
 use super::fields::{
     heap_of, parse_allocation, parse_frame, parse_header, parse_module, ParsedFrame,
 };
+use super::texts::text_hash;
 use super::{Frame, HeapSums};
 
 impl Chunk {
@@ -26,9 +27,8 @@ impl Chunk {
                         return true;
                     }
                     Some(Ok(ParsedFrame::Symbolic(text))) => {
-                        self.symbolic.push(text.to_owned());
-                        self.frames
-                            .push(Frame::Symbolic((self.symbolic.len() - 1) as u32));
+                        let (i, _) = self.symbolic.intern(text, text_hash(text));
+                        self.frames.push(Frame::Symbolic(i));
                         return true;
                     }
                     Some(Err(())) => {

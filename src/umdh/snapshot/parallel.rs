@@ -3,6 +3,7 @@
 //! file order.
 
 use super::chunk::{read_chunk, Chunk, INHERITED, NO_HEAP};
+use super::texts::{IdMap, Texts};
 use super::{Frame, Snapshot, Trace, BUCKETS};
 use crate::model::Totals;
 use crate::umdh::lines::{find_newline, Encoding};
@@ -12,34 +13,35 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 
-/// The size of the chunks the log is read in, in parallel.
+/// The largest chunk the log is read in (see [`chunk_bytes`]).
 pub const CHUNK_BYTES: usize = 32 << 20;
+
+/// The smallest chunk the log is read in, unless the log is smaller: below it the
+/// chunks' own costs (their tables, the stacks and texts each chunk holds again)
+/// outweigh the parallelism.
+pub const MIN_CHUNK_BYTES: usize = 4 << 20;
+
+/// The chunk size for a log of `len` bytes read by `threads` threads: about four
+/// chunks per thread (so a many-core machine is not left with fewer chunks than
+/// threads, and a slow chunk does not hold up the rest), between
+/// [`MIN_CHUNK_BYTES`] and [`CHUNK_BYTES`]. The result does not depend on it.
+pub fn chunk_bytes(len: u64, threads: usize) -> usize {
+    let per = len / (threads.max(1) as u64).saturating_mul(4);
+    usize::try_from(per)
+        .unwrap_or(CHUNK_BYTES)
+        .clamp(MIN_CHUNK_BYTES, CHUNK_BYTES)
+}
+
+/// Where the reading time went: reading the chunks (in parallel) and merging them
+/// (serial: the part that more threads do not shorten).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadTimes {
+    pub read: std::time::Duration,
+    pub merge: std::time::Duration,
+}
 
 /// The page size the read pages are given back in.
 const PAGE: usize = 4096;
-
-/// A cheap hasher for BackTrace IDs read as numbers (SipHash is most of the cost
-/// of a map lookup per allocation line).
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0 ^ (self.0 >> 29)
-    }
-}
-
-type IdMap<K> = HashMap<K, u32, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// Whether a chunk may start on a line that starts with `b`: an unindented line
 /// that is no comment ends any stack and the module list.
@@ -110,7 +112,8 @@ struct Merger<'p> {
     warnings: Vec<(u64, String)>,
     /// Per trace: the heap of the sums not yet flushed into `by_heap`.
     cur_heap: Vec<(u64, Totals)>,
-    symbolic_ids: HashMap<String, u32>,
+    /// The distinct texts of resolved frames, numbered as in [`Snapshot::symbolic`].
+    symbolic: Texts,
     first_ansi_line: Option<u64>,
     first_bad_utf16_line: Option<u64>,
 }
@@ -163,7 +166,7 @@ impl Merger<'_> {
         // Traces.
         let mut global = Vec::with_capacity(c.traces.len());
         let mut defs: Vec<(u64, usize)> = Vec::new();
-        for lt in &c.traces {
+        for lt in &mut c.traces {
             let next = self.snap.traces.len() as u32;
             let g = match lt.num {
                 Some(n) => *self.ids.entry(n).or_insert(next),
@@ -171,7 +174,7 @@ impl Merger<'_> {
             };
             if g == next {
                 self.snap.traces.push(Trace {
-                    id: lt.id.clone(),
+                    id: std::mem::take(&mut lt.id),
                     frames: None,
                 });
                 self.snap.sizes.push([Totals::default(); BUCKETS]);
@@ -186,7 +189,7 @@ impl Merger<'_> {
                 a.allocations += b.allocations;
                 a.bytes = a.bytes.wrapping_add(b.bytes);
             }
-            let mut dups: Vec<u64> = lt.dups.clone();
+            let mut dups: Vec<u64> = std::mem::take(&mut lt.dups);
             if self.snap.traces[gi].frames.is_some() {
                 if let Some((line, _)) = &lt.def {
                     dups.insert(0, *line);
@@ -216,6 +219,10 @@ impl Merger<'_> {
         // The stacks first printed here, in file order (so the frames are laid out
         // the same way whatever the chunks).
         defs.sort_unstable();
+        // The log's number of each of the chunk's resolved-frame texts, found the
+        // first time the text is met (so numbered in order of first printing).
+        let mut symbolic = std::mem::take(&mut c.known);
+        symbolic.resize(c.symbolic.len(), u32::MAX);
         for (line, l) in defs {
             let g = global[l];
             let gi = g as usize;
@@ -227,13 +234,12 @@ impl Merger<'_> {
                 let f = match f {
                     Frame::Address(a) => Frame::Address(a),
                     Frame::Symbolic(i) => {
-                        let text = &c.symbolic[i as usize];
-                        let next = self.snap.symbolic.len() as u32;
-                        let i = *self.symbolic_ids.entry(text.clone()).or_insert(next);
-                        if i == next {
-                            self.snap.symbolic.push(text.clone());
+                        let g = &mut symbolic[i as usize];
+                        if *g == u32::MAX {
+                            let (text, hash) = c.symbolic.get(i);
+                            *g = self.symbolic.intern(text, hash).0;
                         }
-                        Frame::Symbolic(i)
+                        Frame::Symbolic(*g)
                     }
                 };
                 self.snap.frames.push(f);
@@ -282,14 +288,25 @@ impl Merger<'_> {
     }
 }
 
-/// Reads the snapshot log at `path` (see the module's documentation).
+/// Reads the snapshot log at `path` (see the module's documentation), in chunks of
+/// [`chunk_bytes`] for its size and the current rayon pool.
 pub fn parse(path: &Path) -> Result<Snapshot, UmdhError> {
-    parse_chunked(path, CHUNK_BYTES)
+    let len = std::fs::metadata(path).map_or(0, |m| m.len());
+    parse_chunked(path, chunk_bytes(len, rayon::current_num_threads()))
 }
 
 /// [`parse`] with chunks of about `chunk_bytes` bytes, on the current rayon pool:
 /// the result does not depend on either.
 pub fn parse_chunked(path: &Path, chunk_bytes: usize) -> Result<Snapshot, UmdhError> {
+    parse_timed(path, chunk_bytes, &mut ReadTimes::default())
+}
+
+/// [`parse_chunked`], adding the time spent reading and merging to `times`.
+pub fn parse_timed(
+    path: &Path,
+    chunk_bytes: usize,
+    times: &mut ReadTimes,
+) -> Result<Snapshot, UmdhError> {
     let map = crate::umdh::map(path)?;
     let bytes: &[u8] = &map;
     let (encoding, bom) = Encoding::of(bytes);
@@ -311,7 +328,7 @@ pub fn parse_chunked(path: &Path, chunk_bytes: usize) -> Result<Snapshot, UmdhEr
         bytes: 0,
         warnings: Vec::new(),
         cur_heap: Vec::new(),
-        symbolic_ids: HashMap::new(),
+        symbolic: Texts::default(),
         first_ansi_line: None,
         first_bad_utf16_line: None,
     };
@@ -330,10 +347,19 @@ pub fn parse_chunked(path: &Path, chunk_bytes: usize) -> Result<Snapshot, UmdhEr
         let read = |r: &Range<usize>, budget: u128| {
             read_chunk(&bytes[r.clone()], encoding, odd && r.end == last, budget)
         };
+        let t0 = std::time::Instant::now();
+        // The resolved-frame texts of earlier waves, read-only while a wave is read.
+        let known = &m.symbolic;
         let chunks: Vec<Chunk> = ranges
             .par_iter()
             .map(|r| {
-                let c = read(r, u128::from(u64::MAX));
+                let mut c = read(r, u128::from(u64::MAX));
+                c.known = (0..c.symbolic.len() as u32)
+                    .map(|i| {
+                        let (text, hash) = c.symbolic.get(i);
+                        known.find(text, hash).unwrap_or(u32::MAX)
+                    })
+                    .collect();
                 // The chunk is read: its pages leave this process (the page cache
                 // keeps them). Whole pages inside the chunk only.
                 let (from, to) = (r.start.next_multiple_of(PAGE), r.end / PAGE * PAGE);
@@ -351,6 +377,8 @@ pub fn parse_chunked(path: &Path, chunk_bytes: usize) -> Result<Snapshot, UmdhEr
                 c
             })
             .collect();
+        let t1 = std::time::Instant::now();
+        times.read += t1 - t0;
         for (r, c) in ranges.iter().zip(chunks) {
             let max = u128::from(u64::MAX);
             let c = if m.bytes + c.bytes > max || (c.fatal.is_some() && m.bytes > 0) {
@@ -362,9 +390,13 @@ pub fn parse_chunked(path: &Path, chunk_bytes: usize) -> Result<Snapshot, UmdhEr
             };
             m.merge(c)?;
         }
+        times.merge += t1.elapsed();
         start = s;
     }
-    finish(m)
+    let t2 = std::time::Instant::now();
+    let snap = finish(m);
+    times.merge += t2.elapsed();
+    snap
 }
 
 fn finish(mut m: Merger<'_>) -> Result<Snapshot, UmdhError> {
@@ -374,6 +406,21 @@ fn finish(mut m: Merger<'_>) -> Result<Snapshot, UmdhError> {
             m.snap.by_heap.push((g as u32, heap, sums));
         }
     }
+    // The heap sums in one order whatever the cut (each chunk flushes them when it
+    // meets another heap, so their order and splitting follow the chunks): by
+    // trace and heap, one entry per pair.
+    m.snap
+        .by_heap
+        .par_sort_unstable_by_key(|&(trace, heap, _)| (trace, heap));
+    m.snap.by_heap.dedup_by(|next, kept| {
+        let same = (next.0, next.1) == (kept.0, kept.1);
+        if same {
+            kept.2.allocations += next.2.allocations;
+            kept.2.bytes = kept.2.bytes.wrapping_add(next.2.bytes);
+        }
+        same
+    });
+    m.snap.symbolic = std::mem::take(&mut m.symbolic).into_strings();
     let last = m.offset;
     m.snap.bytes = m.bytes as u64;
     m.snap.lines = last;
