@@ -5,8 +5,6 @@
 //! times over (docs/performance.md, case 6): a `String` per frame, or a per-frame
 //! lookup in the merge (which is serial), was most of the reading time.
 
-use std::collections::HashMap;
-
 /// A cheap hasher for keys that are already numbers: BackTrace IDs, and text hashes
 /// (SipHash would be most of the cost of a lookup).
 #[derive(Default)]
@@ -29,7 +27,8 @@ impl std::hash::Hasher for IdHasher {
 }
 
 /// A map keyed by a number, with [`IdHasher`].
-pub(super) type IdMap<K> = HashMap<K, u32, std::hash::BuildHasherDefault<IdHasher>>;
+pub(super) type IdMap<K> =
+    std::collections::HashMap<K, u32, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// The hash texts are interned by.
 #[inline]
@@ -37,16 +36,43 @@ pub(super) fn text_hash(text: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(text.as_bytes())
 }
 
-/// Distinct texts numbered in order of first interning, stored one after another.
-#[derive(Default)]
+/// A slot of [`Texts`]' table: a text's hash, where it is in the arena and its
+/// number; `id` [`EMPTY`] for a free slot. The probe finds the text's place in the
+/// same cache line as its hash: one memory access fewer per frame than a map from
+/// hash to number, then to place (the tables of a chunk outgrow the caches).
+#[derive(Clone, Copy)]
+struct Slot {
+    hash: u64,
+    start: usize,
+    end: usize,
+    id: u32,
+}
+
+const EMPTY: u32 = u32::MAX;
+const FREE: Slot = Slot {
+    hash: 0,
+    start: 0,
+    end: 0,
+    id: EMPTY,
+};
+
+/// Distinct texts numbered in order of first interning, stored one after another,
+/// found by hash in an open-addressing table (linear probing, at most half full).
 pub(super) struct Texts {
     arena: String,
     /// Per text: its end in `arena` (its start is the previous one's end) and hash.
     ends: Vec<(usize, u64)>,
-    /// The first text of each hash.
-    by_hash: IdMap<u64>,
-    /// Texts whose hash an earlier, different text has (practically never).
-    collided: HashMap<String, u32>,
+    slots: Vec<Slot>,
+}
+
+impl Default for Texts {
+    fn default() -> Self {
+        Texts {
+            arena: String::new(),
+            ends: Vec::new(),
+            slots: vec![FREE; 16],
+        }
+    }
 }
 
 impl Texts {
@@ -62,33 +88,63 @@ impl Texts {
         (&self.arena[start..end], hash)
     }
 
+    /// The slot of `text` (hash `hash`), or the free slot where it would go.
+    #[inline]
+    fn probe(&self, text: &str, hash: u64) -> usize {
+        let mask = self.slots.len() - 1;
+        // The high bits: the low ones of xxh3 are as good, but a table grown by
+        // doubling then keeps neighbours apart.
+        let mut i = (hash >> 32) as usize & mask;
+        loop {
+            let s = &self.slots[i];
+            if s.id == EMPTY
+                || (s.hash == hash && self.arena.as_bytes()[s.start..s.end] == *text.as_bytes())
+            {
+                return i;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
     /// The number of `text` (whose hash is `hash`), if it is here.
     pub(super) fn find(&self, text: &str, hash: u64) -> Option<u32> {
-        match self.by_hash.get(&hash) {
-            None => None,
-            Some(&i) if self.get(i).0 == text => Some(i),
-            Some(_) => self.collided.get(text).copied(),
-        }
+        let s = self.slots[self.probe(text, hash)];
+        (s.id != EMPTY).then_some(s.id)
     }
 
     /// The number of `text` (whose hash is `hash`), and whether it is new.
     pub(super) fn intern(&mut self, text: &str, hash: u64) -> (u32, bool) {
-        let next = self.ends.len() as u32;
-        match self.by_hash.get(&hash) {
-            None => {
-                self.by_hash.insert(hash, next);
-            }
-            Some(&i) if self.get(i).0 == text => return (i, false),
-            Some(_) => match self.collided.get(text) {
-                Some(&i) => return (i, false),
-                None => {
-                    self.collided.insert(text.to_owned(), next);
-                }
-            },
+        let i = self.probe(text, hash);
+        if self.slots[i].id != EMPTY {
+            return (self.slots[i].id, false);
         }
+        let next = self.ends.len() as u32;
+        let start = self.arena.len();
         self.arena.push_str(text);
         self.ends.push((self.arena.len(), hash));
+        self.slots[i] = Slot {
+            hash,
+            start,
+            end: self.arena.len(),
+            id: next,
+        };
+        if self.ends.len() * 2 > self.slots.len() {
+            self.grow();
+        }
         (next, true)
+    }
+
+    fn grow(&mut self) {
+        let grown = vec![FREE; self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, grown);
+        let mask = self.slots.len() - 1;
+        for s in old.into_iter().filter(|s| s.id != EMPTY) {
+            let mut i = (s.hash >> 32) as usize & mask;
+            while self.slots[i].id != EMPTY {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = s;
+        }
     }
 
     /// The texts, in order.
@@ -104,7 +160,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn interns_once_and_survives_a_collision() {
+    fn interns_once_tells_collisions_apart_and_grows() {
         let mut t = Texts::default();
         assert_eq!(t.intern("a!f+1", text_hash("a!f+1")), (0, true));
         assert_eq!(t.intern("b!g+2", text_hash("b!g+2")), (1, true));
@@ -116,6 +172,20 @@ mod tests {
         assert_eq!(t.find("c!h+3", text_hash("a!f+1")), Some(2));
         assert_eq!(t.find("d!i+4", text_hash("a!f+1")), None);
         assert_eq!(t.find("d!i+4", text_hash("d!i+4")), None);
+
         assert_eq!(t.into_strings(), ["a!f+1", "b!g+2", "c!h+3"]);
+
+        // Past the first tables (grown several times): every text found again.
+        let mut u = Texts::default();
+        for k in 0..1000u32 {
+            let s = format!("m!f{k}+1");
+            assert_eq!(u.intern(&s, text_hash(&s)), (k, true));
+        }
+        for k in (0..1000u32).rev() {
+            let s = format!("m!f{k}+1");
+            assert_eq!(u.find(&s, text_hash(&s)), Some(k));
+            assert_eq!(u.intern(&s, text_hash(&s)), (k, false));
+        }
+        assert_eq!(u.len(), 1000);
     }
 }
