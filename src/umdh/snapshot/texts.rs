@@ -5,8 +5,8 @@
 //! times over (docs/performance.md, case 6): a `String` per frame, or a per-frame
 //! lookup in the merge (which is serial), was most of the reading time.
 
-/// A cheap hasher for keys that are already numbers: BackTrace IDs, and text hashes
-/// (SipHash would be most of the cost of a lookup).
+/// A cheap hasher for keys that are already numbers (BackTrace IDs): SipHash would
+/// be most of the cost of a lookup.
 #[derive(Default)]
 pub(super) struct IdHasher(u64);
 
