@@ -643,9 +643,17 @@ fn resolved_frames_shared_across_chunks_are_numbered_the_same_for_any_cut() {
             .collect();
         spec.heaps.push((0x5_0000 + h * 0x1000, allocs));
     }
-    let path = write(dir.path(), "shared.txt", snapshot_text(&spec));
+    // One resolved frame in Windows-1252 (read as ANSI, interned at once rather than
+    // when its stack ends): the same numbering.
+    let text = snapshot_text(&spec).replacen("app!f7+", "app!caf\u{1}7+", 3);
+    let bytes: Vec<u8> = text
+        .bytes()
+        .map(|b| if b == 1 { 0xE9 } else { b })
+        .collect();
+    let path = write(dir.path(), "shared.txt", bytes);
     let whole = parse(&path).unwrap();
     assert!(whole.symbolic.len() >= 40, "{}", whole.symbolic.len());
+    assert!(whole.symbolic.iter().any(|t| t.starts_with("app!café7+")));
     assert!(whole.frames.iter().any(|f| matches!(f, Frame::Symbolic(_))));
     let len = std::fs::metadata(&path).unwrap().len();
     for threads in [1, 2, 3] {

@@ -49,6 +49,14 @@ pub(super) struct Chunk {
     /// before this chunk was merged (looked up in parallel, so that the serial merge
     /// numbers only the new ones); `u32::MAX` or missing: not known.
     pub(super) known: Vec<u32>,
+    /// Per trace of `traces`: its number in the log when a chunk merged before this
+    /// one's wave referenced it (looked up in parallel, like `known`); `u32::MAX` or
+    /// missing: not known.
+    pub(super) known_traces: Vec<u32>,
+    /// The resolved frames of the stack being read, interned when it ends (their
+    /// slots prefetched meanwhile): index in `frames`, place in the chunk's text,
+    /// hash.
+    pub(super) deferred: Vec<(usize, std::ops::Range<usize>, u64)>,
     pub(super) heap_entries: Vec<(u32, u32, Totals)>,
     pub(super) batch: Vec<Pending>,
     /// The batch entry whose stack is being read, and where its frames start.
@@ -83,6 +91,8 @@ impl Chunk {
             frames: Vec::new(),
             symbolic: Texts::default(),
             known: Vec::new(),
+            known_traces: Vec::new(),
+            deferred: Vec::new(),
             heap_entries: Vec::new(),
             batch: Vec::new(),
             stack: None,
@@ -100,8 +110,20 @@ impl Chunk {
         false
     }
 
-    /// Ends the stack being read.
-    pub(super) fn end_stack(&mut self) {
+    /// Ends the stack being read (`buf`: the chunk's text).
+    pub(super) fn end_stack(&mut self, buf: &[u8]) {
+        if !self.deferred.is_empty() {
+            let deferred = std::mem::take(&mut self.deferred);
+            for (_, _, hash) in &deferred {
+                self.symbolic.prefetch_text(*hash);
+            }
+            for (f, text, hash) in &deferred {
+                let (i, _) = self.symbolic.intern(&buf[text.clone()], *hash);
+                self.frames[*f] = Frame::Symbolic(i);
+            }
+            self.deferred = deferred;
+            self.deferred.clear();
+        }
         if let Some((i, start)) = self.stack.take() {
             self.batch[i].frames = start..self.frames.len();
         }
@@ -119,7 +141,7 @@ impl Chunk {
                 if let Some(([size, overhead, address, id], range, next)) =
                     fast_allocation(buf, pos)
                 {
-                    self.end_stack();
+                    self.end_stack(buf);
                     self.in_modules = false;
                     if !self.allocation(
                         buf,

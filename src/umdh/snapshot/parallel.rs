@@ -4,7 +4,7 @@
 
 use super::chunk::{read_chunk, Chunk, INHERITED, NO_HEAP};
 use super::texts::{IdMap, Texts};
-use super::{Frame, Snapshot, Trace, BUCKETS};
+use super::{Frame, Snapshot, Trace};
 use crate::model::Totals;
 use crate::umdh::lines::{find_newline, Encoding};
 use crate::umdh::UmdhError;
@@ -123,7 +123,9 @@ impl Merger<'_> {
         self.warnings.push((line, message.to_string()));
     }
 
-    fn merge(&mut self, mut c: Chunk) -> Result<(), UmdhError> {
+    /// Merges chunk `c` (the next in file order); what is left of it is dropped by
+    /// the caller, in parallel (freeing a chunk's many small buffers is not free).
+    fn merge(&mut self, c: &mut Chunk) -> Result<(), UmdhError> {
         let off = self.offset;
         if let Some((line, message)) = c.fatal.take() {
             return Err(UmdhError::Line {
@@ -166,36 +168,40 @@ impl Merger<'_> {
         // Traces.
         let mut global = Vec::with_capacity(c.traces.len());
         let mut defs: Vec<(u64, usize)> = Vec::new();
-        for lt in &mut c.traces {
+        for (l, lt) in c.traces.iter_mut().enumerate() {
             let next = self.snap.traces.len() as u32;
-            let g = match lt.num {
-                Some(n) => *self.ids.entry(n).or_insert(next),
-                None => *self.text_ids.entry(lt.id.clone()).or_insert(next),
+            let g = match (c.known_traces.get(l), lt.num) {
+                (Some(&g), _) if g != u32::MAX => g,
+                (_, Some(n)) => *self.ids.entry(n).or_insert(next),
+                (_, None) => *self.text_ids.entry(lt.id.clone()).or_insert(next),
             };
+            let sizes = &c.hot[l].sizes;
             if g == next {
                 self.snap.traces.push(Trace {
                     id: std::mem::take(&mut lt.id),
                     frames: None,
                 });
-                self.snap.sizes.push([Totals::default(); BUCKETS]);
+                self.snap.sizes.push(*sizes);
                 self.cur_heap.push((0, Totals::default()));
+            } else {
+                // Only the buckets used: most stacks have a few allocations, and the
+                // log's sums of a million stacks are far out of the caches.
+                for (a, b) in self.snap.sizes[g as usize].iter_mut().zip(sizes) {
+                    if b.allocations > 0 {
+                        a.allocations += b.allocations;
+                        a.bytes = a.bytes.wrapping_add(b.bytes);
+                    }
+                }
             }
             global.push(g);
             let gi = g as usize;
-            for (a, b) in self.snap.sizes[gi]
-                .iter_mut()
-                .zip(&c.hot[global.len() - 1].sizes)
-            {
-                a.allocations += b.allocations;
-                a.bytes = a.bytes.wrapping_add(b.bytes);
-            }
             let mut dups: Vec<u64> = std::mem::take(&mut lt.dups);
             if self.snap.traces[gi].frames.is_some() {
                 if let Some((line, _)) = &lt.def {
                     dups.insert(0, *line);
                 }
             } else {
-                let h = &c.hot[global.len() - 1];
+                let h = &c.hot[l];
                 if h.pending > 0 {
                     self.unresolved
                         .entry(g)
@@ -203,7 +209,7 @@ impl Merger<'_> {
                         .1 += h.pending;
                 }
                 if let Some((line, _)) = &lt.def {
-                    defs.push((*line, global.len() - 1));
+                    defs.push((*line, l));
                 }
             }
             for line in dups {
@@ -276,7 +282,7 @@ impl Merger<'_> {
         self.snap.overhead = self.snap.overhead.saturating_add(c.overhead);
         self.snap.max_address = self.snap.max_address.max(c.max_address);
         self.warnings
-            .extend(c.warnings.into_iter().map(|(l, m)| (off + l, m)));
+            .extend(c.warnings.drain(..).map(|(l, m)| (off + l, m)));
         if self.first_ansi_line.is_none() {
             self.first_ansi_line = c.first_ansi_line.map(|l| off + l);
         }
@@ -348,8 +354,11 @@ pub fn parse_timed(
             read_chunk(&bytes[r.clone()], encoding, odd && r.end == last, budget)
         };
         let t0 = std::time::Instant::now();
-        // The resolved-frame texts of earlier waves, read-only while a wave is read.
+        // The resolved-frame texts and the BackTrace IDs of earlier waves, read-only
+        // while a wave is read: each chunk finds what it can of its own there, so
+        // that the serial merge looks up only what is new.
         let known = &m.symbolic;
+        let known_ids = &m.ids;
         let chunks: Vec<Chunk> = ranges
             .par_iter()
             .map(|r| {
@@ -358,6 +367,15 @@ pub fn parse_timed(
                     .map(|i| {
                         let (text, hash) = c.symbolic.get(i);
                         known.find(text, hash).unwrap_or(u32::MAX)
+                    })
+                    .collect();
+                c.known_traces = c
+                    .traces
+                    .iter()
+                    .map(|lt| {
+                        lt.num
+                            .and_then(|n| known_ids.get(&n).copied())
+                            .unwrap_or(u32::MAX)
                     })
                     .collect();
                 // The chunk is read: its pages leave this process (the page cache
@@ -379,17 +397,20 @@ pub fn parse_timed(
             .collect();
         let t1 = std::time::Instant::now();
         times.read += t1 - t0;
+        let mut merged = Vec::with_capacity(chunks.len());
         for (r, c) in ranges.iter().zip(chunks) {
             let max = u128::from(u64::MAX);
-            let c = if m.bytes + c.bytes > max || (c.fatal.is_some() && m.bytes > 0) {
+            let mut c = if m.bytes + c.bytes > max || (c.fatal.is_some() && m.bytes > 0) {
                 // The sizes may pass 2^64 in this chunk: read it again, counting from
                 // the sum before it, to stop at the right line.
                 read(r, max - m.bytes)
             } else {
                 c
             };
-            m.merge(c)?;
+            m.merge(&mut c)?;
+            merged.push(c);
         }
+        merged.into_par_iter().for_each(drop);
         times.merge += t1.elapsed();
         start = s;
     }

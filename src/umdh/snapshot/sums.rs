@@ -120,7 +120,7 @@ impl IdTable {
 }
 
 #[inline(always)]
-fn prefetch<T>(at: &T) {
+pub(super) fn prefetch<T>(at: &T) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
@@ -234,7 +234,7 @@ impl Chunk {
     /// Sums the batch into the traces, in file order. The heap open now is the
     /// heap of every line in the batch: the batch is flushed before a heap line.
     pub(super) fn flush(&mut self, buf: &[u8]) {
-        self.end_stack();
+        self.end_stack(buf);
         let mut batch = std::mem::take(&mut self.batch);
         let n = batch.len();
         // The IDs, looked up a few lines ahead; new ones in file order.

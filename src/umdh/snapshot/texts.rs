@@ -5,6 +5,8 @@
 //! times over (docs/performance.md, case 6): a `String` per frame, or a per-frame
 //! lookup in the merge (which is serial), was most of the reading time.
 
+use super::sums::prefetch;
+
 /// A cheap hasher for keys that are already numbers (BackTrace IDs): SipHash would
 /// be most of the cost of a lookup.
 #[derive(Default)]
@@ -32,8 +34,8 @@ pub(super) type IdMap<K> =
 
 /// The hash texts are interned by.
 #[inline]
-pub(super) fn text_hash(text: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+pub(super) fn text_hash(text: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(text)
 }
 
 /// A slot of [`Texts`]' table: a text's hash, where it is in the arena and its
@@ -59,7 +61,8 @@ const FREE: Slot = Slot {
 /// Distinct texts numbered in order of first interning, stored one after another,
 /// found by hash in an open-addressing table (linear probing, at most half full).
 pub(super) struct Texts {
-    arena: String,
+    /// The texts, UTF-8 (they are read from checked lines).
+    arena: Vec<u8>,
     /// Per text: its end in `arena` (its start is the previous one's end) and hash.
     ends: Vec<(usize, u64)>,
     slots: Vec<Slot>,
@@ -68,7 +71,7 @@ pub(super) struct Texts {
 impl Default for Texts {
     fn default() -> Self {
         Texts {
-            arena: String::new(),
+            arena: Vec::new(),
             ends: Vec::new(),
             slots: vec![FREE; 16],
         }
@@ -81,7 +84,7 @@ impl Texts {
     }
 
     /// Text `i` and its hash.
-    pub(super) fn get(&self, i: u32) -> (&str, u64) {
+    pub(super) fn get(&self, i: u32) -> (&[u8], u64) {
         let i = i as usize;
         let start = if i == 0 { 0 } else { self.ends[i - 1].0 };
         let (end, hash) = self.ends[i];
@@ -90,16 +93,14 @@ impl Texts {
 
     /// The slot of `text` (hash `hash`), or the free slot where it would go.
     #[inline]
-    fn probe(&self, text: &str, hash: u64) -> usize {
+    fn probe(&self, text: &[u8], hash: u64) -> usize {
         let mask = self.slots.len() - 1;
         // The high bits: the low ones of xxh3 are as good, but a table grown by
         // doubling then keeps neighbours apart.
         let mut i = (hash >> 32) as usize & mask;
         loop {
             let s = &self.slots[i];
-            if s.id == EMPTY
-                || (s.hash == hash && self.arena.as_bytes()[s.start..s.end] == *text.as_bytes())
-            {
+            if s.id == EMPTY || (s.hash == hash && self.arena[s.start..s.end] == *text) {
                 return i;
             }
             i = (i + 1) & mask;
@@ -107,20 +108,20 @@ impl Texts {
     }
 
     /// The number of `text` (whose hash is `hash`), if it is here.
-    pub(super) fn find(&self, text: &str, hash: u64) -> Option<u32> {
+    pub(super) fn find(&self, text: &[u8], hash: u64) -> Option<u32> {
         let s = self.slots[self.probe(text, hash)];
         (s.id != EMPTY).then_some(s.id)
     }
 
     /// The number of `text` (whose hash is `hash`), and whether it is new.
-    pub(super) fn intern(&mut self, text: &str, hash: u64) -> (u32, bool) {
+    pub(super) fn intern(&mut self, text: &[u8], hash: u64) -> (u32, bool) {
         let i = self.probe(text, hash);
         if self.slots[i].id != EMPTY {
             return (self.slots[i].id, false);
         }
         let next = self.ends.len() as u32;
         let start = self.arena.len();
-        self.arena.push_str(text);
+        self.arena.extend_from_slice(text);
         self.ends.push((self.arena.len(), hash));
         self.slots[i] = Slot {
             hash,
@@ -147,10 +148,31 @@ impl Texts {
         }
     }
 
+    /// Asks for the slot where `hash` starts its probe to be brought into the cache:
+    /// a stack's resolved frames are interned when the stack ends, by when it is
+    /// there.
+    #[inline]
+    pub(super) fn prefetch(&self, hash: u64) {
+        let i = (hash >> 32) as usize & (self.slots.len() - 1);
+        prefetch(&self.slots[i]);
+    }
+
+    /// Asks for the text in the slot where `hash` starts its probe to be brought into
+    /// the cache, when the slot holds that hash (the slot itself prefetched before).
+    #[inline]
+    pub(super) fn prefetch_text(&self, hash: u64) {
+        let s = &self.slots[(hash >> 32) as usize & (self.slots.len() - 1)];
+        if s.id != EMPTY && s.hash == hash {
+            if let Some(b) = self.arena.get(s.start) {
+                prefetch(b);
+            }
+        }
+    }
+
     /// The texts, in order.
     pub(super) fn into_strings(self) -> Vec<String> {
         (0..self.len() as u32)
-            .map(|i| self.get(i).0.to_owned())
+            .map(|i| String::from_utf8_lossy(self.get(i).0).into_owned())
             .collect()
     }
 }
@@ -162,16 +184,16 @@ mod tests {
     #[test]
     fn interns_once_tells_collisions_apart_and_grows() {
         let mut t = Texts::default();
-        assert_eq!(t.intern("a!f+1", text_hash("a!f+1")), (0, true));
-        assert_eq!(t.intern("b!g+2", text_hash("b!g+2")), (1, true));
-        assert_eq!(t.intern("a!f+1", text_hash("a!f+1")), (0, false));
+        assert_eq!(t.intern(b"a!f+1", text_hash(b"a!f+1")), (0, true));
+        assert_eq!(t.intern(b"b!g+2", text_hash(b"b!g+2")), (1, true));
+        assert_eq!(t.intern(b"a!f+1", text_hash(b"a!f+1")), (0, false));
         // A different text with the same hash is told apart.
-        assert_eq!(t.intern("c!h+3", text_hash("a!f+1")), (2, true));
-        assert_eq!(t.intern("c!h+3", text_hash("a!f+1")), (2, false));
-        assert_eq!(t.get(1).0, "b!g+2");
-        assert_eq!(t.find("c!h+3", text_hash("a!f+1")), Some(2));
-        assert_eq!(t.find("d!i+4", text_hash("a!f+1")), None);
-        assert_eq!(t.find("d!i+4", text_hash("d!i+4")), None);
+        assert_eq!(t.intern(b"c!h+3", text_hash(b"a!f+1")), (2, true));
+        assert_eq!(t.intern(b"c!h+3", text_hash(b"a!f+1")), (2, false));
+        assert_eq!(t.get(1).0, b"b!g+2");
+        assert_eq!(t.find(b"c!h+3", text_hash(b"a!f+1")), Some(2));
+        assert_eq!(t.find(b"d!i+4", text_hash(b"a!f+1")), None);
+        assert_eq!(t.find(b"d!i+4", text_hash(b"d!i+4")), None);
 
         assert_eq!(t.into_strings(), ["a!f+1", "b!g+2", "c!h+3"]);
 
@@ -179,12 +201,12 @@ mod tests {
         let mut u = Texts::default();
         for k in 0..1000u32 {
             let s = format!("m!f{k}+1");
-            assert_eq!(u.intern(&s, text_hash(&s)), (k, true));
+            assert_eq!(u.intern(s.as_bytes(), text_hash(s.as_bytes())), (k, true));
         }
         for k in (0..1000u32).rev() {
             let s = format!("m!f{k}+1");
-            assert_eq!(u.find(&s, text_hash(&s)), Some(k));
-            assert_eq!(u.intern(&s, text_hash(&s)), (k, false));
+            assert_eq!(u.find(s.as_bytes(), text_hash(s.as_bytes())), Some(k));
+            assert_eq!(u.intern(s.as_bytes(), text_hash(s.as_bytes())), (k, false));
         }
         assert_eq!(u.len(), 1000);
     }
