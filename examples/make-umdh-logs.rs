@@ -10,7 +10,7 @@
 //! ```
 //!
 //! `parse` reads a snapshot log with `leakdiag::umdh::snapshot` only (no analysis,
-//! no report) and prints the time (and how much of it was the serial merge), the
+//! no report) and prints the time (and how much of it was serial: the merge), the
 //! allocations and the stacks on standard error (`RAYON_NUM_THREADS` sets the
 //! threads; CHUNK_BYTES defaults to `snapshot::chunk_bytes`, as `analyze` reads).
 //!
@@ -358,10 +358,10 @@ fn parse(path: &std::path::Path, chunk: Option<usize>) -> std::io::Result<()> {
     let t0 = std::time::Instant::now();
     let snap = snapshot::parse_timed(path, chunk, &mut times).map_err(std::io::Error::other)?;
     eprintln!(
-        "parsed in {:.3} s ({threads} threads, chunks of {chunk} bytes; reading the chunks {:.3} s, merging them (serial) {:.3} s): {} allocations, {} bytes, {} stacks, {} frames, {} distinct resolved frames, {} lines, {} warnings",
+        "parsed in {:.3} s ({threads} threads, chunks of {chunk} bytes; parallel parts {:.3} s, serial parts {:.3} s): {} allocations, {} bytes, {} stacks, {} frames, {} distinct resolved frames, {} lines, {} warnings",
         t0.elapsed().as_secs_f64(),
-        times.read.as_secs_f64(),
-        times.merge.as_secs_f64(),
+        times.parallel.as_secs_f64(),
+        times.serial.as_secs_f64(),
         snap.allocations,
         snap.bytes,
         snap.traces.len(),

@@ -645,7 +645,16 @@ fn resolved_frames_shared_across_chunks_are_numbered_the_same_for_any_cut() {
     }
     // One resolved frame in Windows-1252 (read as ANSI, interned at once rather than
     // when its stack ends): the same numbering.
-    let text = snapshot_text(&spec).replacen("app!f7+", "app!caf\u{1}7+", 3);
+    let mut text = snapshot_text(&spec).replacen("app!f7+", "app!caf\u{1}7+", 3);
+    // A stack printed a second time, with a text found nowhere else: the first
+    // printing is kept, and the text is not among the log's.
+    let id = format!("by BackTrace{}\r\n", spec.ids[0]);
+    let second = text
+        .match_indices(&id)
+        .nth(1)
+        .expect("stack 0 referenced twice")
+        .0;
+    text.insert_str(second + id.len(), "\tdup!only+1\r\n");
     let bytes: Vec<u8> = text
         .bytes()
         .map(|b| if b == 1 { 0xE9 } else { b })
@@ -654,6 +663,11 @@ fn resolved_frames_shared_across_chunks_are_numbered_the_same_for_any_cut() {
     let whole = parse(&path).unwrap();
     assert!(whole.symbolic.len() >= 40, "{}", whole.symbolic.len());
     assert!(whole.symbolic.iter().any(|t| t.starts_with("app!café7+")));
+    assert!(!whole.symbolic.iter().any(|t| t == "dup!only+1"));
+    assert!(whole
+        .warnings
+        .iter()
+        .any(|w| w.contains("printed a second time")));
     assert!(whole.frames.iter().any(|f| matches!(f, Frame::Symbolic(_))));
     let len = std::fs::metadata(&path).unwrap().len();
     for threads in [1, 2, 3] {

@@ -57,6 +57,11 @@ pub(super) struct Chunk {
     /// slots prefetched meanwhile): index in `frames`, place in the chunk's text,
     /// hash.
     pub(super) deferred: Vec<(usize, std::ops::Range<usize>, u64)>,
+    /// Set by the merge: the frames of the stacks this chunk prints first, in the
+    /// order they go into the log's frames, and the log's (provisional) number of
+    /// each of `symbolic`; the frames are then copied in parallel.
+    pub(super) layout: Vec<std::ops::Range<usize>>,
+    pub(super) numbers: Vec<u32>,
     pub(super) heap_entries: Vec<(u32, u32, Totals)>,
     pub(super) batch: Vec<Pending>,
     /// The batch entry whose stack is being read, and where its frames start.
@@ -93,6 +98,8 @@ impl Chunk {
             known: Vec::new(),
             known_traces: Vec::new(),
             deferred: Vec::new(),
+            layout: Vec::new(),
+            numbers: Vec::new(),
             heap_entries: Vec::new(),
             batch: Vec::new(),
             stack: None,

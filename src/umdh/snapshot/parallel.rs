@@ -32,12 +32,14 @@ pub fn chunk_bytes(len: u64, threads: usize) -> usize {
         .clamp(MIN_CHUNK_BYTES, CHUNK_BYTES)
 }
 
-/// Where the reading time went: reading the chunks (in parallel) and merging them
-/// (serial: the part that more threads do not shorten).
+/// Where the reading time went: the parts run in parallel (reading the chunks,
+/// copying the frames they print, freeing them) and the serial ones (merging the
+/// chunks in file order, the last renumbering): the part that more threads do not
+/// shorten.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReadTimes {
-    pub read: std::time::Duration,
-    pub merge: std::time::Duration,
+    pub parallel: std::time::Duration,
+    pub serial: std::time::Duration,
 }
 
 /// The page size the read pages are given back in.
@@ -112,8 +114,11 @@ struct Merger<'p> {
     warnings: Vec<(u64, String)>,
     /// Per trace: the heap of the sums not yet flushed into `by_heap`.
     cur_heap: Vec<(u64, Totals)>,
-    /// The distinct texts of resolved frames, numbered as in [`Snapshot::symbolic`].
+    /// The distinct texts of resolved frames (numbered in order of first printing by
+    /// `finish`).
     symbolic: Texts,
+    /// The frames laid out so far (copied into the log's frames after each wave).
+    frames: usize,
     first_ansi_line: Option<u64>,
     first_bad_utf16_line: Option<u64>,
 }
@@ -225,32 +230,29 @@ impl Merger<'_> {
         // The stacks first printed here, in file order (so the frames are laid out
         // the same way whatever the chunks).
         defs.sort_unstable();
-        // The log's number of each of the chunk's resolved-frame texts, found the
-        // first time the text is met (so numbered in order of first printing).
-        let mut symbolic = std::mem::take(&mut c.known);
-        symbolic.resize(c.symbolic.len(), u32::MAX);
+        // The log's number of each of the chunk's resolved-frame texts: those of
+        // earlier waves found in parallel, the others numbered here. Provisional:
+        // `finish` numbers them again in order of first printing.
+        let mut numbers = std::mem::take(&mut c.known);
+        numbers.resize(c.symbolic.len(), u32::MAX);
+        for (i, n) in numbers.iter_mut().enumerate() {
+            if *n == u32::MAX {
+                let (text, hash) = c.symbolic.get(i as u32);
+                *n = self.symbolic.intern(text, hash).0;
+            }
+        }
+        c.numbers = numbers;
+        // Where the stacks go in the log's frames; the caller copies them there.
         for (line, l) in defs {
             let g = global[l];
             let gi = g as usize;
             let Some((_, range)) = &c.traces[l].def else {
                 continue;
             };
-            let start = self.snap.frames.len();
-            for &f in &c.frames[range.clone()] {
-                let f = match f {
-                    Frame::Address(a) => Frame::Address(a),
-                    Frame::Symbolic(i) => {
-                        let g = &mut symbolic[i as usize];
-                        if *g == u32::MAX {
-                            let (text, hash) = c.symbolic.get(i);
-                            *g = self.symbolic.intern(text, hash).0;
-                        }
-                        Frame::Symbolic(*g)
-                    }
-                };
-                self.snap.frames.push(f);
-            }
-            self.snap.traces[gi].frames = Some(start..self.snap.frames.len());
+            let start = self.frames;
+            self.frames += range.len();
+            c.layout.push(range.clone());
+            self.snap.traces[gi].frames = Some(start..self.frames);
             if let Some((first, count)) = self.unresolved.remove(&g) {
                 let id = self.snap.traces[gi].id.clone();
                 self.warn(
@@ -335,6 +337,7 @@ pub fn parse_timed(
         warnings: Vec::new(),
         cur_heap: Vec::new(),
         symbolic: Texts::default(),
+        frames: 0,
         first_ansi_line: None,
         first_bad_utf16_line: None,
     };
@@ -396,7 +399,7 @@ pub fn parse_timed(
             })
             .collect();
         let t1 = std::time::Instant::now();
-        times.read += t1 - t0;
+        times.parallel += t1 - t0;
         let mut merged = Vec::with_capacity(chunks.len());
         for (r, c) in ranges.iter().zip(chunks) {
             let max = u128::from(u64::MAX);
@@ -410,13 +413,36 @@ pub fn parse_timed(
             m.merge(&mut c)?;
             merged.push(c);
         }
+        let t2 = std::time::Instant::now();
+        times.serial += t2 - t1;
+        // The frames of the stacks first printed in this wave, translated and copied
+        // in parallel, then appended in file order.
+        let laid: Vec<Vec<Frame>> = merged
+            .par_iter()
+            .map(|c| {
+                let mut out = Vec::with_capacity(c.layout.iter().map(|r| r.len()).sum());
+                for r in &c.layout {
+                    out.extend(c.frames[r.clone()].iter().map(|&f| match f {
+                        Frame::Address(a) => Frame::Address(a),
+                        Frame::Symbolic(i) => Frame::Symbolic(c.numbers[i as usize]),
+                    }));
+                }
+                out
+            })
+            .collect();
+        let t3 = std::time::Instant::now();
+        for frames in laid {
+            m.snap.frames.extend_from_slice(&frames);
+        }
+        let t4 = std::time::Instant::now();
         merged.into_par_iter().for_each(drop);
-        times.merge += t1.elapsed();
+        times.parallel += (t3 - t2) + t4.elapsed();
+        times.serial += t4 - t3;
         start = s;
     }
-    let t2 = std::time::Instant::now();
+    let t5 = std::time::Instant::now();
     let snap = finish(m);
-    times.merge += t2.elapsed();
+    times.serial += t5.elapsed();
     snap
 }
 
@@ -441,7 +467,23 @@ fn finish(mut m: Merger<'_>) -> Result<Snapshot, UmdhError> {
         }
         same
     });
-    m.snap.symbolic = std::mem::take(&mut m.symbolic).into_strings();
+    // The resolved-frame texts numbered in order of first printing (the order of
+    // the frames), whatever the chunks; texts only in stacks printed a second time
+    // are dropped.
+    let texts = std::mem::take(&mut m.symbolic);
+    let mut order = vec![u32::MAX; texts.len()];
+    for f in &mut m.snap.frames {
+        if let Frame::Symbolic(i) = f {
+            let o = &mut order[*i as usize];
+            if *o == u32::MAX {
+                *o = m.snap.symbolic.len() as u32;
+                m.snap
+                    .symbolic
+                    .push(String::from_utf8_lossy(texts.get(*i).0).into_owned());
+            }
+            *f = Frame::Symbolic(*o);
+        }
+    }
     let last = m.offset;
     m.snap.bytes = m.bytes as u64;
     m.snap.lines = last;
