@@ -178,12 +178,18 @@ impl Merger<'_> {
             let g = match (c.known_traces.get(l), lt.num) {
                 (Some(&g), _) if g != u32::MAX => g,
                 (_, Some(n)) => *self.ids.entry(n).or_insert(next),
-                (_, None) => *self.text_ids.entry(lt.id.clone()).or_insert(next),
+                (_, None) => *self
+                    .text_ids
+                    .entry(lt.id.as_str().to_owned())
+                    .or_insert(next),
             };
             let sizes = &c.hot[l].sizes;
             if g == next {
                 self.snap.traces.push(Trace {
-                    id: std::mem::take(&mut lt.id),
+                    id: lt
+                        .id_string
+                        .take()
+                        .unwrap_or_else(|| lt.id.as_str().to_owned()),
                     frames: None,
                 });
                 self.snap.sizes.push(*sizes);
@@ -374,11 +380,13 @@ pub fn parse_timed(
                     .collect();
                 c.known_traces = c
                     .traces
-                    .iter()
+                    .iter_mut()
                     .map(|lt| {
-                        lt.num
-                            .and_then(|n| known_ids.get(&n).copied())
-                            .unwrap_or(u32::MAX)
+                        let known = lt.num.and_then(|n| known_ids.get(&n).copied());
+                        if known.is_none() {
+                            lt.id_string = Some(lt.id.as_str().to_owned());
+                        }
+                        known.unwrap_or(u32::MAX)
                     })
                     .collect();
                 // The chunk is read: its pages leave this process (the page cache
