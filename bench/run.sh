@@ -268,13 +268,13 @@ if [[ " $CASES " == *" umdh-real "* ]]; then
     # One thread: the CPU time of the work; with the time of the serial merge it
     # gives the serial fraction (Amdahl).
     RAYON_NUM_THREADS=1 measure umdh-real-parse1 "$EX/make-umdh-logs" parse "$U"
-    PARSE1=$MED
+    PARSE1=$MED PARSE1_RSS=$RSS
     NOTES+=("umdh-real reader, 1 thread: $(tail -n 1 "$SCRATCH/umdh-real-parse1.err")")
     IN="$(size_of "$U") ($UMDH_ALLOCATIONS allocations, $((UMDH_ALLOCATIONS / 5)) stacks × 16-32, raw and resolved frames, 240 modules, 6 heaps)"
     row "6b realistic UMDH snapshot: analyze (all scripts, HTML+JSON)" "$IN" "$E2E" "$E2E_RSS" "cat log >/dev/null (warm)" "$CAT" "$(ratio "$E2E" "$CAT")× of cat"
     row "6b realistic UMDH snapshot: analyze" "$IN" "$E2E" "$E2E_RSS" "wc -l log (warm)" "$WC" "$(ratio "$E2E" "$WC")× of wc -l"
     row "6b realistic UMDH snapshot: reader alone" "$IN" "$PARSE" "$PARSE_RSS" "cat log >/dev/null (warm)" "$CAT" "$(ratio "$PARSE" "$CAT")× of cat"
-    row "6b realistic UMDH snapshot: reader alone, 1 thread" "$IN" "$PARSE1" "$PARSE_RSS" "reader alone, all threads" "$PARSE" "$(ratio "$PARSE1" "$PARSE")× speed-up"
+    row "6b realistic UMDH snapshot: reader alone, 1 thread" "$IN" "$PARSE1" "$PARSE1_RSS" "reader alone, all threads" "$PARSE" "$(ratio "$PARSE1" "$PARSE")× speed-up"
 fi
 
 echo
