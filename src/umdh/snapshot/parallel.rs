@@ -315,7 +315,8 @@ pub fn parse_chunked(path: &Path, chunk_bytes: usize) -> Result<Snapshot, UmdhEr
     parse_timed(path, chunk_bytes, &mut ReadTimes::default())
 }
 
-/// [`parse_chunked`], adding the time spent reading and merging to `times`.
+/// [`parse_chunked`], adding the time spent in its parallel and serial parts to
+/// `times`.
 pub fn parse_timed(
     path: &Path,
     chunk_bytes: usize,
