@@ -2,7 +2,8 @@
 # The benchmarks that need more cores than a developer machine, in one run on a
 # machine without the toolchain (the numbers of docs/performance.md marked "16
 # cores"): case 7 (reachability) on all cores and pinned to two, the batch -j
-# scaling, case 5 (1M / 3M / 10M allocations) and case 6 (UMDH snapshot log).
+# scaling, case 5 (1M / 3M / 10M allocations), case 6 (UMDH snapshot log) and
+# case 6b (a realistic 1.16 GB UMDH log: issue 15's target, at most 3x a warm cat).
 #
 #   PREBUILT=DIR bash bench/device.sh    DIR: leakdiag, bench-gen, bench-aggregate,
 #                                        make-umdh-logs (release builds) and, when
@@ -33,3 +34,6 @@ CASES=huge bash bench/run.sh
 echo
 echo "### Case 6"
 CASES=umdh bash bench/run.sh
+echo
+echo "### Case 6b"
+CASES=umdh-real bash bench/run.sh

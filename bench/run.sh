@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 SCRATCH=${SCRATCH:-bench/scratch}
 RUNS=${RUNS:-5}
-CASES=${CASES:-"large symbols batch full huge umdh reach"}
+CASES=${CASES:-"large symbols batch full huge umdh umdh-real reach"}
 UMDH_ALLOCATIONS=${UMDH_ALLOCATIONS:-5000000}
 SYMBOLIZER=${SYMBOLIZER:-llvm-symbolizer-19}
 LLVM_RUNS=${LLVM_RUNS:-1}
@@ -246,6 +246,35 @@ if [[ " $CASES " == *" umdh "* ]]; then
     row "6 UMDH snapshot: reader alone (make-umdh-logs parse)" "$IN" "$PARSE" "$PARSE_RSS" "cat log >/dev/null (warm)" "$CAT" "$(ratio "$PARSE" "$CAT")× of cat"
     read -r VM ANON FILE < <(peak_status "$BIN" analyze -q -o "$SCRATCH/umdh-report-status" "$U")
     NOTES+=("umdh, /proc/PID/status sampled every 5 ms: peak VmRSS $((VM / 1024)) MiB = RssAnon up to $((ANON / 1024)) MiB + RssFile (the log's pages being read, the binary) up to $((FILE / 1024)) MiB")
+fi
+
+# --- case 6b: a realistic UMDH snapshot log --------------------------------------------
+# ~230 B per allocation: one distinct stack per 5 allocations, 16-32 frames, raw and
+# resolved frames (make-umdh-logs realistic; docs/performance.md, case 6).
+if [[ " $CASES " == *" umdh-real "* ]]; then
+    echo "case 6b: realistic UMDH snapshot log" >&2
+    U=$SCRATCH/umdh-real-$UMDH_ALLOCATIONS.txt
+    [ -f "$U" ] && [ -z "${FORCE:-}" ] || "$EX/make-umdh-logs" realistic "$U" "$UMDH_ALLOCATIONS"
+    cat "$U" >/dev/null
+    MEASURE_OUT=/dev/null measure umdh-real-cat cat "$U"
+    CAT=$MED
+    MEASURE_OUT=/dev/null measure umdh-real-wc wc -l "$U"
+    WC=$MED
+    measure umdh-real-e2e "$BIN" analyze -q -o "$SCRATCH/umdh-real-report" "$U"
+    E2E=$MED E2E_RSS=$RSS
+    measure umdh-real-parse "$EX/make-umdh-logs" parse "$U"
+    PARSE=$MED PARSE_RSS=$RSS
+    NOTES+=("umdh-real reader, all threads: $(tail -n 1 "$SCRATCH/umdh-real-parse.err")")
+    # One thread: the CPU time of the work; with the time of the serial merge it
+    # gives the serial fraction (Amdahl).
+    RAYON_NUM_THREADS=1 measure umdh-real-parse1 "$EX/make-umdh-logs" parse "$U"
+    PARSE1=$MED PARSE1_RSS=$RSS
+    NOTES+=("umdh-real reader, 1 thread: $(tail -n 1 "$SCRATCH/umdh-real-parse1.err")")
+    IN="$(size_of "$U") ($UMDH_ALLOCATIONS allocations, $((UMDH_ALLOCATIONS / 5)) stacks × 16-32, raw and resolved frames, 240 modules, 6 heaps)"
+    row "6b realistic UMDH snapshot: analyze (all scripts, HTML+JSON)" "$IN" "$E2E" "$E2E_RSS" "cat log >/dev/null (warm)" "$CAT" "$(ratio "$E2E" "$CAT")× of cat"
+    row "6b realistic UMDH snapshot: analyze" "$IN" "$E2E" "$E2E_RSS" "wc -l log (warm)" "$WC" "$(ratio "$E2E" "$WC")× of wc -l"
+    row "6b realistic UMDH snapshot: reader alone" "$IN" "$PARSE" "$PARSE_RSS" "cat log >/dev/null (warm)" "$CAT" "$(ratio "$PARSE" "$CAT")× of cat"
+    row "6b realistic UMDH snapshot: reader alone, 1 thread" "$IN" "$PARSE1" "$PARSE1_RSS" "reader alone, all threads" "$PARSE" "$(ratio "$PARSE1" "$PARSE")× speed-up"
 fi
 
 echo

@@ -342,37 +342,47 @@ fn show_given(
         else {
             continue;
         };
-        let name_of = |s: u32| -> Option<String> {
-            let r = table.responsible[s as usize].as_ref()?;
-            if let Some(g) = at(r.address) {
-                return Some(g.function.clone());
-            }
-            let rva = r.rva?;
-            let name = &modules.get(m).name;
-            Some(match symbols.lookup(m, rva).as_deref() {
-                Some([innermost, ..]) => format!("{name}!{}", innermost.function),
-                _ => format!("{name}+{rva}"),
+        // Each stack's responsible frame: given (its function as printed) or a
+        // return address (its function from the PDB, named once per RVA: a module
+        // of a big log has a million stacks and a few thousand functions).
+        let frames: Vec<(u32, Option<&Given>, Option<_>)> = acc
+            .stacks
+            .iter()
+            .filter_map(|&s| {
+                let r = table.responsible[s as usize].as_ref()?;
+                Some((s, at(r.address), r.rva))
             })
-        };
-        if !acc.stacks.iter().any(|&s| {
-            table.responsible[s as usize]
-                .as_ref()
-                .is_some_and(|r| at(r.address).is_some())
-        }) {
+            .collect();
+        if !frames.iter().any(|(_, g, _)| g.is_some()) {
             continue;
         }
-        let mut functions: HashMap<String, (crate::model::Totals, TimeHistogram)> = HashMap::new();
-        for &s in &acc.stacks {
-            if let Some(name) = name_of(s) {
-                let f = functions.entry(name).or_default();
-                f.0.merge(table.per_stack[s as usize]);
-                table.stack_times.merge_into(s as usize, &mut f.1);
+        let mut rva_names = HashMap::new();
+        for &(_, g, rva) in &frames {
+            if let (None, Some(rva)) = (g, rva) {
+                rva_names.entry(rva).or_insert_with(|| {
+                    let name = &modules.get(m).name;
+                    match symbols.lookup(m, rva).as_deref() {
+                        Some([innermost, ..]) => format!("{name}!{}", innermost.function),
+                        _ => format!("{name}+{rva}"),
+                    }
+                });
             }
+        }
+        let mut functions: HashMap<&str, (crate::model::Totals, TimeHistogram)> = HashMap::new();
+        for &(s, g, rva) in &frames {
+            let name = match (g, rva) {
+                (Some(g), _) => g.function.as_str(),
+                (None, Some(rva)) => rva_names[&rva].as_str(),
+                (None, None) => continue,
+            };
+            let f = functions.entry(name).or_default();
+            f.0.merge(table.per_stack[s as usize]);
+            table.stack_times.merge_into(s as usize, &mut f.1);
         }
         let mut rows: Vec<FunctionLeak> = functions
             .into_iter()
             .map(|(name, (t, times))| FunctionLeak {
-                name,
+                name: name.to_owned(),
                 allocations: t.allocations,
                 bytes: t.bytes,
                 leak_probability: times.leak_probability(table.window),

@@ -15,6 +15,7 @@ use super::stream::{
     TRACKER_REGION_SIZE, VERSION_MAJOR, VERSION_MINOR,
 };
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// One module's record of the module-strings section (format 1.2).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +55,11 @@ pub struct AllocationStreamBuilder {
     pub snapshot_time: u64,
     frames: Vec<u64>,
     stacks: Vec<(u64, u32)>,
-    stack_ids: HashMap<Vec<u64>, u32>,
+    /// The first stack of each [`stack_hash`]; stacks whose hash an earlier,
+    /// different stack has are in `collided` (practically never). Keyed by hash, not
+    /// by a copy of the frames: a UMDH log's million stacks would be kept twice.
+    stack_ids: HashMap<u64, u32, BuildHasherDefault<PassHasher>>,
+    collided: HashMap<Vec<u64>, u32>,
     allocations: Vec<NewAllocation>,
     metadata: Vec<(String, String)>,
     /// The module-strings section; `None` writes none (and no 1.2 header fields).
@@ -62,6 +67,36 @@ pub struct AllocationStreamBuilder {
     /// The tracker-regions section, (base, size, kind) as written; `None` writes none
     /// (and no 1.3 header fields).
     tracker_regions: Option<Vec<(u64, u64, u32)>>,
+}
+
+/// A hash of a stack's frames for [`AllocationStreamBuilder::add_stack`]'s table
+/// (equal hashes are checked against the frames).
+fn stack_hash(frames: &[u64]) -> u64 {
+    let h = frames.iter().fold(frames.len() as u64, |h, &f| {
+        (h.rotate_left(26) ^ f).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    });
+    h ^ (h >> 31)
+}
+
+/// Passes a [`stack_hash`] through as the table's hash (SipHash over the frames was
+/// most of the cost of adding a stack).
+#[derive(Clone, Copy, Debug, Default)]
+struct PassHasher(u64);
+
+impl Hasher for PassHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 fn align8(n: usize) -> usize {
@@ -82,15 +117,30 @@ impl AllocationStreamBuilder {
     /// Adds a stack (innermost frame first) and returns its index; an identical stack
     /// added before gets the same index.
     pub fn add_stack(&mut self, frames: &[u64]) -> u32 {
-        if let Some(&id) = self.stack_ids.get(frames) {
-            return id;
-        }
+        let hash = stack_hash(frames);
         let id = self.stacks.len() as u32;
+        match self.stack_ids.get(&hash) {
+            None => {
+                self.stack_ids.insert(hash, id);
+            }
+            Some(&first) if self.stack_frames(first) == frames => return first,
+            Some(_) => match self.collided.get(frames) {
+                Some(&other) => return other,
+                None => {
+                    self.collided.insert(frames.to_vec(), id);
+                }
+            },
+        }
         self.stacks
             .push((self.frames.len() as u64, frames.len() as u32));
         self.frames.extend_from_slice(frames);
-        self.stack_ids.insert(frames.to_vec(), id);
         id
+    }
+
+    /// The frames of stack `id` (one added before).
+    fn stack_frames(&self, id: u32) -> &[u64] {
+        let (start, len) = self.stacks[id as usize];
+        &self.frames[start as usize..start as usize + len as usize]
     }
 
     pub fn add_allocation(&mut self, allocation: NewAllocation) -> &mut Self {
@@ -342,6 +392,22 @@ mod tests {
     use super::*;
     use crate::addr::VirtAddr;
     use crate::dump::stream::{AllocationStream, StreamFlags};
+
+    #[test]
+    fn stacks_are_deduplicated_by_their_frames_not_their_hash() {
+        let mut b = AllocationStreamBuilder::new(0, 0);
+        let ids: Vec<u32> = (0..1000u64).map(|i| b.add_stack(&[i, i + 1, 7])).collect();
+        assert_eq!(ids, (0..1000).collect::<Vec<u32>>());
+        for i in (0..1000u64).rev() {
+            assert_eq!(b.add_stack(&[i, i + 1, 7]), i as u32);
+        }
+        // A different stack whose hash an earlier one has: told apart.
+        b.stack_ids.insert(stack_hash(&[5, 5]), 3);
+        assert_eq!(b.add_stack(&[5, 5]), 1000);
+        assert_eq!(b.add_stack(&[5, 5]), 1000);
+        assert_eq!(b.add_stack(&[3, 4, 7]), 3);
+        assert_eq!(b.stack_frames(1000), [5, 5]);
+    }
 
     #[test]
     fn round_trip_every_field() {

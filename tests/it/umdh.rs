@@ -606,6 +606,94 @@ fn snapshot_reading_is_the_same_for_any_chunk_size_and_thread_count() {
     }
 }
 
+/// Many stacks sharing resolved frames, printed across many chunks and waves: the
+/// texts are interned per chunk and numbered once across chunks
+/// (`snapshot::texts`), in order of first printing whatever the cut.
+#[test]
+fn resolved_frames_shared_across_chunks_are_numbered_the_same_for_any_cut() {
+    use leakdiag::umdh::snapshot::{chunk_bytes, parse, parse_chunked, Frame};
+    let dir = tempfile::tempdir().unwrap();
+    let modules = scenario_modules(true);
+    let mut spec = SnapshotSpec::new(7, "2026-03-05 10:00", modules.clone());
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..300 {
+        let frames = (0..12)
+            .map(|_| match next() % 3 {
+                0 => GenFrame::Address(modules[0].base + 0x1000 + next() % 0x100),
+                1 => GenFrame::Symbolic(format!("app!f{}+{:X}", next() % 40, next() % 4)),
+                _ => GenFrame::Symbolic(format!("vendor!g{}+1 (d:\\v.cpp, 7)", next() % 20)),
+            })
+            .collect();
+        spec.stack(frames);
+    }
+    for h in 0..3u64 {
+        let allocs = (0..400u64)
+            .map(|i| GenAlloc {
+                size: 16 + next() % 300,
+                overhead: 0x20,
+                address: 0x1_0000_0000 + h * 0x100_0000 + i * 0x100,
+                stack: (next() % 300) as usize,
+            })
+            .collect();
+        spec.heaps.push((0x5_0000 + h * 0x1000, allocs));
+    }
+    // One resolved frame in Windows-1252 (read as ANSI, interned at once rather than
+    // when its stack ends): the same numbering.
+    let mut text = snapshot_text(&spec).replacen("app!f7+", "app!caf\u{1}7+", 3);
+    // A stack printed a second time, with a text found nowhere else: the first
+    // printing is kept, and the text is not among the log's.
+    let id = format!("by BackTrace{}\r\n", spec.ids[0]);
+    let second = text
+        .match_indices(&id)
+        .nth(1)
+        .expect("stack 0 referenced twice")
+        .0;
+    text.insert_str(second + id.len(), "\tdup!only+1\r\n");
+    let bytes: Vec<u8> = text
+        .bytes()
+        .map(|b| if b == 1 { 0xE9 } else { b })
+        .collect();
+    let path = write(dir.path(), "shared.txt", bytes);
+    let whole = parse(&path).unwrap();
+    assert!(whole.symbolic.len() >= 40, "{}", whole.symbolic.len());
+    assert!(whole.symbolic.iter().any(|t| t.starts_with("app!café7+")));
+    assert!(!whole.symbolic.iter().any(|t| t == "dup!only+1"));
+    assert!(whole
+        .warnings
+        .iter()
+        .any(|w| w.contains("printed a second time")));
+    assert!(whole.frames.iter().any(|f| matches!(f, Frame::Symbolic(_))));
+    let len = std::fs::metadata(&path).unwrap().len();
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for chunk in [1, 300, 2000, 9000, chunk_bytes(len, threads)] {
+            let snap = pool.install(|| parse_chunked(&path, chunk)).unwrap();
+            assert_eq!(snap, whole, "{threads} threads, chunks of {chunk}");
+        }
+    }
+}
+
+#[test]
+fn chunk_size_gives_each_thread_several_chunks_within_bounds() {
+    use leakdiag::umdh::snapshot::{chunk_bytes, CHUNK_BYTES, MIN_CHUNK_BYTES};
+    assert_eq!(chunk_bytes(0, 16), MIN_CHUNK_BYTES);
+    assert_eq!(chunk_bytes(1 << 40, 2), CHUNK_BYTES);
+    assert_eq!(chunk_bytes(u64::MAX, 0), CHUNK_BYTES);
+    // A 1 GiB log on 16 threads: 64 chunks of 16 MiB.
+    assert_eq!(chunk_bytes(1 << 30, 16), 16 << 20);
+    // 256 MiB on 16 threads: the floor.
+    assert_eq!(chunk_bytes(256 << 20, 16), MIN_CHUNK_BYTES);
+}
+
 #[test]
 fn resolved_frames_are_in_the_function_table_and_stacks_as_given() {
     let dir = tempfile::tempdir().unwrap();

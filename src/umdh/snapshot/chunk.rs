@@ -4,6 +4,7 @@
 
 use super::fast::{fast_allocation, fast_frame, HEX};
 use super::sums::{Hot, IdTable, LocalTrace, Pending};
+use super::texts::Texts;
 use super::{Frame, Header, HeapSums, LogModule};
 use crate::model::Totals;
 use crate::umdh::lines::{ansi_char, find_newline, Encoding};
@@ -42,7 +43,25 @@ pub(super) struct Chunk {
     pub(super) ids: IdTable,
     pub(super) text_ids: HashMap<String, u32>,
     pub(super) frames: Vec<Frame>,
-    pub(super) symbolic: Vec<String>,
+    /// The distinct texts of the resolved frames read ([`Frame::Symbolic`] numbers them).
+    pub(super) symbolic: Texts,
+    /// Per text of `symbolic`: its number in the log's texts when the log knew it
+    /// before this chunk was merged (looked up in parallel, so that the serial merge
+    /// numbers only the new ones); `u32::MAX` or missing: not known.
+    pub(super) known: Vec<u32>,
+    /// Per trace of `traces`: its number in the log when a chunk merged before this
+    /// one's wave referenced it (looked up in parallel, like `known`); `u32::MAX` or
+    /// missing: not known.
+    pub(super) known_traces: Vec<u32>,
+    /// The resolved frames of the stack being read, interned when it ends (their
+    /// slots prefetched meanwhile): index in `frames`, place in the chunk's text,
+    /// hash.
+    pub(super) deferred: Vec<(usize, std::ops::Range<usize>, u64)>,
+    /// Set by the merge: the frames of the stacks this chunk prints first, in the
+    /// order they go into the log's frames, and the log's (provisional) number of
+    /// each of `symbolic`; the frames are then copied in parallel.
+    pub(super) layout: Vec<std::ops::Range<usize>>,
+    pub(super) numbers: Vec<u32>,
     pub(super) heap_entries: Vec<(u32, u32, Totals)>,
     pub(super) batch: Vec<Pending>,
     /// The batch entry whose stack is being read, and where its frames start.
@@ -75,7 +94,12 @@ impl Chunk {
             ids: IdTable::new(),
             text_ids: HashMap::new(),
             frames: Vec::new(),
-            symbolic: Vec::new(),
+            symbolic: Texts::default(),
+            known: Vec::new(),
+            known_traces: Vec::new(),
+            deferred: Vec::new(),
+            layout: Vec::new(),
+            numbers: Vec::new(),
             heap_entries: Vec::new(),
             batch: Vec::new(),
             stack: None,
@@ -93,8 +117,20 @@ impl Chunk {
         false
     }
 
-    /// Ends the stack being read.
-    pub(super) fn end_stack(&mut self) {
+    /// Ends the stack being read (`buf`: the chunk's text).
+    pub(super) fn end_stack(&mut self, buf: &[u8]) {
+        if !self.deferred.is_empty() {
+            let deferred = std::mem::take(&mut self.deferred);
+            for (_, _, hash) in &deferred {
+                self.symbolic.prefetch_text(*hash);
+            }
+            for (f, text, hash) in &deferred {
+                let (i, _) = self.symbolic.intern(&buf[text.clone()], *hash);
+                self.frames[*f] = Frame::Symbolic(i);
+            }
+            self.deferred = deferred;
+            self.deferred.clear();
+        }
         if let Some((i, start)) = self.stack.take() {
             self.batch[i].frames = start..self.frames.len();
         }
@@ -112,7 +148,7 @@ impl Chunk {
                 if let Some(([size, overhead, address, id], range, next)) =
                     fast_allocation(buf, pos)
                 {
-                    self.end_stack();
+                    self.end_stack(buf);
                     self.in_modules = false;
                     if !self.allocation(
                         buf,

@@ -6,6 +6,7 @@ use super::chunk::{Chunk, INHERITED, NO_HEAP};
 use super::fields::{
     heap_of, parse_allocation, parse_frame, parse_header, parse_module, ParsedFrame,
 };
+use super::texts::text_hash;
 use super::{Frame, HeapSums};
 
 impl Chunk {
@@ -17,7 +18,7 @@ impl Chunk {
         // Stack frames: indented lines right after an allocation line.
         if self.stack.is_some() {
             if t.is_empty() || !indented {
-                self.end_stack();
+                self.end_stack(buf);
             } else {
                 match parse_frame(t) {
                     Some(Ok(ParsedFrame::Address(a))) => {
@@ -26,9 +27,20 @@ impl Chunk {
                         return true;
                     }
                     Some(Ok(ParsedFrame::Symbolic(text))) => {
-                        self.symbolic.push(text.to_owned());
-                        self.frames
-                            .push(Frame::Symbolic((self.symbolic.len() - 1) as u32));
+                        let hash = text_hash(text.as_bytes());
+                        // A text read from the chunk's own bytes is interned when the
+                        // stack ends (its slot prefetched now); one transcoded from
+                        // ANSI, now.
+                        let at = (text.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+                        if at <= buf.len() && text.len() <= buf.len() - at {
+                            self.symbolic.prefetch(hash);
+                            self.deferred
+                                .push((self.frames.len(), at..at + text.len(), hash));
+                            self.frames.push(Frame::Symbolic(u32::MAX));
+                        } else {
+                            let (i, _) = self.symbolic.intern(text.as_bytes(), hash);
+                            self.frames.push(Frame::Symbolic(i));
+                        }
                         return true;
                     }
                     Some(Err(())) => {
@@ -42,7 +54,7 @@ impl Chunk {
                             n,
                             format_args!("not a stack frame, the stack ends before it: \"{t}\""),
                         );
-                        self.end_stack();
+                        self.end_stack(buf);
                         return true;
                     }
                 }

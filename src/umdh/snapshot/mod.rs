@@ -1,7 +1,8 @@
 //! Snapshot logs (`umdh -p:PID -f:FILE`): header, loaded modules, per-heap
 //! allocations, and each stack printed the first time its BackTrace ID appears.
 //!
-//! [`parse`] maps the log and reads it in chunks of about [`CHUNK_BYTES`], cut at
+//! [`parse`] maps the log and reads it in chunks of [`chunk_bytes`] (about four per
+//! thread, from [`MIN_CHUNK_BYTES`] to [`CHUNK_BYTES`]), cut at
 //! the start of an unindented line (an allocation or heap line: no stack, module
 //! list or header runs across such a line), a wave of one chunk per thread at a
 //! time, in parallel. Each chunk is read on its own into per-BackTrace sums (by size
@@ -16,7 +17,8 @@
 //! The parts: `parallel` cuts, reads and merges the chunks; `chunk` is one chunk
 //! and its line loop; `fast` reads the usual allocation and frame lines from the
 //! bytes, `general` every other line, with the fields of each kind of line in
-//! `fields`; `sums` holds the per-BackTrace sums of a chunk.
+//! `fields`; `sums` holds the per-BackTrace sums of a chunk, `texts` the distinct
+//! texts of resolved frames.
 
 mod chunk;
 mod fast;
@@ -24,9 +26,12 @@ mod fields;
 mod general;
 mod parallel;
 mod sums;
+mod texts;
 
 pub use fields::{logtime_filetime, parse_allocation, AllocationLine};
-pub use parallel::{parse, parse_chunked, CHUNK_BYTES};
+pub use parallel::{
+    chunk_bytes, parse, parse_chunked, parse_timed, ReadTimes, CHUNK_BYTES, MIN_CHUNK_BYTES,
+};
 
 use crate::model::{Totals, SIZE_BUCKETS};
 use std::ops::Range;
@@ -117,8 +122,8 @@ pub struct Snapshot {
     pub symbolic: Vec<String>,
     /// Per trace: its allocations by size bucket ([`size_bucket`]).
     pub sizes: Vec<[Totals; BUCKETS]>,
-    /// (trace, heap address, sums) of the same allocations: a pair may repeat; heap 0
-    /// for allocation lines outside any heap.
+    /// (trace, heap address, sums) of the same allocations, by trace and heap, one
+    /// entry per pair; heap 0 for allocation lines outside any heap.
     pub by_heap: Vec<(u32, u64, Totals)>,
     pub allocations: u64,
     pub bytes: u64,

@@ -3,7 +3,8 @@
 //! file order.
 
 use super::chunk::{read_chunk, Chunk, INHERITED, NO_HEAP};
-use super::{Frame, Snapshot, Trace, BUCKETS};
+use super::texts::{IdMap, Texts};
+use super::{Frame, Snapshot, Trace};
 use crate::model::Totals;
 use crate::umdh::lines::{find_newline, Encoding};
 use crate::umdh::UmdhError;
@@ -12,34 +13,37 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
 
-/// The size of the chunks the log is read in, in parallel.
+/// The largest chunk the log is read in (see [`chunk_bytes`]).
 pub const CHUNK_BYTES: usize = 32 << 20;
+
+/// The smallest chunk the log is read in, unless the log is smaller: below it the
+/// chunks' own costs (their tables, the stacks and texts each chunk holds again)
+/// outweigh the parallelism.
+pub const MIN_CHUNK_BYTES: usize = 4 << 20;
+
+/// The chunk size for a log of `len` bytes read by `threads` threads: about four
+/// chunks per thread (so a many-core machine is not left with fewer chunks than
+/// threads, and a slow chunk does not hold up the rest), between
+/// [`MIN_CHUNK_BYTES`] and [`CHUNK_BYTES`]. The result does not depend on it.
+pub fn chunk_bytes(len: u64, threads: usize) -> usize {
+    let per = len / (threads.max(1) as u64).saturating_mul(4);
+    usize::try_from(per)
+        .unwrap_or(CHUNK_BYTES)
+        .clamp(MIN_CHUNK_BYTES, CHUNK_BYTES)
+}
+
+/// Where the reading time went: the parts run in parallel (reading the chunks,
+/// copying the frames they print, freeing them) and the serial ones (merging the
+/// chunks in file order, the last renumbering): the part that more threads do not
+/// shorten.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadTimes {
+    pub parallel: std::time::Duration,
+    pub serial: std::time::Duration,
+}
 
 /// The page size the read pages are given back in.
 const PAGE: usize = 4096;
-
-/// A cheap hasher for BackTrace IDs read as numbers (SipHash is most of the cost
-/// of a map lookup per allocation line).
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0 ^ (self.0 >> 29)
-    }
-}
-
-type IdMap<K> = HashMap<K, u32, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// Whether a chunk may start on a line that starts with `b`: an unindented line
 /// that is no comment ends any stack and the module list.
@@ -110,7 +114,11 @@ struct Merger<'p> {
     warnings: Vec<(u64, String)>,
     /// Per trace: the heap of the sums not yet flushed into `by_heap`.
     cur_heap: Vec<(u64, Totals)>,
-    symbolic_ids: HashMap<String, u32>,
+    /// The distinct texts of resolved frames (numbered in order of first printing by
+    /// `finish`).
+    symbolic: Texts,
+    /// The frames laid out so far (copied into the log's frames after each wave).
+    frames: usize,
     first_ansi_line: Option<u64>,
     first_bad_utf16_line: Option<u64>,
 }
@@ -120,7 +128,9 @@ impl Merger<'_> {
         self.warnings.push((line, message.to_string()));
     }
 
-    fn merge(&mut self, mut c: Chunk) -> Result<(), UmdhError> {
+    /// Merges chunk `c` (the next in file order); what is left of it is dropped by
+    /// the caller, in parallel (freeing a chunk's many small buffers is not free).
+    fn merge(&mut self, c: &mut Chunk) -> Result<(), UmdhError> {
         let off = self.offset;
         if let Some((line, message)) = c.fatal.take() {
             return Err(UmdhError::Line {
@@ -163,36 +173,46 @@ impl Merger<'_> {
         // Traces.
         let mut global = Vec::with_capacity(c.traces.len());
         let mut defs: Vec<(u64, usize)> = Vec::new();
-        for lt in &c.traces {
+        for (l, lt) in c.traces.iter_mut().enumerate() {
             let next = self.snap.traces.len() as u32;
-            let g = match lt.num {
-                Some(n) => *self.ids.entry(n).or_insert(next),
-                None => *self.text_ids.entry(lt.id.clone()).or_insert(next),
+            let g = match (c.known_traces.get(l), lt.num) {
+                (Some(&g), _) if g != u32::MAX => g,
+                (_, Some(n)) => *self.ids.entry(n).or_insert(next),
+                (_, None) => *self
+                    .text_ids
+                    .entry(lt.id.as_str().to_owned())
+                    .or_insert(next),
             };
+            let sizes = &c.hot[l].sizes;
             if g == next {
                 self.snap.traces.push(Trace {
-                    id: lt.id.clone(),
+                    id: lt
+                        .id_string
+                        .take()
+                        .unwrap_or_else(|| lt.id.as_str().to_owned()),
                     frames: None,
                 });
-                self.snap.sizes.push([Totals::default(); BUCKETS]);
+                self.snap.sizes.push(*sizes);
                 self.cur_heap.push((0, Totals::default()));
+            } else {
+                // Only the buckets used: most stacks have a few allocations, and the
+                // log's sums of a million stacks are far out of the caches.
+                for (a, b) in self.snap.sizes[g as usize].iter_mut().zip(sizes) {
+                    if b.allocations > 0 {
+                        a.allocations += b.allocations;
+                        a.bytes = a.bytes.wrapping_add(b.bytes);
+                    }
+                }
             }
             global.push(g);
             let gi = g as usize;
-            for (a, b) in self.snap.sizes[gi]
-                .iter_mut()
-                .zip(&c.hot[global.len() - 1].sizes)
-            {
-                a.allocations += b.allocations;
-                a.bytes = a.bytes.wrapping_add(b.bytes);
-            }
-            let mut dups: Vec<u64> = lt.dups.clone();
+            let mut dups: Vec<u64> = std::mem::take(&mut lt.dups);
             if self.snap.traces[gi].frames.is_some() {
                 if let Some((line, _)) = &lt.def {
                     dups.insert(0, *line);
                 }
             } else {
-                let h = &c.hot[global.len() - 1];
+                let h = &c.hot[l];
                 if h.pending > 0 {
                     self.unresolved
                         .entry(g)
@@ -200,7 +220,7 @@ impl Merger<'_> {
                         .1 += h.pending;
                 }
                 if let Some((line, _)) = &lt.def {
-                    defs.push((*line, global.len() - 1));
+                    defs.push((*line, l));
                 }
             }
             for line in dups {
@@ -216,29 +236,29 @@ impl Merger<'_> {
         // The stacks first printed here, in file order (so the frames are laid out
         // the same way whatever the chunks).
         defs.sort_unstable();
+        // The log's number of each of the chunk's resolved-frame texts: those of
+        // earlier waves found in parallel, the others numbered here. Provisional:
+        // `finish` numbers them again in order of first printing.
+        let mut numbers = std::mem::take(&mut c.known);
+        numbers.resize(c.symbolic.len(), u32::MAX);
+        for (i, n) in numbers.iter_mut().enumerate() {
+            if *n == u32::MAX {
+                let (text, hash) = c.symbolic.get(i as u32);
+                *n = self.symbolic.intern(text, hash).0;
+            }
+        }
+        c.numbers = numbers;
+        // Where the stacks go in the log's frames; the caller copies them there.
         for (line, l) in defs {
             let g = global[l];
             let gi = g as usize;
             let Some((_, range)) = &c.traces[l].def else {
                 continue;
             };
-            let start = self.snap.frames.len();
-            for &f in &c.frames[range.clone()] {
-                let f = match f {
-                    Frame::Address(a) => Frame::Address(a),
-                    Frame::Symbolic(i) => {
-                        let text = &c.symbolic[i as usize];
-                        let next = self.snap.symbolic.len() as u32;
-                        let i = *self.symbolic_ids.entry(text.clone()).or_insert(next);
-                        if i == next {
-                            self.snap.symbolic.push(text.clone());
-                        }
-                        Frame::Symbolic(i)
-                    }
-                };
-                self.snap.frames.push(f);
-            }
-            self.snap.traces[gi].frames = Some(start..self.snap.frames.len());
+            let start = self.frames;
+            self.frames += range.len();
+            c.layout.push(range.clone());
+            self.snap.traces[gi].frames = Some(start..self.frames);
             if let Some((first, count)) = self.unresolved.remove(&g) {
                 let id = self.snap.traces[gi].id.clone();
                 self.warn(
@@ -270,7 +290,7 @@ impl Merger<'_> {
         self.snap.overhead = self.snap.overhead.saturating_add(c.overhead);
         self.snap.max_address = self.snap.max_address.max(c.max_address);
         self.warnings
-            .extend(c.warnings.into_iter().map(|(l, m)| (off + l, m)));
+            .extend(c.warnings.drain(..).map(|(l, m)| (off + l, m)));
         if self.first_ansi_line.is_none() {
             self.first_ansi_line = c.first_ansi_line.map(|l| off + l);
         }
@@ -282,14 +302,26 @@ impl Merger<'_> {
     }
 }
 
-/// Reads the snapshot log at `path` (see the module's documentation).
+/// Reads the snapshot log at `path` (see the module's documentation), in chunks of
+/// [`chunk_bytes`] for its size and the current rayon pool.
 pub fn parse(path: &Path) -> Result<Snapshot, UmdhError> {
-    parse_chunked(path, CHUNK_BYTES)
+    let len = std::fs::metadata(path).map_or(0, |m| m.len());
+    parse_chunked(path, chunk_bytes(len, rayon::current_num_threads()))
 }
 
 /// [`parse`] with chunks of about `chunk_bytes` bytes, on the current rayon pool:
 /// the result does not depend on either.
 pub fn parse_chunked(path: &Path, chunk_bytes: usize) -> Result<Snapshot, UmdhError> {
+    parse_timed(path, chunk_bytes, &mut ReadTimes::default())
+}
+
+/// [`parse_chunked`], adding the time spent in its parallel and serial parts to
+/// `times`.
+pub fn parse_timed(
+    path: &Path,
+    chunk_bytes: usize,
+    times: &mut ReadTimes,
+) -> Result<Snapshot, UmdhError> {
     let map = crate::umdh::map(path)?;
     let bytes: &[u8] = &map;
     let (encoding, bom) = Encoding::of(bytes);
@@ -311,7 +343,8 @@ pub fn parse_chunked(path: &Path, chunk_bytes: usize) -> Result<Snapshot, UmdhEr
         bytes: 0,
         warnings: Vec::new(),
         cur_heap: Vec::new(),
-        symbolic_ids: HashMap::new(),
+        symbolic: Texts::default(),
+        frames: 0,
         first_ansi_line: None,
         first_bad_utf16_line: None,
     };
@@ -330,10 +363,33 @@ pub fn parse_chunked(path: &Path, chunk_bytes: usize) -> Result<Snapshot, UmdhEr
         let read = |r: &Range<usize>, budget: u128| {
             read_chunk(&bytes[r.clone()], encoding, odd && r.end == last, budget)
         };
+        let t0 = std::time::Instant::now();
+        // The resolved-frame texts and the BackTrace IDs of earlier waves, read-only
+        // while a wave is read: each chunk finds what it can of its own there, so
+        // that the serial merge looks up only what is new.
+        let known = &m.symbolic;
+        let known_ids = &m.ids;
         let chunks: Vec<Chunk> = ranges
             .par_iter()
             .map(|r| {
-                let c = read(r, u128::from(u64::MAX));
+                let mut c = read(r, u128::from(u64::MAX));
+                c.known = (0..c.symbolic.len() as u32)
+                    .map(|i| {
+                        let (text, hash) = c.symbolic.get(i);
+                        known.find(text, hash).unwrap_or(u32::MAX)
+                    })
+                    .collect();
+                c.known_traces = c
+                    .traces
+                    .iter_mut()
+                    .map(|lt| {
+                        let known = lt.num.and_then(|n| known_ids.get(&n).copied());
+                        if known.is_none() {
+                            lt.id_string = Some(lt.id.as_str().to_owned());
+                        }
+                        known.unwrap_or(u32::MAX)
+                    })
+                    .collect();
                 // The chunk is read: its pages leave this process (the page cache
                 // keeps them). Whole pages inside the chunk only.
                 let (from, to) = (r.start.next_multiple_of(PAGE), r.end / PAGE * PAGE);
@@ -351,20 +407,52 @@ pub fn parse_chunked(path: &Path, chunk_bytes: usize) -> Result<Snapshot, UmdhEr
                 c
             })
             .collect();
+        let t1 = std::time::Instant::now();
+        times.parallel += t1 - t0;
+        let mut merged = Vec::with_capacity(chunks.len());
         for (r, c) in ranges.iter().zip(chunks) {
             let max = u128::from(u64::MAX);
-            let c = if m.bytes + c.bytes > max || (c.fatal.is_some() && m.bytes > 0) {
+            let mut c = if m.bytes + c.bytes > max || (c.fatal.is_some() && m.bytes > 0) {
                 // The sizes may pass 2^64 in this chunk: read it again, counting from
                 // the sum before it, to stop at the right line.
                 read(r, max - m.bytes)
             } else {
                 c
             };
-            m.merge(c)?;
+            m.merge(&mut c)?;
+            merged.push(c);
         }
+        let t2 = std::time::Instant::now();
+        times.serial += t2 - t1;
+        // The frames of the stacks first printed in this wave, translated and copied
+        // in parallel, then appended in file order.
+        let laid: Vec<Vec<Frame>> = merged
+            .par_iter()
+            .map(|c| {
+                let mut out = Vec::with_capacity(c.layout.iter().map(|r| r.len()).sum());
+                for r in &c.layout {
+                    out.extend(c.frames[r.clone()].iter().map(|&f| match f {
+                        Frame::Address(a) => Frame::Address(a),
+                        Frame::Symbolic(i) => Frame::Symbolic(c.numbers[i as usize]),
+                    }));
+                }
+                out
+            })
+            .collect();
+        let t3 = std::time::Instant::now();
+        for frames in laid {
+            m.snap.frames.extend_from_slice(&frames);
+        }
+        let t4 = std::time::Instant::now();
+        merged.into_par_iter().for_each(drop);
+        times.parallel += (t3 - t2) + t4.elapsed();
+        times.serial += t4 - t3;
         start = s;
     }
-    finish(m)
+    let t5 = std::time::Instant::now();
+    let snap = finish(m);
+    times.serial += t5.elapsed();
+    snap
 }
 
 fn finish(mut m: Merger<'_>) -> Result<Snapshot, UmdhError> {
@@ -372,6 +460,37 @@ fn finish(mut m: Merger<'_>) -> Result<Snapshot, UmdhError> {
     for (g, (heap, sums)) in m.cur_heap.drain(..).enumerate() {
         if sums.allocations > 0 {
             m.snap.by_heap.push((g as u32, heap, sums));
+        }
+    }
+    // The heap sums in one order whatever the cut (each chunk flushes them when it
+    // meets another heap, so their order and splitting follow the chunks): by
+    // trace and heap, one entry per pair.
+    m.snap
+        .by_heap
+        .par_sort_unstable_by_key(|&(trace, heap, _)| (trace, heap));
+    m.snap.by_heap.dedup_by(|next, kept| {
+        let same = (next.0, next.1) == (kept.0, kept.1);
+        if same {
+            kept.2.allocations += next.2.allocations;
+            kept.2.bytes = kept.2.bytes.wrapping_add(next.2.bytes);
+        }
+        same
+    });
+    // The resolved-frame texts numbered in order of first printing (the order of
+    // the frames), whatever the chunks; texts only in stacks printed a second time
+    // are dropped.
+    let texts = std::mem::take(&mut m.symbolic);
+    let mut order = vec![u32::MAX; texts.len()];
+    for f in &mut m.snap.frames {
+        if let Frame::Symbolic(i) = f {
+            let o = &mut order[*i as usize];
+            if *o == u32::MAX {
+                *o = m.snap.symbolic.len() as u32;
+                m.snap
+                    .symbolic
+                    .push(String::from_utf8_lossy(texts.get(*i).0).into_owned());
+            }
+            *f = Frame::Symbolic(*o);
         }
     }
     let last = m.offset;

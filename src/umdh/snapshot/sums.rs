@@ -8,10 +8,44 @@ use crate::model::Totals;
 use crate::umdh::hex;
 use std::ops::Range;
 
+/// An ID's text as written, kept without an allocation when short (as UMDH's are):
+/// a chunk sees each BackTrace it references, and only those new to the log need
+/// a `String`.
+pub(super) enum IdText {
+    Short { len: u8, bytes: [u8; 22] },
+    Long(Box<str>),
+}
+
+impl IdText {
+    fn new(s: &str) -> Self {
+        match u8::try_from(s.len()) {
+            Ok(len) if usize::from(len) <= 22 => {
+                let mut bytes = [0; 22];
+                bytes[..s.len()].copy_from_slice(s.as_bytes());
+                IdText::Short { len, bytes }
+            }
+            _ => IdText::Long(s.into()),
+        }
+    }
+
+    pub(super) fn as_str(&self) -> &str {
+        match self {
+            // A whole `str` was copied: always UTF-8.
+            IdText::Short { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            IdText::Long(s) => s,
+        }
+    }
+}
+
 /// A BackTrace ID as seen by one chunk: what is needed rarely.
 pub(super) struct LocalTrace {
     /// The ID as first written in the chunk; its value when it is hexadecimal.
-    pub(super) id: String,
+    pub(super) id: IdText,
+    /// The ID as a `String`, made in parallel before the merge when the log may not
+    /// know the ID yet (the merge moves it into the log's trace).
+    pub(super) id_string: Option<String>,
     pub(super) num: Option<u64>,
     /// The chunk's first printing: its line and frames in [`Chunk::frames`].
     pub(super) def: Option<(u64, Range<usize>)>,
@@ -120,7 +154,7 @@ impl IdTable {
 }
 
 #[inline(always)]
-fn prefetch<T>(at: &T) {
+pub(super) fn prefetch<T>(at: &T) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
@@ -154,7 +188,8 @@ const AHEAD: usize = 32;
 impl Chunk {
     fn new_trace(&mut self, id: &str, num: Option<u64>) -> u32 {
         self.traces.push(LocalTrace {
-            id: id.to_owned(),
+            id: IdText::new(id),
+            id_string: None,
             num,
             def: None,
             dups: Vec::new(),
@@ -234,7 +269,7 @@ impl Chunk {
     /// Sums the batch into the traces, in file order. The heap open now is the
     /// heap of every line in the batch: the batch is flushed before a heap line.
     pub(super) fn flush(&mut self, buf: &[u8]) {
-        self.end_stack();
+        self.end_stack(buf);
         let mut batch = std::mem::take(&mut self.batch);
         let n = batch.len();
         // The IDs, looked up a few lines ahead; new ones in file order.
@@ -305,5 +340,26 @@ impl Chunk {
                 h.heap_sums = Totals::default();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IdText;
+
+    #[test]
+    fn id_texts_short_and_long_read_back_as_written() {
+        for s in [
+            "",
+            "1A6A0000",
+            "00053",
+            &"7".repeat(22),
+            &"7".repeat(23),
+            "ID-é",
+        ] {
+            assert_eq!(IdText::new(s).as_str(), s);
+        }
+        assert!(matches!(IdText::new(&"F".repeat(22)), IdText::Short { .. }));
+        assert!(matches!(IdText::new(&"F".repeat(23)), IdText::Long(_)));
     }
 }
