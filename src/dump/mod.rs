@@ -114,7 +114,10 @@ impl MappedFile {
         #[cfg(target_os = "linux")]
         {
             let start = (bytes.as_ptr() as usize).wrapping_sub(self.0.as_ptr() as usize);
-            if start.checked_add(bytes.len()).is_some_and(|end| end <= self.0.len()) {
+            if start
+                .checked_add(bytes.len())
+                .is_some_and(|end| end <= self.0.len())
+            {
                 let _ = self
                     .0
                     .advise_range(memmap2::Advice::PopulateRead, start, bytes.len());
