@@ -2,13 +2,14 @@
 //! both the record read (`read`) and the summed read (`summed`) fill in.
 //!
 //! The per-record work touches little memory: one 64-byte cache line of the record's
-//! stack (its bytes and allocation counts per time bin), the stack's owner (a dense
-//! index, looked up in a table built from the attribution) and that owner's size class,
-//! allocator and time-bin bytes in a few hundred bytes per owner. Totals per stack and
-//! per owner, and the owners' allocation counts per time bin, are derived afterwards
-//! from the per-stack sums; no per-record work hashes anything but the (owner, heap)
-//! pair, with a multiply-fold hash, not SipHash. The time bin of a record is found
-//! without a division ([`Bins`]).
+//! stack (its bytes, allocation counts per time bin, and the stack's owner: a dense
+//! index from the attribution), that owner's size class, allocator and time-bin bytes
+//! in a few hundred bytes per owner, and the (owner, heap) sums, found through a small
+//! hint table. Totals per stack and per owner, and the owners' allocation counts per
+//! time bin, are derived afterwards from the per-stack sums, which the [`Table`] then
+//! keeps; no per-record work hashes anything but a heap handle missing from the hints
+//! (with a multiply-fold hash, not SipHash). The time bin of a record is found without
+//! a division ([`Bins`]).
 
 use super::{size_bucket, ChargedAt, OwnerSums, StackTimes, Table};
 use crate::analysis::attribution::{
