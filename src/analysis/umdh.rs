@@ -408,8 +408,8 @@ fn show_given(
 }
 
 fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, AnalyzeError> {
-    let snap = snapshot::parse(path)?;
-    let mut warnings = snap.warnings.clone();
+    let mut snap = snapshot::parse(path)?;
+    let mut warnings = std::mem::take(&mut snap.warnings);
     let modules = module_map(&snap, &options.images, &mut warnings);
 
     // Stacks by trace index; resolved frames at their module's made-up addresses.
@@ -421,7 +421,7 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
         .map(|t| match snap.frames_of(t) {
             Some(frames) => {
                 addresses.clear();
-                addresses.extend(frames.iter().map(|f| match *f {
+                addresses.extend(frames.map(|f| match f {
                     Frame::Address(a) => a,
                     Frame::Symbolic(i) => given.address[i as usize],
                 }));
@@ -430,6 +430,10 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
             None => NO_STACK,
         })
         .collect();
+    // The frames are in the builder now: the snapshot's go before the stream is
+    // laid out (a third copy of every frame at the peak otherwise).
+    drop(std::mem::take(&mut snap.frames));
+    drop(std::mem::take(&mut snap.symbolic));
     if given.unlisted > 0 {
         warnings.push(format!(
             "{}: {} distinct resolved stack frames name a module the log does not list: they are \"(unknown)\"",
@@ -453,15 +457,7 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
         by_size: snap
             .sizes
             .iter()
-            .enumerate()
-            .flat_map(|(t, sizes)| {
-                let stack = stack_of[t];
-                sizes
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, s)| s.allocations > 0)
-                    .map(move |(b, s)| (stack, b, *s))
-            })
+            .map(|&(t, b, s)| (stack_of[t as usize], usize::from(b), s))
             .collect(),
         by_heap: snap
             .by_heap
@@ -469,6 +465,12 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
             .map(|&(t, heap, s)| (stack_of[t as usize], heap, s))
             .collect(),
     };
+    // The per-trace parts are in the records now: what follows needs only the
+    // snapshot's header, modules, heaps and totals.
+    drop(std::mem::take(&mut snap.sizes));
+    drop(std::mem::take(&mut snap.by_heap));
+    drop(std::mem::take(&mut snap.traces));
+    drop(stack_of);
     let filetime = snap.header.logtime_filetime.unwrap_or(0);
     builder.tracking_start = filetime;
     builder.snapshot_time = filetime;

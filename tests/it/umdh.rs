@@ -745,3 +745,44 @@ fn resolved_frames_are_in_the_function_table_and_stacks_as_given() {
     let json = serde_json::to_string(&r).unwrap();
     assert!(json.contains("CVendorCache::Grow") && json.contains("cache.cpp"));
 }
+
+/// A log of few stacks and many allocations, read in small chunks: each chunk
+/// repeats the stacks' (BackTrace, size bucket) pairs, which the reader sums while
+/// merging once they outgrow dense rows; the sums are the same as read whole.
+#[test]
+fn size_sums_of_few_stacks_over_many_chunks_are_the_same_for_any_cut() {
+    use leakdiag::umdh::snapshot::{parse, parse_chunked};
+    let dir = tempfile::tempdir().unwrap();
+    let modules = scenario_modules(true);
+    let mut spec = SnapshotSpec::new(9, "2026-03-05 10:00", modules.clone());
+    for s in 0..7u64 {
+        spec.stack(vec![GenFrame::Address(modules[0].base + 0x1000 + s)]);
+    }
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let allocs = (0..200_000u64)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            GenAlloc {
+                size: 1 + x % 70_000,
+                overhead: 0x20,
+                address: 0x1_0000_0000 + i * 0x100,
+                stack: (x >> 32) as usize % 7,
+            }
+        })
+        .collect();
+    spec.heaps.push((0x5_0000, allocs));
+    let path = write(dir.path(), "few.txt", snapshot_text(&spec));
+    let whole = parse(&path).unwrap();
+    assert_eq!(whole.allocations, 200_000);
+    assert!(whole.sizes.len() > 7 * 5, "{}", whole.sizes.len());
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    // Chunks of about 40 lines: some 5,000 chunks of up to 7 × 9 pairs each,
+    // more entries than the reader keeps before summing them.
+    let snap = pool.install(|| parse_chunked(&path, 2000)).unwrap();
+    assert_eq!(snap, whole);
+}

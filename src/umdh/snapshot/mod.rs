@@ -18,17 +18,19 @@
 //! and its line loop; `fast` reads the usual allocation and frame lines from the
 //! bytes, `general` every other line, with the fields of each kind of line in
 //! `fields`; `sums` holds the per-BackTrace sums of a chunk, `texts` the distinct
-//! texts of resolved frames.
+//! texts of resolved frames, `frames` the log's frames in 8 bytes each.
 
 mod chunk;
 mod fast;
 mod fields;
+mod frames;
 mod general;
 mod parallel;
 mod sums;
 mod texts;
 
 pub use fields::{logtime_filetime, parse_allocation, AllocationLine};
+pub use frames::Frames;
 pub use parallel::{
     chunk_bytes, parse, parse_chunked, parse_timed, ReadTimes, CHUNK_BYTES, MIN_CHUNK_BYTES,
 };
@@ -117,11 +119,12 @@ pub struct Snapshot {
     /// In order of first reference.
     pub traces: Vec<Trace>,
     /// The frames of every printed stack, innermost first.
-    pub frames: Vec<Frame>,
+    pub frames: Frames,
     /// The distinct texts of already-resolved frames.
     pub symbolic: Vec<String>,
-    /// Per trace: its allocations by size bucket ([`size_bucket`]).
-    pub sizes: Vec<[Totals; BUCKETS]>,
+    /// (trace, size bucket ([`size_bucket`], below [`BUCKETS`]), sums) of the
+    /// allocations, by trace and bucket, one entry per pair used.
+    pub sizes: Vec<(u32, u8, Totals)>,
     /// (trace, heap address, sums) of the same allocations, by trace and heap, one
     /// entry per pair; heap 0 for allocation lines outside any heap.
     pub by_heap: Vec<(u32, u64, Totals)>,
@@ -139,8 +142,8 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The printed frames of trace `t`.
-    pub fn frames_of(&self, t: usize) -> Option<&[Frame]> {
+    pub fn frames_of(&self, t: usize) -> Option<impl ExactSizeIterator<Item = Frame> + '_> {
         let r = self.traces.get(t)?.frames.clone()?;
-        self.frames.get(r)
+        self.frames.range(r)
     }
 }

@@ -4,7 +4,7 @@
 
 use super::chunk::{read_chunk, Chunk, INHERITED, NO_HEAP};
 use super::texts::{IdMap, Texts};
-use super::{Frame, Snapshot, Trace};
+use super::{Frame, Frames, Snapshot, Trace, BUCKETS};
 use crate::model::Totals;
 use crate::umdh::lines::{find_newline, Encoding};
 use crate::umdh::UmdhError;
@@ -117,6 +117,8 @@ struct Merger<'p> {
     /// The distinct texts of resolved frames (numbered in order of first printing by
     /// `finish`).
     symbolic: Texts,
+    /// The entries of `snap.sizes` after their last [`sum_by_key`].
+    sizes_summed: usize,
     /// The frames laid out so far (copied into the log's frames after each wave).
     frames: usize,
     first_ansi_line: Option<u64>,
@@ -126,6 +128,65 @@ struct Merger<'p> {
 impl Merger<'_> {
     fn warn(&mut self, line: u64, message: impl std::fmt::Display) {
         self.warnings.push((line, message.to_string()));
+    }
+
+    /// Adds a chunk's size-bucket sums of trace `g`: only the buckets used, as
+    /// entries appended (most stacks use one to three of the nine, and a dense row
+    /// per trace was 144 bytes of a million stacks; finding the trace's earlier
+    /// entries instead cost a third more serial time). `sum_sizes` sums the
+    /// entries of one pair.
+    fn add_sizes(&mut self, g: u32, sizes: &[Totals; BUCKETS]) {
+        for (b, t) in sizes.iter().enumerate() {
+            if t.allocations > 0 {
+                // b < BUCKETS (9): the cast is exact.
+                self.snap.sizes.push((g, b as u8, *t));
+            }
+        }
+    }
+
+    /// Sums the size entries of one pair once they take more than dense rows
+    /// would (a log of few stacks and many allocations repeats its pairs in every
+    /// chunk), or twice as many as at the last sum: the entries stay within about
+    /// twice the larger of the two. `end`: the last time, whatever their number.
+    fn sum_sizes(&mut self, end: bool) {
+        let traces = self.snap.traces.len();
+        // The entries that take as much memory as a dense row per trace.
+        let dense = traces.saturating_mul(BUCKETS * 16 / 24);
+        let limit = dense
+            .max(self.sizes_summed.saturating_mul(2))
+            .saturating_add(1 << 16);
+        let sizes = &mut self.snap.sizes;
+        if sizes.len() > dense {
+            // Summed in dense rows, which take less than the entries already do:
+            // one pass, no sort.
+            if !end && sizes.len() <= limit {
+                return;
+            }
+            let mut rows = vec![[Totals::default(); BUCKETS]; traces];
+            for &(t, b, s) in sizes.iter() {
+                if let Some(r) = rows
+                    .get_mut(t as usize)
+                    .and_then(|r| r.get_mut(usize::from(b)))
+                {
+                    r.allocations += s.allocations;
+                    r.bytes = r.bytes.wrapping_add(s.bytes);
+                }
+            }
+            sizes.clear();
+            for (t, row) in rows.iter().enumerate() {
+                for (b, s) in row.iter().enumerate() {
+                    if s.allocations > 0 {
+                        // t < traces (a u32) and b < BUCKETS (9): exact casts.
+                        sizes.push((t as u32, b as u8, *s));
+                    }
+                }
+            }
+        } else if end {
+            sum_by_key(sizes);
+        } else {
+            return;
+        }
+        self.sizes_summed = sizes.len();
     }
 
     /// Merges chunk `c` (the next in file order); what is left of it is dropped by
@@ -183,7 +244,6 @@ impl Merger<'_> {
                     .entry(lt.id.as_str().to_owned())
                     .or_insert(next),
             };
-            let sizes = &c.hot[l].sizes;
             if g == next {
                 self.snap.traces.push(Trace {
                     id: lt
@@ -192,18 +252,9 @@ impl Merger<'_> {
                         .unwrap_or_else(|| lt.id.as_str().to_owned()),
                     frames: None,
                 });
-                self.snap.sizes.push(*sizes);
                 self.cur_heap.push((0, Totals::default()));
-            } else {
-                // Only the buckets used: most stacks have a few allocations, and the
-                // log's sums of a million stacks are far out of the caches.
-                for (a, b) in self.snap.sizes[g as usize].iter_mut().zip(sizes) {
-                    if b.allocations > 0 {
-                        a.allocations += b.allocations;
-                        a.bytes = a.bytes.wrapping_add(b.bytes);
-                    }
-                }
             }
+            self.add_sizes(g, &c.hot[l].sizes);
             global.push(g);
             let gi = g as usize;
             let mut dups: Vec<u64> = std::mem::take(&mut lt.dups);
@@ -344,6 +395,7 @@ pub fn parse_timed(
         warnings: Vec::new(),
         cur_heap: Vec::new(),
         symbolic: Texts::default(),
+        sizes_summed: 0,
         frames: 0,
         first_ansi_line: None,
         first_bad_utf16_line: None,
@@ -422,27 +474,32 @@ pub fn parse_timed(
             m.merge(&mut c)?;
             merged.push(c);
         }
+        m.sum_sizes(false);
         let t2 = std::time::Instant::now();
         times.serial += t2 - t1;
         // The frames of the stacks first printed in this wave, translated and copied
         // in parallel, then appended in file order.
-        let laid: Vec<Vec<Frame>> = merged
+        let laid: Vec<Frames> = merged
             .par_iter()
             .map(|c| {
-                let mut out = Vec::with_capacity(c.layout.iter().map(|r| r.len()).sum());
+                let mut out = Frames::default();
+                out.reserve_exact(c.layout.iter().map(|r| r.len()).sum());
                 for r in &c.layout {
-                    out.extend(c.frames[r.clone()].iter().map(|&f| match f {
-                        Frame::Address(a) => Frame::Address(a),
-                        Frame::Symbolic(i) => Frame::Symbolic(c.numbers[i as usize]),
-                    }));
+                    for &f in &c.frames[r.clone()] {
+                        out.push(match f {
+                            Frame::Address(a) => Frame::Address(a),
+                            Frame::Symbolic(i) => Frame::Symbolic(c.numbers[i as usize]),
+                        });
+                    }
                 }
                 out
             })
             .collect();
         let t3 = std::time::Instant::now();
-        for frames in laid {
-            m.snap.frames.extend_from_slice(&frames);
+        for frames in &laid {
+            m.snap.frames.append(frames);
         }
+        drop(laid);
         let t4 = std::time::Instant::now();
         merged.into_par_iter().for_each(drop);
         times.parallel += (t3 - t2) + t4.elapsed();
@@ -451,8 +508,40 @@ pub fn parse_timed(
     }
     let t5 = std::time::Instant::now();
     let snap = finish(m);
+    release_free_memory();
     times.serial += t5.elapsed();
     snap
+}
+
+/// Gives the heap memory freed by the read back to the kernel. The chunks of the
+/// last wave and the merge's tables are freed by now, but glibc keeps freed memory
+/// in its arenas (each reading thread has its own) for reuse: 40% of the
+/// process's memory after reading a million stacks, held while the analysis
+/// allocates its own on top (docs/umdh.md, "Speed and memory").
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: glibc's malloc_trim only returns free pages of its own heaps to
+        // the kernel; it takes each arena's lock and touches no live allocation.
+        unsafe { malloc_trim(0) };
+    }
+}
+
+/// Sorts (trace, key, sums) entries by trace and key and sums those of one pair
+/// into one entry.
+fn sum_by_key<K: Ord + Copy + Send>(entries: &mut Vec<(u32, K, Totals)>) {
+    entries.par_sort_unstable_by_key(|&(trace, key, _)| (trace, key));
+    entries.dedup_by(|next, kept| {
+        let same = (next.0, next.1) == (kept.0, kept.1);
+        if same {
+            kept.2.allocations += next.2.allocations;
+            kept.2.bytes = kept.2.bytes.wrapping_add(next.2.bytes);
+        }
+        same
+    });
 }
 
 fn finish(mut m: Merger<'_>) -> Result<Snapshot, UmdhError> {
@@ -465,34 +554,24 @@ fn finish(mut m: Merger<'_>) -> Result<Snapshot, UmdhError> {
     // The heap sums in one order whatever the cut (each chunk flushes them when it
     // meets another heap, so their order and splitting follow the chunks): by
     // trace and heap, one entry per pair.
-    m.snap
-        .by_heap
-        .par_sort_unstable_by_key(|&(trace, heap, _)| (trace, heap));
-    m.snap.by_heap.dedup_by(|next, kept| {
-        let same = (next.0, next.1) == (kept.0, kept.1);
-        if same {
-            kept.2.allocations += next.2.allocations;
-            kept.2.bytes = kept.2.bytes.wrapping_add(next.2.bytes);
-        }
-        same
-    });
+    sum_by_key(&mut m.snap.by_heap);
+    // The size sums likewise: by trace and bucket, one entry per pair.
+    m.sum_sizes(true);
+    m.snap.sizes.shrink_to_fit();
     // The resolved-frame texts numbered in order of first printing (the order of
     // the frames), whatever the chunks; texts only in stacks printed a second time
     // are dropped.
     let texts = std::mem::take(&mut m.symbolic);
     let mut order = vec![u32::MAX; texts.len()];
-    for f in &mut m.snap.frames {
-        if let Frame::Symbolic(i) = f {
-            let o = &mut order[*i as usize];
-            if *o == u32::MAX {
-                *o = m.snap.symbolic.len() as u32;
-                m.snap
-                    .symbolic
-                    .push(String::from_utf8_lossy(texts.get(*i).0).into_owned());
-            }
-            *f = Frame::Symbolic(*o);
+    let symbolic = &mut m.snap.symbolic;
+    m.snap.frames.renumber_symbolic(|i| {
+        let o = &mut order[i as usize];
+        if *o == u32::MAX {
+            *o = symbolic.len() as u32;
+            symbolic.push(String::from_utf8_lossy(texts.get(i).0).into_owned());
         }
-    }
+        *o
+    });
     let last = m.offset;
     m.snap.bytes = m.bytes as u64;
     m.snap.lines = last;
