@@ -394,18 +394,7 @@ mod tests {
     fn responsible_frames_and_modules_in_stacks_follow_the_rule_either_way() {
         use crate::dump::stream::AllocationStream;
         use crate::dump::writer::AllocationStreamBuilder;
-        let module = |name: &str, base: u64| Module {
-            name: name.into(),
-            path: format!("C:\\x\\{name}"),
-            base: VirtAddr(base),
-            size: 0x1000,
-            unloaded: false,
-            timestamp: 0,
-            debug_id: None,
-            debug_file: None,
-            version: None,
-            pdb: None,
-        };
+        let module = |name: &str, base: u64| Module::at(name, VirtAddr(base), 0x1000);
         let modules = ModuleMap::new(vec![
             module("ntdll.dll", 0x1000),
             module("app.exe", 0x3000),
@@ -501,18 +490,7 @@ mod tests {
     }
 
     fn module(name: &str, base: u64) -> Module {
-        Module {
-            name: name.into(),
-            path: name.into(),
-            base: VirtAddr(base),
-            size: 0x1000,
-            unloaded: false,
-            timestamp: 0,
-            debug_id: None,
-            debug_file: None,
-            version: None,
-            pdb: None,
-        }
+        Module::at(name, VirtAddr(base), 0x1000)
     }
 
     #[test]

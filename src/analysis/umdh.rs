@@ -158,21 +158,16 @@ fn module_map(snap: &Snapshot, images: &[PathBuf], warnings: &mut Vec<String>) -
         snap.modules
             .iter()
             .map(|m| {
-                let name = file_name_of(&m.path).to_owned();
-                let identity = image_identity(m, &name, &files, warnings);
+                let module = Module::at(&m.path, crate::addr::VirtAddr(m.base), m.size);
+                let identity = image_identity(m, &module.name, &files, warnings);
                 Module {
-                    name,
-                    path: m.path.clone(),
-                    base: crate::addr::VirtAddr(m.base),
-                    size: m.size,
-                    unloaded: false,
                     timestamp: identity.as_ref().map_or(0, |(_, t)| *t),
                     debug_id: identity
                         .as_ref()
                         .map(|(p, _)| p.debug_id().breakpad().to_string()),
                     debug_file: identity.as_ref().map(|(p, _)| p.pdb_name.clone()),
-                    version: None,
                     pdb: identity.map(|(p, _)| p),
+                    ..module
                 }
             })
             .collect(),

@@ -388,16 +388,12 @@ impl DumpFile {
                         .filter(|id| !id.is_nil())
                         .map(|id| id.breakpad().to_string());
                     modules.push(Module {
-                        name: Module::file_name_of(&m.name).to_owned(),
-                        path: m.name.clone(),
-                        base: VirtAddr(m.base_address()),
-                        size: m.size(),
-                        unloaded: false,
                         timestamp: m.raw.time_date_stamp,
                         debug_id,
                         debug_file: m.debug_file().map(|f| f.into_owned()),
                         version: m.version().map(|v| v.into_owned()),
                         pdb: pdb_identity(m),
+                        ..Module::at(&m.name, VirtAddr(m.base_address()), m.size())
                     });
                 }
             }
@@ -410,16 +406,9 @@ impl DumpFile {
             Ok(list) => {
                 for m in list.iter() {
                     modules.push(Module {
-                        name: Module::file_name_of(&m.name).to_owned(),
-                        path: m.name.clone(),
-                        base: VirtAddr(m.base_address()),
-                        size: m.size(),
                         unloaded: true,
                         timestamp: m.raw.time_date_stamp,
-                        debug_id: None,
-                        debug_file: None,
-                        version: None,
-                        pdb: None,
+                        ..Module::at(&m.name, VirtAddr(m.base_address()), m.size())
                     });
                 }
             }

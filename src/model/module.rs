@@ -78,6 +78,24 @@ pub struct Module {
 }
 
 impl Module {
+    /// A loaded module known by its path, base and size only: named by the path's
+    /// file name, with no timestamp, identity or version (readers add what they know
+    /// with struct update syntax).
+    pub fn at(path: &str, base: VirtAddr, size: u64) -> Module {
+        Module {
+            name: file_name_of(path).to_owned(),
+            path: path.to_owned(),
+            base,
+            size,
+            unloaded: false,
+            timestamp: 0,
+            debug_id: None,
+            debug_file: None,
+            version: None,
+            pdb: None,
+        }
+    }
+
     /// The file name part of a Windows or POSIX path.
     pub fn file_name_of(path: &str) -> &str {
         file_name_of(path)
@@ -220,16 +238,8 @@ mod tests {
 
     fn m(name: &str, base: u64, size: u64, unloaded: bool) -> Module {
         Module {
-            name: name.into(),
-            path: format!("C:\\x\\{name}"),
-            base: VirtAddr(base),
-            size,
             unloaded,
-            timestamp: 0,
-            debug_id: None,
-            debug_file: None,
-            version: None,
-            pdb: None,
+            ..Module::at(&format!("C:\\x\\{name}"), VirtAddr(base), size)
         }
     }
 

@@ -13,18 +13,7 @@ use leakdiag::model::{Module, ModuleMap, Totals};
 use std::collections::HashMap;
 
 fn module(name: &str, base: u64) -> Module {
-    Module {
-        name: name.into(),
-        path: format!("C:\\app\\{name}"),
-        base: VirtAddr(base),
-        size: 0x10_0000,
-        unloaded: false,
-        timestamp: 0,
-        debug_id: None,
-        debug_file: None,
-        version: None,
-        pdb: None,
-    }
+    Module::at(&format!("C:\\app\\{name}"), VirtAddr(base), 0x10_0000)
 }
 
 struct Lcg(u64);

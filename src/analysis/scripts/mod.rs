@@ -90,6 +90,19 @@ pub struct ScriptContext<'a> {
     pub options: &'a AnalyzeOptions,
 }
 
+impl<'a> ScriptContext<'a> {
+    /// The allocation stream and its table, for the scripts that read the tracker's
+    /// data; a dump without them makes such a script not applicable.
+    pub fn tracked(&self) -> Result<(&'a AllocationStream<'a>, &'a Table), SectionError> {
+        match (self.stream, self.table) {
+            (Some(stream), Some(table)) => Ok((stream, table)),
+            _ => Err(SectionError::NotApplicable(
+                "the dump has no allocation stream (no tracker data)".into(),
+            )),
+        }
+    }
+}
+
 /// What a script is, for the registry, `--scripts` and `leakdiag scripts`.
 #[derive(Debug)]
 pub struct ScriptInfo {

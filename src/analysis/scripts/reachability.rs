@@ -37,11 +37,7 @@ impl Script for ReachabilityScript {
     }
 
     fn run(&self, ctx: &ScriptContext<'_>) -> Result<ScriptOutput, SectionError> {
-        let (Some(stream), Some(table)) = (ctx.stream, ctx.table) else {
-            return Err(SectionError::NotApplicable(
-                "the dump has no allocation stream (no tracker data)".into(),
-            ));
-        };
+        let (stream, table) = ctx.tracked()?;
         let reach = match ctx.reachability {
             Some(Outcome::Done(reach)) => reach,
             Some(Outcome::NotRun(why)) => return Err(SectionError::NotApplicable(why.clone())),

@@ -212,18 +212,11 @@ mod tests {
 
     /// A loaded module `name` of `size` bytes at `base`.
     fn module(name: &str, base: u64, size: u64) -> Module {
-        Module {
-            name: name.into(),
-            path: format!("C:\\app\\{name}"),
-            base: crate::addr::VirtAddr(base),
+        Module::at(
+            &format!("C:\\app\\{name}"),
+            crate::addr::VirtAddr(base),
             size,
-            unloaded: false,
-            timestamp: 0,
-            debug_id: None,
-            debug_file: None,
-            version: None,
-            pdb: None,
-        }
+        )
     }
 
     #[test]

@@ -27,11 +27,7 @@ impl Script for LeakScript {
     }
 
     fn run(&self, ctx: &ScriptContext<'_>) -> Result<ScriptOutput, SectionError> {
-        let (Some(stream), Some(table)) = (ctx.stream, ctx.table) else {
-            return Err(SectionError::NotApplicable(
-                "the dump has no allocation stream (no tracker data)".into(),
-            ));
-        };
+        let (stream, table) = ctx.tracked()?;
         let memory = ctx.dump.minidump().get_memory();
         let reader = |address: u64, len: usize| {
             memory
