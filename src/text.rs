@@ -14,6 +14,11 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// A count and its bytes: `1,200 (48,000 bytes)`.
+pub fn with_bytes(count: u64, bytes: u64) -> String {
+    format!("{} ({} bytes)", thousands(count), thousands(bytes))
+}
+
 /// A count with its noun: `1 allocation`, `2,400 allocations`.
 pub fn count(n: u64, noun: &str) -> String {
     if n == 1 {

@@ -7,7 +7,7 @@ use crate::report::stacks::{stack_view, StackView};
 use crate::report::view::omitted_text;
 use crate::report::view::{kv, module_anchor, row, KeyValue, Row};
 use crate::report::RenderError;
-use crate::text::{approx_bytes, count, percent, probability, thousands};
+use crate::text::{approx_bytes, count, percent, probability, thousands, with_bytes};
 use askama::Template;
 use rayon::prelude::*;
 
@@ -272,18 +272,13 @@ pub fn render(leak: &LeakAnalysis, out: &mut String) -> Result<(), RenderError> 
         ),
         kv(
             "Allocations without a stack",
-            format!(
-                "{} ({} bytes)",
-                thousands(leak.no_stack.allocations),
-                thousands(leak.no_stack.bytes)
-            ),
+            with_bytes(leak.no_stack.allocations, leak.no_stack.bytes),
         ),
         kv(
             "Records with an invalid stack index",
-            format!(
-                "{} ({} bytes)",
-                thousands(leak.invalid_stack_records.allocations),
-                thousands(leak.invalid_stack_records.bytes)
+            with_bytes(
+                leak.invalid_stack_records.allocations,
+                leak.invalid_stack_records.bytes,
             ),
         ),
     ];

@@ -5,7 +5,7 @@
 use crate::model::{Chain, Holder, Reachability, ReachabilityTotals};
 use crate::report::view::{kv, omitted_text, KeyValue};
 use crate::report::RenderError;
-use crate::text::{approx_bytes, percent, thousands};
+use crate::text::{approx_bytes, percent, thousands, with_bytes};
 use askama::Template;
 
 /// One link of a chain, for the page.
@@ -149,11 +149,7 @@ pub fn render(r: &Reachability, out: &mut String) -> Result<(), RenderError> {
     let summary = vec![
         kv(
             "Blocks scanned",
-            format!(
-                "{} ({} bytes)",
-                thousands(r.blocks.allocations),
-                thousands(r.blocks.bytes)
-            ),
+            with_bytes(r.blocks.allocations, r.blocks.bytes),
         ),
         kv(
             "Memory read",
@@ -195,11 +191,7 @@ pub fn render(r: &Reachability, out: &mut String) -> Result<(), RenderError> {
             stack: u.stack.map(|s| s.to_string()),
             module: u.module.clone(),
             function: u.function.clone().unwrap_or_default(),
-            unreachable: format!(
-                "{} ({} bytes)",
-                thousands(u.unreachable.allocations),
-                thousands(u.unreachable.bytes)
-            ),
+            unreachable: with_bytes(u.unreachable.allocations, u.unreachable.bytes),
             unreferenced: thousands(u.unreferenced.allocations),
             of_total: format!(
                 "{} of {}",
