@@ -332,19 +332,11 @@ fn unreachable_blocks_in_a_full_dump_prove_a_leak() {
     assert_eq!(r.verdict.confidence, Confidence::High);
     assert_eq!(r.verdict.modules[0].name, "app.exe");
     assert_eq!(r.verdict.modules[0].unreachable, Some(t(2, 64)));
-    assert!(
-        r.verdict
-            .headline
-            .contains("64 bytes in blocks that no pointer"),
-        "{}",
-        r.verdict.headline
+    verdict_says(
+        &r,
+        "64 bytes in blocks that no pointer",
+        EvidenceKind::Unreachable,
     );
-    assert!(r
-        .verdict
-        .evidence
-        .iter()
-        .any(|e| e.kind == EvidenceKind::Unreachable));
-    crate::verdict::consistent(&r);
 
     // Without a full-memory dump the same blocks prove nothing: a root may lie in
     // memory the dump lacks.
@@ -376,19 +368,19 @@ fn blocks_all_held_by_one_global_are_named_as_its_cache() {
     let m = &r.verdict.modules[0];
     assert_eq!(m.held_by.as_deref(), Some("app.exe"));
     assert_eq!(m.unreachable, Some(t(0, 0)));
-    assert!(
-        r.verdict
-            .headline
-            .contains("app.exe is held by app.exe: a cache or list"),
-        "{}",
-        r.verdict.headline
+    verdict_says(
+        &r,
+        "app.exe is held by app.exe: a cache or list",
+        EvidenceKind::HeldBy,
     );
-    assert!(r
-        .verdict
-        .evidence
-        .iter()
-        .any(|e| e.kind == EvidenceKind::HeldBy));
-    crate::verdict::consistent(&r);
+}
+
+/// The verdict's headline says `text`, its evidence has one of `kind`, and it does
+/// not contradict itself.
+fn verdict_says(r: &DumpReport, text: &str, kind: EvidenceKind) {
+    assert!(r.verdict.headline.contains(text), "{}", r.verdict.headline);
+    assert!(r.verdict.evidence.iter().any(|e| e.kind == kind));
+    crate::verdict::consistent(r);
 }
 
 /// The directory entry `(size, rva)` of stream `ty` in a dump's bytes.

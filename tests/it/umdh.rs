@@ -35,6 +35,12 @@ fn modules_of(r: &DumpReport) -> Truth {
         .collect()
 }
 
+/// The leak section's entry of module `name`.
+fn leak_module<'a>(r: &'a DumpReport, name: &str) -> &'a leakdiag::model::ModuleLeak {
+    let leak = r.leak().expect("the leak section");
+    leak.modules.iter().find(|m| m.name == name).expect(name)
+}
+
 fn check_snapshot(path: &Path, truth: &Truth) -> DumpReport {
     assert_eq!(detect(path).unwrap(), Some(LogKind::Snapshot));
     let r = analyze(path);
@@ -85,13 +91,7 @@ fn snapshot_64_and_32_bit_give_exact_module_totals() {
             Some(if bits64 { "64-bit" } else { "32-bit" })
         );
         // The stack printed already resolved is shown as given.
-        let vendor = r
-            .leak()
-            .unwrap()
-            .modules
-            .iter()
-            .find(|m| m.name == "vendor.dll")
-            .unwrap();
+        let vendor = leak_module(&r, "vendor.dll");
         assert!(
             vendor
                 .functions
@@ -705,13 +705,7 @@ fn resolved_frames_are_in_the_function_table_and_stacks_as_given() {
     assert!(text.contains("cache.cpp, 42)"));
     let p = write(dir.path(), "given.txt", &text);
     let r = check_snapshot(&p, &truth);
-    let vendor = r
-        .leak()
-        .unwrap()
-        .modules
-        .iter()
-        .find(|m| m.name == "vendor.dll")
-        .unwrap();
+    let vendor = leak_module(&r, "vendor.dll");
     let f = vendor
         .functions
         .iter()
