@@ -11,7 +11,6 @@
 //!   two snapshots per module, function and stack.
 
 use super::attribution::ModuleFilter;
-use super::probability::TimeHistogram;
 use super::scripts::leak::{self, findings, symbols::Symbols};
 use super::table::{SummedRecords, Table};
 use super::{generator, verdict, AnalyzeError, AnalyzeOptions};
@@ -19,7 +18,7 @@ use crate::dump::stream::{AllocationStream, AllocatorKind, StreamFlags, NO_STACK
 use crate::dump::writer::AllocationStreamBuilder;
 use crate::model::{
     file_name_of, filetime_to_rfc3339, DumpReport, DumpSource, Finding, FindingKind,
-    FunctionGrowth, FunctionLeak, GrowthFrame, GrowthTotalLine, GrowthTotals, MetadataItem, Module,
+    FunctionGrowth, GrowthFrame, GrowthTotalLine, GrowthTotals, MetadataItem, Module,
     ModuleGrowth, ModuleMap, PdbIdentity, ProcessInfo, Section, SectionData, SectionError,
     Severity, StackGrowth, TrackingFlags, TrackingInfo, TrackingSource, UmdhGrowth,
     NO_STACK_MODULE, REPORT_SCHEMA, UNKNOWN_MODULE,
@@ -30,6 +29,8 @@ use crate::umdh::snapshot::{self, Frame, LogModule, Snapshot};
 use crate::umdh::{LogKind, UmdhError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+mod given;
 
 /// Stacks listed in a growth section.
 pub const GROWTH_STACKS: usize = 25;
@@ -174,241 +175,13 @@ fn module_map(snap: &Snapshot, images: &[PathBuf], warnings: &mut Vec<String>) -
     )
 }
 
-/// A frame UMDH printed already resolved (`module!symbol+offset`, maybe with
-/// `(file, line)`), as the report shows it.
-#[derive(Clone, Debug)]
-struct Given {
-    /// `module.dll!symbol`, the module as the log's module list names it.
-    function: String,
-    symbol: String,
-    offset: Option<u32>,
-    file: Option<String>,
-    line: Option<u32>,
-}
-
-/// Resolved frames stand at made-up offsets in their module's first page (its PE
-/// headers, where no return address points), one per distinct frame text, so that
-/// they are charged to their module and told apart; the report then shows them as
-/// given ([`show_given`]). Past this many in one module they share offset 0.
-const GIVEN_OFFSETS: u64 = 0x1000;
-
-/// The address each resolved frame of the log stands for (by index into
-/// [`Snapshot::symbolic`]), and what the made-up addresses stand for.
-struct GivenFrames {
-    address: Vec<u64>,
-    /// (module index, offset) → the frame as given.
-    at: HashMap<(usize, u64), Given>,
-    /// Frames whose module the log does not list, and frames past [`GIVEN_OFFSETS`].
-    unlisted: u64,
-    crowded: u64,
-}
-
-fn given_frames(snap: &Snapshot, modules: &ModuleMap) -> GivenFrames {
-    let mut by_stem: HashMap<String, usize> = HashMap::new();
-    for (i, m) in modules.modules().iter().enumerate() {
-        let lower = m.name.to_ascii_lowercase();
-        let stem = lower.rsplit_once('.').map_or(lower.as_str(), |(s, _)| s);
-        by_stem.entry(stem.to_owned()).or_insert(i);
-        by_stem.entry(lower.clone()).or_insert(i);
-    }
-    let mut next = vec![1u64; modules.len()];
-    let mut out = GivenFrames {
-        address: Vec::with_capacity(snap.symbolic.len()),
-        at: HashMap::new(),
-        unlisted: 0,
-        crowded: 0,
-    };
-    for text in &snap.symbolic {
-        let module = frame_module(text).and_then(|name| {
-            let key = name.to_ascii_lowercase();
-            by_stem.get(&key).copied().or_else(|| {
-                let stem = key.rsplit_once('.').map_or(key.as_str(), |(s, _)| s);
-                by_stem.get(stem).copied()
-            })
-        });
-        let Some(m) = module else {
-            out.unlisted += 1;
-            out.address.push(0);
-            continue;
-        };
-        let module = modules.get(m);
-        let base = module.base.0;
-        let address = match frame_function(text) {
-            // module+offset: a real offset in the module.
-            None => base.saturating_add(
-                text.split_once('+')
-                    .and_then(|(_, o)| crate::umdh::hex(o.split_whitespace().next()?))
-                    .and_then(Result::ok)
-                    .unwrap_or(0),
-            ),
-            Some(function) => {
-                let room = GIVEN_OFFSETS.min(module.size);
-                if next[m] < room {
-                    let offset = next[m];
-                    next[m] += 1;
-                    let symbol = function.split_once('!').map_or(function, |(_, s)| s);
-                    let bare = text
-                        .trim()
-                        .rsplit_once(" (")
-                        .filter(|_| text.trim().ends_with(')'))
-                        .map_or(text.trim(), |(f, _)| f.trim_end());
-                    let at = bare
-                        .rsplit_once('+')
-                        .filter(|(f, _)| *f == function)
-                        .and_then(|(_, o)| crate::umdh::hex(o))
-                        .and_then(Result::ok)
-                        .and_then(|o| u32::try_from(o).ok());
-                    out.at.insert(
-                        (m, offset),
-                        Given {
-                            function: format!("{}!{symbol}", module.name),
-                            symbol: symbol.to_owned(),
-                            offset: at,
-                            file: frame_source(text).map(|(f, _)| f.to_owned()),
-                            line: frame_source(text).map(|(_, l)| l),
-                        },
-                    );
-                    base + offset
-                } else {
-                    out.crowded += 1;
-                    base
-                }
-            }
-        };
-        out.address.push(address);
-    }
-    out
-}
-
-/// Shows the resolved frames of the log as given: in the sample stacks, and in the
-/// function tables of the modules they are charged to (those tables are grouped
-/// again by function, the given names included, and cut as the leak script cuts
-/// them).
-fn show_given(
-    analysis: &mut crate::model::LeakAnalysis,
-    table: &Table,
-    modules: &ModuleMap,
-    symbols: &Symbols,
-    given: &GivenFrames,
-    top_functions: usize,
-) {
-    if given.at.is_empty() {
-        return;
-    }
-    let at = |address: crate::addr::VirtAddr| -> Option<&Given> {
-        let m = modules.find(address)?;
-        let offset = address.0.checked_sub(modules.get(m).base.0)?;
-        given.at.get(&(m, offset))
-    };
-    for module in &mut analysis.modules {
-        for sample in &mut module.stacks {
-            let mut frames: Vec<crate::model::Frame> = Vec::with_capacity(sample.frames.len());
-            for f in sample.frames.drain(..) {
-                match at(f.address) {
-                    Some(g) => {
-                        // One frame per given address, whatever a PDB said about it.
-                        if let Some(last) = frames.last_mut().filter(|l| l.address == f.address) {
-                            last.responsible |= f.responsible;
-                            continue;
-                        }
-                        frames.push(crate::model::Frame {
-                            offset: None,
-                            function: Some(g.symbol.clone()),
-                            function_offset: g.offset,
-                            file: g.file.clone(),
-                            line: g.line,
-                            inlined: false,
-                            ..f
-                        });
-                    }
-                    None => frames.push(f),
-                }
-            }
-            sample.frames = frames;
-        }
-        // The function table again, where a given frame is responsible.
-        let Some(m) = module.base.and_then(|b| modules.find(b)) else {
-            continue;
-        };
-        let Some((_, acc)) = table
-            .by_owner
-            .iter()
-            .find(|(o, _)| *o == crate::analysis::attribution::Owner::Module(m))
-        else {
-            continue;
-        };
-        // Each stack's responsible frame: given (its function as printed) or a
-        // return address (its function from the PDB, named once per RVA: a module
-        // of a big log has a million stacks and a few thousand functions).
-        let frames: Vec<(u32, Option<&Given>, Option<_>)> = acc
-            .stacks
-            .iter()
-            .filter_map(|&s| {
-                let r = table.responsible[s as usize].as_ref()?;
-                Some((s, at(r.address), r.rva))
-            })
-            .collect();
-        if !frames.iter().any(|(_, g, _)| g.is_some()) {
-            continue;
-        }
-        let mut rva_names = HashMap::new();
-        for &(_, g, rva) in &frames {
-            if let (None, Some(rva)) = (g, rva) {
-                rva_names.entry(rva).or_insert_with(|| {
-                    let name = &modules.get(m).name;
-                    match symbols.lookup(m, rva).as_deref() {
-                        Some([innermost, ..]) => format!("{name}!{}", innermost.function),
-                        _ => format!("{name}+{rva}"),
-                    }
-                });
-            }
-        }
-        let mut functions: HashMap<&str, (crate::model::Totals, TimeHistogram)> = HashMap::new();
-        for &(s, g, rva) in &frames {
-            let name = match (g, rva) {
-                (Some(g), _) => g.function.as_str(),
-                (None, Some(rva)) => rva_names[&rva].as_str(),
-                (None, None) => continue,
-            };
-            let f = functions.entry(name).or_default();
-            f.0.merge(table.per_stack[s as usize]);
-            table.stack_times.merge_into(s as usize, &mut f.1);
-        }
-        let mut rows: Vec<FunctionLeak> = functions
-            .into_iter()
-            .map(|(name, (t, times))| FunctionLeak {
-                name: name.to_owned(),
-                allocations: t.allocations,
-                bytes: t.bytes,
-                leak_probability: times.leak_probability(table.window),
-                // A log is no dump: nothing to scan.
-                reachability: None,
-            })
-            .collect();
-        rows.sort_by(|a, b| {
-            a.totals()
-                .rank(&b.totals())
-                .then_with(|| a.name.cmp(&b.name))
-        });
-        let mut omitted = crate::model::Omitted::default();
-        for f in rows.iter().skip(top_functions) {
-            omitted.count += 1;
-            omitted.allocations += f.allocations;
-            omitted.bytes += f.bytes;
-        }
-        rows.truncate(top_functions);
-        module.functions = rows;
-        module.functions_omitted = omitted;
-    }
-}
-
 fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, AnalyzeError> {
     let mut snap = snapshot::parse(path)?;
     let mut warnings = std::mem::take(&mut snap.warnings);
     let modules = module_map(&snap, &options.images, &mut warnings);
 
     // Stacks by trace index; resolved frames at their module's made-up addresses.
-    let given = given_frames(&snap, &modules);
+    let given = given::given_frames(&snap.symbolic, &modules);
     let mut builder = AllocationStreamBuilder::new(0, 0);
     builder.flags = StreamFlags::RETURN_ADDRESSES;
     let mut addresses = Vec::new();
@@ -441,7 +214,7 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
             "{}: {} distinct resolved stack frames past the first {} of their module are charged to it without their function",
             path.display(),
             thousands(given.crowded),
-            GIVEN_OFFSETS - 1
+            given::GIVEN_OFFSETS - 1
         ));
     }
     // The allocations are summed per stack, not laid out one by one: the stream
@@ -483,7 +256,7 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
     let no_memory = |_: u64, _: usize| None;
     let symbols = Symbols::load(&options.symbolizer, &modules, &wanted, &no_memory, true);
     let mut analysis = leak::build(&stream, &table, &modules, &options.leak, &symbols, None);
-    show_given(
+    given::show_given(
         &mut analysis,
         &table,
         &modules,
