@@ -780,3 +780,109 @@ fn size_sums_of_few_stacks_over_many_chunks_are_the_same_for_any_cut() {
     let snap = pool.install(|| parse_chunked(&path, 2000)).unwrap();
     assert_eq!(snap, whole);
 }
+
+/// A module's function table groups its stacks by the function as printed (two
+/// printed offsets of one function are one row) and by address where a frame is
+/// raw; the rows' sums are exact, the unlisted module's frames are "(unknown)", and
+/// past the module's room for printed frames they are charged without a function.
+#[test]
+fn printed_functions_are_grouped_by_name_with_exact_sums() {
+    let dir = tempfile::tempdir().unwrap();
+    let modules = vec![
+        GenModule::new("C:\\app\\app.exe", 0x40_0000, 0x10_0000),
+        GenModule::new("C:\\app\\vendor.dll", 0x1000_0000, 0x3000),
+        GenModule::new("C:\\Windows\\SYSTEM32\\ntdll.dll", 0x7700_0000, 0x1A_0000),
+    ];
+    let mut s = SnapshotSpec::new(7, "2026-11-26 10:00", modules);
+    let sym = |t: &str| GenFrame::Symbolic(t.to_owned());
+    let alloc = sym("ntdll!RtlAllocateHeap+00000808");
+    let main = sym("app!main+00000010 (c:\\src\\main.cpp, 7)");
+    let stacks = [
+        s.stack(vec![
+            alloc.clone(),
+            sym("vendor!Cache::Grow+0000001E"),
+            main.clone(),
+        ]),
+        s.stack(vec![
+            alloc.clone(),
+            sym("vendor!Cache::Grow+00000042"),
+            main.clone(),
+        ]),
+        s.stack(vec![
+            alloc.clone(),
+            sym("vendor!Pool::Get+00000008"),
+            main.clone(),
+        ]),
+        // Raw: charged by address, named by offset (no PDB).
+        s.stack(vec![
+            alloc.clone(),
+            GenFrame::Address(0x1000_2345),
+            main.clone(),
+        ]),
+        // A module the log does not list: its frame is unknown, and so is the owner.
+        s.stack(vec![
+            alloc.clone(),
+            sym("other!Thing+00000001"),
+            main.clone(),
+        ]),
+    ];
+    let sizes = [
+        (3u64, 0x100u64),
+        (2, 0x40),
+        (1, 0x1000),
+        (4, 0x18),
+        (5, 0x20),
+    ];
+    let mut allocs = Vec::new();
+    let mut address = 0x5000_0000u64;
+    for (&stack, &(count, size)) in stacks.iter().zip(&sizes) {
+        for _ in 0..count {
+            allocs.push(GenAlloc {
+                size,
+                overhead: 0x10,
+                address,
+                stack,
+            });
+            address += 0x1000;
+        }
+    }
+    s.heaps.push((0x2A0000, allocs));
+    let p = write(dir.path(), "grouped.txt", snapshot_text(&s));
+    let r = analyze(&p);
+    let vendor = leak_module(&r, "vendor.dll");
+    let rows: Vec<(&str, u64, u64)> = vendor
+        .functions
+        .iter()
+        .map(|f| (f.name.as_str(), f.allocations, f.bytes))
+        .collect();
+    assert_eq!(
+        rows,
+        // Ranked by bytes.
+        [
+            ("vendor.dll!Pool::Get", 1, 0x1000),
+            ("vendor.dll!Cache::Grow", 5, 3 * 0x100 + 2 * 0x40),
+            ("vendor.dll+0x2345", 4, 4 * 0x18),
+        ]
+    );
+    assert_eq!(
+        (vendor.allocations, vendor.bytes),
+        (10, 0x300 + 0x80 + 0x1000 + 0x60)
+    );
+    let names: Vec<&str> = r
+        .leak()
+        .unwrap()
+        .modules
+        .iter()
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(names, ["vendor.dll", "(unknown)"]);
+    let unknown = leak_module(&r, "(unknown)");
+    assert_eq!((unknown.allocations, unknown.bytes), (5, 5 * 0x20));
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("name a module the log does not list")),
+        "{:?}",
+        r.warnings
+    );
+}

@@ -260,7 +260,8 @@ pub fn show_given(
         let Some(m) = module.base.and_then(|b| modules.find(b)) else {
             return;
         };
-        if let Some((functions, omitted)) = functions(m, table, modules, symbols, given, top_functions)
+        if let Some((functions, omitted)) =
+            functions(m, table, modules, symbols, given, top_functions)
         {
             module.functions = functions;
             module.functions_omitted = omitted;
@@ -367,10 +368,7 @@ fn functions(
             _ => groups.push((number, i..i + 1, t)),
         }
     }
-    groups.sort_by(|a, b| {
-        a.2.rank(&b.2)
-            .then_with(|| name(a.0).cmp(name(b.0)))
-    });
+    groups.sort_by(|a, b| a.2.rank(&b.2).then_with(|| name(a.0).cmp(name(b.0))));
     let mut omitted = Omitted::default();
     for (_, _, t) in groups.iter().skip(top_functions) {
         omitted.count += 1;

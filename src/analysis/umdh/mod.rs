@@ -18,10 +18,10 @@ use crate::dump::stream::{AllocationStream, AllocatorKind, StreamFlags, NO_STACK
 use crate::dump::writer::AllocationStreamBuilder;
 use crate::model::{
     file_name_of, filetime_to_rfc3339, DumpReport, DumpSource, Finding, FindingKind,
-    FunctionGrowth, GrowthFrame, GrowthTotalLine, GrowthTotals, MetadataItem, Module,
-    ModuleGrowth, ModuleMap, PdbIdentity, ProcessInfo, Section, SectionData, SectionError,
-    Severity, StackGrowth, TrackingFlags, TrackingInfo, TrackingSource, UmdhGrowth,
-    NO_STACK_MODULE, REPORT_SCHEMA, UNKNOWN_MODULE,
+    FunctionGrowth, GrowthFrame, GrowthTotalLine, GrowthTotals, MetadataItem, Module, ModuleGrowth,
+    ModuleMap, PdbIdentity, ProcessInfo, Section, SectionData, SectionError, Severity, StackGrowth,
+    TrackingFlags, TrackingInfo, TrackingSource, UmdhGrowth, NO_STACK_MODULE, REPORT_SCHEMA,
+    UNKNOWN_MODULE,
 };
 use crate::text::thousands;
 use crate::umdh::compare::{self, frame_function, frame_module, frame_source, Comparison};
@@ -176,12 +176,20 @@ fn module_map(snap: &Snapshot, images: &[PathBuf], warnings: &mut Vec<String>) -
 }
 
 fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, AnalyzeError> {
+    let t0 = std::time::Instant::now();
+    let ph = |w: &str| {
+        if std::env::var_os("LD_PHASES").is_some() {
+            eprintln!("{:>8.3} {w}", t0.elapsed().as_secs_f64())
+        }
+    };
     let mut snap = snapshot::parse(path)?;
+    ph("parse");
     let mut warnings = std::mem::take(&mut snap.warnings);
     let modules = module_map(&snap, &options.images, &mut warnings);
 
     // Stacks by trace index; resolved frames at their module's made-up addresses.
     let given = given::given_frames(&snap.symbolic, &modules);
+    ph("given");
     let mut builder = AllocationStreamBuilder::new(0, 0);
     builder.flags = StreamFlags::RETURN_ADDRESSES;
     let mut addresses = Vec::new();
@@ -198,6 +206,7 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
             None => NO_STACK,
         })
         .collect();
+    ph("stacks");
     // The frames are in the builder now: the snapshot's go before the stream is
     // laid out (a third copy of every frame at the peak otherwise).
     drop(std::mem::take(&mut snap.frames));
@@ -239,11 +248,13 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
     drop(std::mem::take(&mut snap.by_heap));
     drop(std::mem::take(&mut snap.traces));
     drop(stack_of);
+    ph("records");
     let filetime = snap.header.logtime_filetime.unwrap_or(0);
     builder.tracking_start = filetime;
     builder.snapshot_time = filetime;
     let bytes = builder.build();
     drop(builder);
+    ph("build");
     let stream = AllocationStream::parse(&bytes).map_err(|e| UmdhError::NotUmdh {
         path: path.to_owned(),
         reason: format!("the stacks could not be laid out: {e}"),
@@ -251,11 +262,14 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
 
     // The reader has checked that the sizes add up to less than 2^64.
     let table = Table::from_summed(&stream, &modules, &options.leak.system_modules, &records);
+    ph("table");
     drop(records);
     let wanted = super::attribution::modules_in_stacks(&stream, &table.frames, modules.len());
     let no_memory = |_: u64, _: usize| None;
     let symbols = Symbols::load(&options.symbolizer, &modules, &wanted, &no_memory, true);
+    ph("symbols");
     let mut analysis = leak::build(&stream, &table, &modules, &options.leak, &symbols, None);
+    ph("leak");
     given::show_given(
         &mut analysis,
         &table,
@@ -264,6 +278,7 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
         &given,
         options.leak.top_functions,
     );
+    ph("show_given");
     // No allocation times: a timeline would put everything in one bin.
     for m in &mut analysis.modules {
         m.timeline.clear();
@@ -380,6 +395,7 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
     report.summary = summary;
     report.sections = sections(options, "leak", SectionData::Leak(Box::new(analysis)), what);
     report.warnings = warnings;
+    ph("done");
     Ok(report)
 }
 
