@@ -886,3 +886,69 @@ fn printed_functions_are_grouped_by_name_with_exact_sums() {
         r.warnings
     );
 }
+
+/// A module has room for as many printed frames as its first page (or its size)
+/// has offsets: the frames past it are charged to the module without a function,
+/// with a warning, and every allocation is still counted.
+#[test]
+fn printed_frames_past_the_module_room_are_charged_without_a_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let modules = vec![
+        GenModule::new("C:\\app\\app.exe", 0x40_0000, 0x10_0000),
+        // Room for offsets 1..=15.
+        GenModule::new("C:\\app\\tiny.dll", 0x1000_0000, 0x10),
+    ];
+    let mut s = SnapshotSpec::new(7, "2026-11-26 10:00", modules);
+    let mut allocs = Vec::new();
+    for i in 0..20u64 {
+        let stack = s.stack(vec![
+            GenFrame::Symbolic(format!("tiny!F{i}+00000001")),
+            GenFrame::Symbolic("app!main+00000010".into()),
+        ]);
+        allocs.push(GenAlloc {
+            size: 0x10 + i,
+            overhead: 8,
+            address: 0x5000_0000 + i * 0x100,
+            stack,
+        });
+    }
+    s.heaps.push((0x2A0000, allocs));
+    let p = write(dir.path(), "tiny.txt", snapshot_text(&s));
+    let r = analyze(&p);
+    let tiny = leak_module(&r, "tiny.dll");
+    assert_eq!(
+        (tiny.allocations, tiny.bytes),
+        (20, (0..20).map(|i| 0x10 + i).sum::<u64>())
+    );
+    let named: Vec<&str> = tiny
+        .functions
+        .iter()
+        .map(|f| f.name.as_str())
+        .filter(|n| n.starts_with("tiny.dll!F"))
+        .collect();
+    // F0..F14 named (the table shows the first rows, the rest counted as omitted),
+    // and one more row for the rest.
+    assert_eq!(
+        tiny.functions.len() as u64 + tiny.functions_omitted.count,
+        16,
+        "{named:?}"
+    );
+    assert_eq!(named.len(), tiny.functions.len() - 1);
+    // The five past the room: at the module's base, one row by offset.
+    let base = tiny
+        .functions
+        .iter()
+        .find(|f| f.name == "tiny.dll+0x0")
+        .unwrap_or_else(|| panic!("{:?}", tiny.functions));
+    assert_eq!(
+        (base.allocations, base.bytes),
+        (5, (15..20).map(|i| 0x10 + i).sum::<u64>())
+    );
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("5 distinct resolved stack frames past")),
+        "{:?}",
+        r.warnings
+    );
+}

@@ -220,7 +220,7 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
     }
     if given.crowded > 0 {
         warnings.push(format!(
-            "{}: {} distinct resolved stack frames past the first {} of their module are charged to it without their function",
+            "{}: {} distinct resolved stack frames past the first {} of their module (fewer in a module smaller than a page) are charged to it without their function",
             path.display(),
             thousands(given.crowded),
             given::GIVEN_OFFSETS - 1
