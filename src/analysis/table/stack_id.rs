@@ -95,18 +95,21 @@ impl Table {
                 (id, Totals::default())
             })
             .collect();
-        // The stacks of a wanted shape, found in parallel, in stack order.
-        let candidates: Vec<usize> = self
+        // The stacks of a wanted shape and id, found in parallel (a UMDH log's million
+        // stacks mostly share their depth and innermost frame), summed in stack order.
+        let found: Vec<(StackId, usize)> = self
             .per_stack
             .par_iter()
             .with_min_len(1 << 12)
             .enumerate()
             .filter(|(s, t)| t.allocations > 0 && shapes.contains(&shape(*s as u32)))
-            .map(|(s, _)| s)
-            .collect();
-        for s in candidates {
-            let id = encoder.id(stream, s as u32, modules, &self.frames, &mut buf);
+            .map_init(Vec::new, |buf, (s, _)| {
+                (encoder.id(stream, s as u32, modules, &self.frames, buf), s)
+            })
             // Stacks of the same shape but another id are not wanted.
+            .filter(|(id, _)| out.contains_key(id))
+            .collect();
+        for (id, s) in found {
             if let Some(sum) = out.get_mut(&id) {
                 sum.merge(self.per_stack[s]);
             }

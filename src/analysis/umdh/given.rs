@@ -49,10 +49,8 @@ pub struct GivenFrames {
     at: Vec<Vec<u32>>,
     frames: Vec<Given>,
     /// `module.dll!symbol` (the module as the log's module list names it): what a
-    /// function table groups by. Distinct.
+    /// function table groups by. Distinct and sorted.
     functions: Vec<String>,
-    /// The number of each of `functions`.
-    function_number: HashMap<String, u32>,
     /// Frames whose module the log does not list.
     pub unlisted: u64,
     /// Frames past [`GIVEN_OFFSETS`] in their module.
@@ -140,7 +138,6 @@ pub fn given_frames(texts: &[String], modules: &ModuleMap) -> GivenFrames {
         at: vec![Vec::new(); modules.len()],
         frames: Vec::new(),
         functions: Vec::new(),
-        function_number: HashMap::new(),
         unlisted: 0,
         crowded: 0,
     };
@@ -169,37 +166,42 @@ pub fn given_frames(texts: &[String], modules: &ModuleMap) -> GivenFrames {
         out.address.push(address);
     }
     drop(by_stem);
-    let mut parsed = parsed;
-    let index = &mut out.function_number;
-    out.frames = placed
+    // The functions numbered in the order of their names (sorted in parallel; a
+    // name is then found by a binary search).
+    let names: Vec<&str> = placed
         .iter()
-        .map(|&i| {
-            let Parsed::Function {
-                name,
+        .map(|&i| match &parsed[i] {
+            Parsed::Function { name, .. } => name.as_str(),
+            _ => "",
+        })
+        .collect();
+    let mut order: Vec<u32> = (0..placed.len() as u32).collect();
+    order.par_sort_unstable_by(|&a, &b| names[a as usize].cmp(names[b as usize]));
+    let mut number = vec![0u32; placed.len()];
+    for (k, &j) in order.iter().enumerate() {
+        let name = names[j as usize];
+        if k == 0 || name != names[order[k - 1] as usize] {
+            out.functions.push(name.to_owned());
+        }
+        number[j as usize] = out.functions.len() as u32 - 1;
+    }
+    out.frames = placed
+        .par_iter()
+        .zip(&number)
+        .map(|(&i, &function)| match &parsed[i] {
+            Parsed::Function {
                 symbol,
                 offset,
                 source,
                 ..
-            } = std::mem::replace(&mut parsed[i], Parsed::Unlisted)
-            else {
-                unreachable!("only functions are placed");
-            };
-            let next = out.functions.len() as u32;
-            let function = match index.get(&name) {
-                Some(&f) => f,
-                None => {
-                    index.insert(name.clone(), next);
-                    out.functions.push(name);
-                    next
-                }
-            };
-            Given {
+            } => Given {
                 function,
-                symbol: symbol.to_owned(),
-                offset,
+                symbol: (*symbol).to_owned(),
+                offset: *offset,
                 file: source.map(|(f, _)| f.to_owned()),
                 line: source.map(|(_, l)| l),
-            }
+            },
+            _ => unreachable!("only functions are placed"),
         })
         .collect();
     out
@@ -325,8 +327,8 @@ fn functions(
     let rva_number: Vec<u32> = rva_names
         .iter()
         .map(|n| {
-            if let Some(&i) = given.function_number.get(n.as_str()) {
-                return i;
+            if let Ok(i) = given.functions.binary_search_by(|f| f.as_str().cmp(n)) {
+                return i as u32;
             }
             *found.entry(n.as_str()).or_insert_with(|| {
                 more.push(n);
