@@ -163,7 +163,11 @@ impl AllocationStreamBuilder {
             starts.push(end);
             end += len as usize;
         }
-        assert_eq!(end, frames.len(), "the stacks' lengths add up to the frames");
+        assert_eq!(
+            end,
+            frames.len(),
+            "the stacks' lengths add up to the frames"
+        );
         let stack = |i: usize| &frames[starts[i]..starts[i] + lens[i] as usize];
         let hashes: Vec<u64> = (0..lens.len())
             .into_par_iter()
@@ -409,14 +413,25 @@ impl AllocationStreamBuilder {
         for (at, v) in header_u64s {
             put(&mut out, at, &v.to_le_bytes());
         }
-        for (i, f) in self.frames.iter().enumerate() {
-            put(&mut out, frames_offset + i * FRAME_SIZE, &f.to_le_bytes());
-        }
-        for (i, (first, count)) in self.stacks.iter().enumerate() {
-            let at = stacks_offset + i * STACK_RECORD_SIZE;
-            put(&mut out, at, &first.to_le_bytes());
-            put(&mut out, at + 8, &count.to_le_bytes());
-        }
+        // Frames and stacks in parallel, in blocks (a UMDH log's are 200 MB).
+        const BLOCK: usize = 1 << 14;
+        out[frames_offset..frames_offset + self.frames.len() * FRAME_SIZE]
+            .par_chunks_mut(BLOCK * FRAME_SIZE)
+            .zip(self.frames.par_chunks(BLOCK))
+            .for_each(|(out, frames)| {
+                for (o, f) in out.chunks_exact_mut(FRAME_SIZE).zip(frames) {
+                    o[..8].copy_from_slice(&f.to_le_bytes());
+                }
+            });
+        out[stacks_offset..stacks_offset + self.stacks.len() * STACK_RECORD_SIZE]
+            .par_chunks_mut(BLOCK * STACK_RECORD_SIZE)
+            .zip(self.stacks.par_chunks(BLOCK))
+            .for_each(|(out, stacks)| {
+                for (o, (first, count)) in out.chunks_exact_mut(STACK_RECORD_SIZE).zip(stacks) {
+                    o[..8].copy_from_slice(&first.to_le_bytes());
+                    o[8..12].copy_from_slice(&count.to_le_bytes());
+                }
+            });
         for (i, a) in self.allocations.iter().enumerate() {
             let at = allocations_offset + i * ALLOCATION_RECORD_SIZE;
             put(&mut out, at, &a.address.to_le_bytes());

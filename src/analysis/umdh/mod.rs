@@ -219,20 +219,12 @@ fn stream_stacks(
 }
 
 fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, AnalyzeError> {
-    let t0 = std::time::Instant::now();
-    let ph = |w: &str| {
-        if std::env::var_os("LD_PHASES").is_some() {
-            eprintln!("{:>8.3} {w}", t0.elapsed().as_secs_f64())
-        }
-    };
     let mut snap = snapshot::parse(path)?;
-    ph("parse");
     let mut warnings = std::mem::take(&mut snap.warnings);
     let modules = module_map(&snap, &options.images, &mut warnings);
 
     // Stacks by trace index; resolved frames at their module's made-up addresses.
     let given = given::given_frames(&snap.symbolic, &modules);
-    ph("given");
     let mut builder = AllocationStreamBuilder::new(0, 0);
     builder.flags = StreamFlags::RETURN_ADDRESSES;
     let stack_of = stream_stacks(&snap, &given, &mut builder);
@@ -262,28 +254,29 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
         allocator: AllocatorKind::Heap,
         by_size: snap
             .sizes
-            .iter()
+            .par_iter()
             .map(|&(t, b, s)| (stack_of[t as usize], usize::from(b), s))
             .collect(),
         by_heap: snap
             .by_heap
-            .iter()
+            .par_iter()
             .map(|&(t, heap, s)| (stack_of[t as usize], heap, s))
             .collect(),
     };
     // The per-trace parts are in the records now: what follows needs only the
-    // snapshot's header, modules, heaps and totals.
-    drop(std::mem::take(&mut snap.sizes));
-    drop(std::mem::take(&mut snap.by_heap));
-    drop(std::mem::take(&mut snap.traces));
-    drop(stack_of);
-    ph("records");
+    // snapshot's header, modules, heaps and totals. Freed on another thread (a
+    // million IDs are a million frees).
+    super::drop_later(Box::new((
+        std::mem::take(&mut snap.sizes),
+        std::mem::take(&mut snap.by_heap),
+        std::mem::take(&mut snap.traces),
+        stack_of,
+    )));
     let filetime = snap.header.logtime_filetime.unwrap_or(0);
     builder.tracking_start = filetime;
     builder.snapshot_time = filetime;
     let bytes = builder.build();
     drop(builder);
-    ph("build");
     let stream = AllocationStream::parse(&bytes).map_err(|e| UmdhError::NotUmdh {
         path: path.to_owned(),
         reason: format!("the stacks could not be laid out: {e}"),
@@ -291,14 +284,11 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
 
     // The reader has checked that the sizes add up to less than 2^64.
     let table = Table::from_summed(&stream, &modules, &options.leak.system_modules, &records);
-    ph("table");
     drop(records);
     let wanted = super::attribution::modules_in_stacks(&stream, &table.frames, modules.len());
     let no_memory = |_: u64, _: usize| None;
     let symbols = Symbols::load(&options.symbolizer, &modules, &wanted, &no_memory, true);
-    ph("symbols");
     let mut analysis = leak::build(&stream, &table, &modules, &options.leak, &symbols, None);
-    ph("leak");
     given::show_given(
         &mut analysis,
         &table,
@@ -307,7 +297,6 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
         &given,
         options.leak.top_functions,
     );
-    ph("show_given");
     // No allocation times: a timeline would put everything in one bin.
     for m in &mut analysis.modules {
         m.timeline.clear();
@@ -424,7 +413,9 @@ fn snapshot_report(path: &Path, options: &AnalyzeOptions) -> Result<DumpReport, 
     report.summary = summary;
     report.sections = sections(options, "leak", SectionData::Leak(Box::new(analysis)), what);
     report.warnings = warnings;
-    ph("done");
+    // The table and the stream of a million stacks are hundreds of megabytes of
+    // frees and unmapping that the report need not wait for.
+    super::drop_later(Box::new((table, bytes, given)));
     Ok(report)
 }
 
