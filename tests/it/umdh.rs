@@ -952,3 +952,62 @@ fn printed_frames_past_the_module_room_are_charged_without_a_function() {
         r.warnings
     );
 }
+
+/// One stack with more allocations than a 16-bit count holds (the table keeps
+/// per-stack counts modulo 2^16 with a carry per wrap): its module, function and
+/// sample stack count every one, and the incident's totals add up.
+#[test]
+fn a_stack_with_more_than_65536_allocations_is_counted_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let modules = vec![
+        GenModule::new("C:\\app\\app.exe", 0x40_0000, 0x10_0000),
+        GenModule::new("C:\\app\\vendor.dll", 0x1000_0000, 0x10_0000),
+        GenModule::new("C:\\Windows\\SYSTEM32\\ntdll.dll", 0x7700_0000, 0x1A_0000),
+    ];
+    let mut s = SnapshotSpec::new(7, "2026-11-26 10:00", modules);
+    let hot = s.stack(vec![
+        GenFrame::Symbolic("ntdll!RtlAllocateHeap+00000808".into()),
+        GenFrame::Symbolic("vendor!Cache::Grow+0000001E".into()),
+        GenFrame::Address(0x40_1234),
+    ]);
+    let other = s.stack(vec![GenFrame::Address(0x40_2000)]);
+    const HOT: u64 = 3 * 65_536 + 17;
+    // Two heaps, so that the stack's sums come from two places.
+    for (heap, range) in [(0x2A_0000u64, 0..HOT / 2), (0x3B_0000, HOT / 2..HOT)] {
+        let mut allocs: Vec<GenAlloc> = range
+            .map(|i| GenAlloc {
+                size: 0x20 + (i % 3),
+                overhead: 8,
+                address: 0x1_0000_0000 + i * 0x40,
+                stack: hot,
+            })
+            .collect();
+        allocs.push(GenAlloc {
+            size: 0x100,
+            overhead: 8,
+            address: 0x9_0000_0000 + heap,
+            stack: other,
+        });
+        s.heaps.push((heap, allocs));
+    }
+    let hot_bytes: u64 = (0..HOT).map(|i| 0x20 + (i % 3)).sum();
+    let p = write(dir.path(), "hot.txt", snapshot_text(&s));
+    let r = analyze(&p);
+    let vendor = leak_module(&r, "vendor.dll");
+    assert_eq!((vendor.allocations, vendor.bytes), (HOT, hot_bytes));
+    assert_eq!(
+        (vendor.functions[0].allocations, vendor.functions[0].bytes),
+        (HOT, hot_bytes)
+    );
+    assert_eq!(
+        (vendor.stacks[0].allocations, vendor.stacks[0].bytes),
+        (HOT, hot_bytes)
+    );
+    let app = leak_module(&r, "app.exe");
+    assert_eq!((app.allocations, app.bytes), (2, 0x200));
+    let leak = r.leak().unwrap();
+    assert_eq!(
+        (leak.totals.allocations, leak.totals.bytes),
+        (HOT + 2, hot_bytes + 0x200)
+    );
+}
