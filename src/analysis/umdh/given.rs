@@ -211,7 +211,11 @@ impl GivenFrames {
     /// The frame a made-up address stands for.
     fn at(&self, modules: &ModuleMap, address: VirtAddr) -> Option<&Given> {
         let m = modules.find(address)?;
-        let offset = address.0.checked_sub(modules.get(m).base.0)?;
+        self.in_module(m, address.0.checked_sub(modules.get(m).base.0)?)
+    }
+
+    /// The frame made-up offset `offset` of module `m` stands for.
+    fn in_module(&self, m: usize, offset: u64) -> Option<&Given> {
         let k = usize::try_from(offset.checked_sub(1)?).ok()?;
         let &i = self.at.get(m)?.get(k)?;
         self.frames.get(i as usize)
@@ -295,10 +299,14 @@ fn functions(
     let keyed: Vec<(u64, u32)> = acc
         .charged
         .par_iter()
-        .filter_map(|&(s, at)| match (given.at(modules, at.address), at.rva) {
-            (Some(g), _) => Some((u64::from(g.function), s)),
-            (None, Some(rva)) => Some((RVA_KEY | rva.0, s)),
-            (None, None) => None,
+        .filter_map(|&(s, at)| {
+            // The module's stacks are charged at an offset in it (the module known,
+            // no search by address).
+            let rva = at.rva?;
+            Some(match given.in_module(m, rva.0) {
+                Some(g) => (u64::from(g.function), s),
+                None => (RVA_KEY | rva.0, s),
+            })
         })
         .collect();
     if !keyed.iter().any(|&(k, _)| k & RVA_KEY == 0) {
