@@ -78,9 +78,11 @@ enum Command {
     },
     /// List the memory-pressure scripts.
     Scripts,
-    /// Print what a dump holds: streams, modules, the allocation stream's header.
+    /// Print what a dump or a UMDH log holds: a dump's streams, modules and
+    /// allocation stream header; a log's header, modules, heaps, stacks or growth
+    /// entries, and its warnings.
     Inspect {
-        #[arg(value_name = "DUMP")]
+        #[arg(value_name = "DUMP_OR_LOG")]
         dump: PathBuf,
     },
 }
@@ -265,10 +267,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { dump } => {
-            let file = leakdiag::dump::DumpFile::open(&dump)?;
             let stdout = std::io::stdout();
             let mut w = stdout.lock();
-            let failure = match leakdiag::dump::inspect::inspect(&mut w, &file) {
+            // A UMDH log is recognised from its content, as `analyze` does.
+            let listed = match leakdiag::umdh::detect(&dump).ok().flatten() {
+                Some(kind) => {
+                    leakdiag::umdh::inspect::inspect(&mut w, &dump, kind).map(|e| e.is_some())
+                }
+                None => {
+                    let file = leakdiag::dump::DumpFile::open(&dump)?;
+                    leakdiag::dump::inspect::inspect(&mut w, &file).map(|e| e.is_some())
+                }
+            };
+            let failed = match listed {
                 Ok(failure) => failure,
                 // `leakdiag inspect x.dmp | head` closes the pipe early: not an error.
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
@@ -276,7 +287,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => return Err(e.into()),
             };
-            Ok(if failure.is_some() {
+            Ok(if failed {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS

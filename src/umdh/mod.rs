@@ -10,6 +10,7 @@
 //! held. Every error and warning names the file and the line.
 
 pub mod compare;
+pub mod inspect;
 pub mod lines;
 pub mod snapshot;
 

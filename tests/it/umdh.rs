@@ -1011,3 +1011,80 @@ fn a_stack_with_more_than_65536_allocations_is_counted_exactly() {
         (HOT + 2, hot_bytes + 0x200)
     );
 }
+
+/// `leakdiag inspect` lists what a snapshot and a comparison log hold, with text
+/// from the log on one line and without control characters; a log that cannot be
+/// read is listed as far as known and exits 1.
+#[test]
+fn inspect_lists_what_a_log_holds() {
+    use crate::helpers::{leakdiag, stdout};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut spec, _) = scenario(true, 1, 10);
+    spec.modules[1].path = "C:\\app\\evil\u{1b}]0;pwned\u{7}.dll".into();
+    let text = snapshot_text(&spec);
+    write(dir.path(), "snap.log", &text);
+    let o = leakdiag(dir.path(), &["inspect", "snap.log"]);
+    assert_eq!(o.status.code(), Some(0), "{}", crate::helpers::stderr(&o));
+    let out = stdout(&o);
+    for needle in [
+        "UMDH snapshot log",
+        "umdh version       7.04.0001",
+        "pid                ",
+        "C:\\Windows\\SYSTEM32\\ntdll.dll",
+        "heaps: ",
+        "backtraces: ",
+        "largest backtraces (by bytes, top 10):",
+        "warnings: 0",
+        "evil\u{fffd}]0;pwned\u{fffd}.dll",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+    assert!(!out.contains('\u{1b}') && !out.contains('\u{7}'), "{out}");
+    // The same text in UTF-16 lists the same, but for its encoding.
+    write(dir.path(), "snap16.log", utf16le(&text));
+    let o16 = leakdiag(dir.path(), &["inspect", "snap16.log"]);
+    assert_eq!(o16.status.code(), Some(0));
+    let strip = |s: &str| -> String {
+        s.lines()
+            .filter(|l| !l.contains("encoding") && !l.ends_with(".log"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(&stdout(&o16)), strip(&out));
+
+    let (entries, _) = comparison_scenario();
+    write(dir.path(), "cmp.txt", comparison_text(&entries, true, true));
+    let o = leakdiag(dir.path(), &["inspect", "cmp.txt"]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    for needle in [
+        "UMDH comparison log",
+        "numbers            decimal (umdh -d)",
+        &format!("entries: {} (", entries.len()),
+        "total line ",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+
+    // Sizes past 64 bits: the error, with the file and line, and exit 1.
+    let mut first = true;
+    let bad: String = text
+        .split_inclusive('\n')
+        .map(|l| match l.split_once(" bytes + ") {
+            Some((n, rest)) if first && n.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                first = false;
+                format!("1FFFFFFFFFFFFFFFF bytes + {rest}")
+            }
+            _ => l.to_owned(),
+        })
+        .collect();
+    assert!(!first);
+    write(dir.path(), "bad.log", bad);
+    let o = leakdiag(dir.path(), &["inspect", "bad.log"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains("not read:") && out.contains("bad.log:"),
+        "{out}"
+    );
+}
