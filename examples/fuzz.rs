@@ -5,8 +5,12 @@
 //! input is read without a panic, in bounded time, into bounded output that is safe to
 //! paste (no control characters, no HTML from the dump in `summary.md`).
 //!
+//! With `--umdh` it does the same for UMDH snapshot and comparison logs
+//! (`fuzz/umdh.rs`): logs from the tests' generator, mutated line by line and in
+//! their encoding.
+//!
 //! ```text
-//! cargo run --release --example fuzz -- [--seconds N] [--seed S] [--out DIR] [--big]
+//! cargo run --release --example fuzz -- [--seconds N] [--seed S] [--out DIR] [--big] [--umdh]
 //! ```
 //!
 //! Findings (the input and a line saying what broke) go to `DIR` (default
@@ -15,8 +19,12 @@
 
 #[path = "../tests/it/synth.rs"]
 mod synth;
+#[path = "../tests/it/umdh_gen.rs"]
+mod umdh_gen;
+#[path = "fuzz/umdh.rs"]
+mod umdh_logs;
 
-use leakdiag::analysis::{analyze_dump, AnalyzeOptions};
+use leakdiag::analysis::{analyze_input, AnalyzeOptions};
 use leakdiag::dump::stream::{field, AllocatorKind, ALLOCATION_STREAM_TYPE, HEADER_SIZE};
 use leakdiag::dump::writer::AllocationStreamBuilder;
 use std::collections::BTreeMap;
@@ -383,9 +391,21 @@ fn check(path: &Path, input_len: usize, options: &AnalyzeOptions) -> Result<(), 
     let outcome =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(), String> {
             // inspect: bounded, no control characters but newlines.
-            if let Ok(file) = leakdiag::dump::DumpFile::open(path) {
-                let mut out = Vec::new();
-                let _ = leakdiag::dump::inspect::inspect(&mut out, &file);
+            let mut out = Vec::new();
+            let listed = match leakdiag::umdh::detect(path).ok().flatten() {
+                Some(kind) => {
+                    let _ = leakdiag::umdh::inspect::inspect(&mut out, path, kind);
+                    true
+                }
+                None => match leakdiag::dump::DumpFile::open(path) {
+                    Ok(file) => {
+                        let _ = leakdiag::dump::inspect::inspect(&mut out, &file);
+                        true
+                    }
+                    Err(_) => false,
+                },
+            };
+            if listed {
                 if out.len() > bound {
                     return Err(format!("inspect wrote {} bytes", out.len()));
                 }
@@ -396,7 +416,7 @@ fn check(path: &Path, input_len: usize, options: &AnalyzeOptions) -> Result<(), 
                     return Err(format!("inspect printed control byte 0x{c:02x}"));
                 }
             }
-            let report = match analyze_dump(path, options) {
+            let report = match analyze_input(path, options) {
                 Ok(r) => r,
                 Err(_) => return Ok(()),
             };
@@ -475,6 +495,7 @@ fn main() -> std::io::Result<()> {
     let mut seed = 0x1ea4_d1a9u64;
     let mut out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/fuzz");
     let mut big = false;
+    let mut umdh = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -482,6 +503,7 @@ fn main() -> std::io::Result<()> {
             "--seed" => seed = args.next().and_then(|v| v.parse().ok()).unwrap_or(seed),
             "--out" => out = args.next().map(PathBuf::from).unwrap_or(out),
             "--big" => big = true,
+            "--umdh" => umdh = true,
             other => {
                 eprintln!("fuzz: unknown argument {other}");
                 std::process::exit(2);
@@ -510,20 +532,39 @@ fn main() -> std::io::Result<()> {
             .ok()
         })
         .collect();
-    let input = out.join(format!("input-{}.dmp", std::process::id()));
+    let ext = if umdh { "log" } else { "dmp" };
+    let input = out.join(format!("input-{}.{ext}", std::process::id()));
     let started = Instant::now();
     let mut runs = 0u64;
     let mut by_mutation: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut findings: BTreeMap<String, u64> = BTreeMap::new();
     let mut slowest = Duration::ZERO;
     while started.elapsed() < Duration::from_secs(seconds) {
-        let mut bytes = if !seeds.is_empty() && rng.chance(10) {
+        let mut names = Vec::new();
+        let mut bytes = if umdh {
+            let mut text = umdh_logs::generate(&mut rng);
+            for _ in 0..=rng.below(3) {
+                IN_CHECK.with(|c| c.set(true));
+                let m = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    umdh_logs::mutate(&mut rng, &mut text)
+                }))
+                .unwrap_or("mutator panicked");
+                IN_CHECK.with(|c| c.set(false));
+                *by_mutation.entry(m).or_default() += 1;
+                names.push(m);
+            }
+            let (bytes, encoding) = umdh_logs::encode(&mut rng, &text);
+            *by_mutation.entry(encoding).or_default() += 1;
+            names.push(encoding);
+            bytes
+        } else if !seeds.is_empty() && rng.chance(10) {
             rng.pick(&seeds).clone()
         } else {
             generate(&mut rng, big)
         };
-        let mut names = Vec::new();
-        for _ in 0..=rng.below(3) {
+        // A log has had its mutations; a dump gets them here.
+        let dump_mutations = if umdh { 0 } else { 1 + rng.below(4) };
+        for _ in 0..dump_mutations {
             // A mutator bug must not end the run: the input is kept as it was.
             IN_CHECK.with(|c| c.set(true));
             let m = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -555,7 +596,7 @@ fn main() -> std::io::Result<()> {
             *n += 1;
             if *n == 1 {
                 let name = format!("finding-{}", findings.len());
-                std::fs::write(out.join("findings").join(format!("{name}.dmp")), &bytes)?;
+                std::fs::write(out.join("findings").join(format!("{name}.{ext}")), &bytes)?;
                 std::fs::write(
                     out.join("findings").join(format!("{name}.txt")),
                     format!("{what}\nmutations: {}\n", names.join(", ")),
