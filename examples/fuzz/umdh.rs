@@ -182,7 +182,7 @@ pub fn mutate(rng: &mut Rng, text: &mut String) -> &'static str {
 /// The log's bytes in a random encoding; returns them and its name.
 pub fn encode(rng: &mut Rng, text: &str) -> (Vec<u8>, &'static str) {
     match rng.below(6) {
-        0 | 1 | 2 => (text.as_bytes().to_vec(), "UTF-8"),
+        0..=2 => (text.as_bytes().to_vec(), "UTF-8"),
         3 => {
             let mut b = vec![0xFF, 0xFE];
             b.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
