@@ -1,6 +1,6 @@
 //! One chunk of the log read on its own: its state, the line loop that tries the
 //! fast reader first, and the transcoding of a UTF-16 chunk to UTF-8. What a chunk
-//! cannot know alone is settled when the chunks are merged ([`super::parallel`]).
+//! cannot know alone is settled when the chunks are merged ([`super::merge`]).
 
 use super::fast::{fast_allocation, fast_frame, HEX};
 use super::sums::{Hot, IdTable, LocalTrace, Pending};
