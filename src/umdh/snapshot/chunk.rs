@@ -62,6 +62,12 @@ pub(super) struct Chunk {
     /// each of `symbolic`; the frames are then copied in parallel.
     pub(super) layout: Vec<std::ops::Range<usize>>,
     pub(super) numbers: Vec<u32>,
+    /// Set by the merge: the log's number of each of `traces`, the place of the
+    /// chunk's first heap in the log's heaps, and the heap open where it starts
+    /// (0: none); the chunk's sums are then added in parallel.
+    pub(super) global: Vec<u32>,
+    pub(super) heap_base: usize,
+    pub(super) inherited_heap: u64,
     pub(super) heap_entries: Vec<(u32, u32, Totals)>,
     pub(super) batch: Vec<Pending>,
     /// The batch entry whose stack is being read, and where its frames start.
@@ -100,6 +106,9 @@ impl Chunk {
             deferred: Vec::new(),
             layout: Vec::new(),
             numbers: Vec::new(),
+            global: Vec::new(),
+            heap_base: 0,
+            inherited_heap: 0,
             heap_entries: Vec::new(),
             batch: Vec::new(),
             stack: None,

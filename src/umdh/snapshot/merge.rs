@@ -29,6 +29,10 @@ pub(super) struct Merger<'p> {
     warnings: Vec<(u64, String)>,
     /// Per trace: the heap of the sums not yet flushed into `by_heap`.
     cur_heap: Vec<(u64, Totals)>,
+    /// Per trace: its stack is laid out (`frames` is set): checked for every
+    /// trace a chunk references, here rather than in the traces (48 bytes each, a
+    /// cache miss per trace of a million).
+    defined: Vec<bool>,
     /// The distinct texts of resolved frames (numbered in order of first printing by
     /// `finish`).
     pub(super) symbolic: Texts,
@@ -58,6 +62,7 @@ impl<'p> Merger<'p> {
             bytes: 0,
             warnings: Vec::new(),
             cur_heap: Vec::new(),
+            defined: Vec::new(),
             symbolic: Texts::default(),
             sizes_summed: 0,
             frames: 0,
@@ -70,25 +75,11 @@ impl<'p> Merger<'p> {
         self.warnings.push((line, message.to_string()));
     }
 
-    /// Adds a chunk's size-bucket sums of trace `g`: only the buckets used, as
-    /// entries appended (most stacks use one to three of the nine, and a dense row
-    /// per trace was 144 bytes of a million stacks; finding the trace's earlier
-    /// entries instead cost a third more serial time). `sum_sizes` sums the
-    /// entries of one pair.
-    fn add_sizes(&mut self, g: u32, sizes: &[Totals; BUCKETS]) {
-        for (b, t) in sizes.iter().enumerate() {
-            if t.allocations > 0 {
-                // b < BUCKETS (9): the cast is exact.
-                self.snap.sizes.push((g, b as u8, *t));
-            }
-        }
-    }
-
     /// Sums the size entries of one pair once they take more than dense rows
     /// would (a log of few stacks and many allocations repeats its pairs in every
     /// chunk), or twice as many as at the last sum: the entries stay within about
     /// twice the larger of the two. `end`: the last time, whatever their number.
-    pub(super) fn sum_sizes(&mut self, end: bool) {
+    fn sum_sizes(&mut self, end: bool) {
         let traces = self.snap.traces.len();
         // The entries that take as much memory as a dense row per trace.
         let dense = traces.saturating_mul(BUCKETS * 16 / 24);
@@ -127,6 +118,84 @@ impl<'p> Merger<'p> {
             return;
         }
         self.sizes_summed = sizes.len();
+    }
+
+    /// Adds the sums of a wave of merged chunks (file order) by size and by heap,
+    /// in parallel: the size entries of each chunk (in any order: `sum_sizes` sums
+    /// each pair), and the heap sums by slices of the traces, each slice going
+    /// through the wave's heap entries in file order (a trace's sums in one heap
+    /// are flushed when the heap changes; the entries are put in one order by
+    /// `finish`).
+    /// The time of the serial part (appending the entries) is added to `serial`.
+    pub(super) fn add_wave_sums(&mut self, merged: &[Chunk], serial: &mut std::time::Duration) {
+        let heaps = &self.snap.heaps;
+        let slice = self
+            .cur_heap
+            .len()
+            .div_ceil(rayon::current_num_threads() * 4)
+            .max(1 << 12);
+        let (sizes, by_heap): (Vec<_>, Vec<_>) = rayon::join(
+            || {
+                merged
+                    .par_iter()
+                    .map(|c| {
+                        let mut out = Vec::new();
+                        for (&g, h) in c.global.iter().zip(&c.hot) {
+                            for (b, t) in h.sizes.iter().enumerate() {
+                                if t.allocations > 0 {
+                                    // b < BUCKETS (9): the cast is exact.
+                                    out.push((g, b as u8, *t));
+                                }
+                            }
+                        }
+                        out
+                    })
+                    .collect()
+            },
+            || {
+                self.cur_heap
+                    .par_chunks_mut(slice)
+                    .enumerate()
+                    .map(|(i, cur)| {
+                        let lo = i * slice;
+                        let mut out = Vec::new();
+                        for c in merged {
+                            for &(t, h, sums) in &c.heap_entries {
+                                let g = c.global[t as usize];
+                                let Some(cur) =
+                                    (g as usize).checked_sub(lo).and_then(|k| cur.get_mut(k))
+                                else {
+                                    continue;
+                                };
+                                let heap = match h {
+                                    INHERITED => c.inherited_heap,
+                                    NO_HEAP => 0,
+                                    h => heaps[c.heap_base + h as usize].heap,
+                                };
+                                if cur.0 != heap || cur.1.allocations == 0 {
+                                    if cur.1.allocations > 0 {
+                                        out.push((g, cur.0, cur.1));
+                                    }
+                                    *cur = (heap, Totals::default());
+                                }
+                                cur.1.allocations += sums.allocations;
+                                cur.1.bytes = cur.1.bytes.wrapping_add(sums.bytes);
+                            }
+                        }
+                        out
+                    })
+                    .collect()
+            },
+        );
+        let t0 = std::time::Instant::now();
+        for s in sizes {
+            self.snap.sizes.extend_from_slice(&s);
+        }
+        for h in by_heap {
+            self.snap.by_heap.extend_from_slice(&h);
+        }
+        self.sum_sizes(false);
+        *serial += t0.elapsed();
     }
 
     /// Merges chunk `c` (the next in file order); what is left of it is dropped by
@@ -193,12 +262,12 @@ impl<'p> Merger<'p> {
                     frames: None,
                 });
                 self.cur_heap.push((0, Totals::default()));
+                self.defined.push(false);
             }
-            self.add_sizes(g, &c.hot[l].sizes);
             global.push(g);
             let gi = g as usize;
             let mut dups: Vec<u64> = std::mem::take(&mut lt.dups);
-            if self.snap.traces[gi].frames.is_some() {
+            if self.defined[gi] {
                 if let Some((line, _)) = &lt.def {
                     dups.insert(0, *line);
                 }
@@ -250,6 +319,10 @@ impl<'p> Merger<'p> {
             self.frames += range.len();
             c.layout.push(range.clone());
             self.snap.traces[gi].frames = Some(start..self.frames);
+            self.defined[gi] = true;
+            if self.unresolved.is_empty() {
+                continue;
+            }
             if let Some((first, count)) = self.unresolved.remove(&g) {
                 let id = self.snap.traces[gi].id.clone();
                 self.warn(
@@ -258,23 +331,11 @@ impl<'p> Merger<'p> {
                 );
             }
         }
-        for &(t, h, sums) in &c.heap_entries {
-            let heap = match h {
-                INHERITED => inherited_heap,
-                NO_HEAP => 0,
-                h => self.snap.heaps[base + h as usize].heap,
-            };
-            let g = global[t as usize];
-            let cur = &mut self.cur_heap[g as usize];
-            if cur.0 != heap || cur.1.allocations == 0 {
-                if cur.1.allocations > 0 {
-                    self.snap.by_heap.push((g, cur.0, cur.1));
-                }
-                *cur = (heap, Totals::default());
-            }
-            cur.1.allocations += sums.allocations;
-            cur.1.bytes = cur.1.bytes.wrapping_add(sums.bytes);
-        }
+        // The sums by size and by heap are added after the wave's merge, in
+        // parallel ([`Merger::add_wave_sums`]).
+        c.global = global;
+        c.heap_base = base;
+        c.inherited_heap = inherited_heap;
 
         self.bytes += c.bytes;
         self.snap.allocations += c.allocations;

@@ -196,27 +196,34 @@ pub fn parse_timed(
             m.merge(&mut c)?;
             merged.push(c);
         }
-        m.sum_sizes(false);
         let t2 = std::time::Instant::now();
         times.serial += t2 - t1;
-        // The frames of the stacks first printed in this wave, translated and copied
-        // in parallel, then appended in file order.
-        let laid: Vec<Frames> = merged
-            .par_iter()
-            .map(|c| {
-                let mut out = Frames::default();
-                out.reserve_exact(c.layout.iter().map(|r| r.len()).sum());
-                for r in &c.layout {
-                    for &f in &c.frames[r.clone()] {
-                        out.push(match f {
-                            Frame::Address(a) => Frame::Address(a),
-                            Frame::Symbolic(i) => Frame::Symbolic(c.numbers[i as usize]),
-                        });
-                    }
-                }
-                out
-            })
-            .collect();
+        // The sums of the wave by size and by heap added, and the frames of the
+        // stacks first printed in this wave translated and copied, in parallel; the
+        // frames then appended in file order.
+        let mut sums_serial = std::time::Duration::ZERO;
+        let ((), laid) = rayon::join(
+            || m.add_wave_sums(&merged, &mut sums_serial),
+            || -> Vec<Frames> {
+                merged
+                    .par_iter()
+                    .map(|c| {
+                        let mut out = Frames::default();
+                        out.reserve_exact(c.layout.iter().map(|r| r.len()).sum());
+                        for r in &c.layout {
+                            for &f in &c.frames[r.clone()] {
+                                out.push(match f {
+                                    Frame::Address(a) => Frame::Address(a),
+                                    Frame::Symbolic(i) => Frame::Symbolic(c.numbers[i as usize]),
+                                });
+                            }
+                        }
+                        out
+                    })
+                    .collect()
+            },
+        );
+        times.serial += sums_serial;
         let t3 = std::time::Instant::now();
         for frames in &laid {
             m.snap.frames.append(frames);
@@ -224,7 +231,7 @@ pub fn parse_timed(
         drop(laid);
         let t4 = std::time::Instant::now();
         merged.into_par_iter().for_each(drop);
-        times.parallel += (t3 - t2) + t4.elapsed();
+        times.parallel += (t3 - t2).saturating_sub(sums_serial) + t4.elapsed();
         times.serial += t4 - t3;
         start = s;
     }
