@@ -4,11 +4,10 @@
 //! and the last renumbering once every chunk is merged ([`finish`]).
 
 use super::chunk::{Chunk, INHERITED, NO_HEAP};
+use super::parts::Parts;
 use super::texts::{IdMap, Texts};
-use super::{Snapshot, Trace, BUCKETS};
-use crate::model::Totals;
+use super::{Snapshot, Trace};
 use crate::umdh::UmdhError;
-use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -27,8 +26,8 @@ pub(super) struct Merger<'p> {
     offset: u64,
     pub(super) bytes: u128,
     warnings: Vec<(u64, String)>,
-    /// Per trace: the heap of the sums not yet flushed into `by_heap`.
-    cur_heap: Vec<(u64, Totals)>,
+    /// The sums by size and by heap of each trace, added after each wave.
+    sums: Parts,
     /// Per trace: its stack is laid out (`frames` is set): checked for every
     /// trace a chunk references, here rather than in the traces (48 bytes each, a
     /// cache miss per trace of a million).
@@ -36,8 +35,6 @@ pub(super) struct Merger<'p> {
     /// The distinct texts of resolved frames (numbered in order of first printing by
     /// `finish`).
     pub(super) symbolic: Texts,
-    /// The entries of `snap.sizes` after their last [`sum_by_key`].
-    sizes_summed: usize,
     /// The frames laid out so far (copied into the log's frames after each wave).
     frames: usize,
     first_ansi_line: Option<u64>,
@@ -61,10 +58,9 @@ impl<'p> Merger<'p> {
             offset: 0,
             bytes: 0,
             warnings: Vec::new(),
-            cur_heap: Vec::new(),
+            sums: Parts::new(),
             defined: Vec::new(),
             symbolic: Texts::default(),
-            sizes_summed: 0,
             frames: 0,
             first_ansi_line: None,
             first_bad_utf16_line: None,
@@ -75,127 +71,10 @@ impl<'p> Merger<'p> {
         self.warnings.push((line, message.to_string()));
     }
 
-    /// Sums the size entries of one pair once they take more than dense rows
-    /// would (a log of few stacks and many allocations repeats its pairs in every
-    /// chunk), or twice as many as at the last sum: the entries stay within about
-    /// twice the larger of the two. `end`: the last time, whatever their number.
-    fn sum_sizes(&mut self, end: bool) {
-        let traces = self.snap.traces.len();
-        // The entries that take as much memory as a dense row per trace.
-        let dense = traces.saturating_mul(BUCKETS * 16 / 24);
-        let limit = dense
-            .max(self.sizes_summed.saturating_mul(2))
-            .saturating_add(1 << 16);
-        let sizes = &mut self.snap.sizes;
-        if sizes.len() > dense {
-            // Summed in dense rows, which take less than the entries already do:
-            // one pass, no sort.
-            if !end && sizes.len() <= limit {
-                return;
-            }
-            let mut rows = vec![[Totals::default(); BUCKETS]; traces];
-            for &(t, b, s) in sizes.iter() {
-                if let Some(r) = rows
-                    .get_mut(t as usize)
-                    .and_then(|r| r.get_mut(usize::from(b)))
-                {
-                    r.allocations += s.allocations;
-                    r.bytes = r.bytes.wrapping_add(s.bytes);
-                }
-            }
-            sizes.clear();
-            for (t, row) in rows.iter().enumerate() {
-                for (b, s) in row.iter().enumerate() {
-                    if s.allocations > 0 {
-                        // t < traces (a u32) and b < BUCKETS (9): exact casts.
-                        sizes.push((t as u32, b as u8, *s));
-                    }
-                }
-            }
-        } else if end {
-            sum_by_key(sizes);
-        } else {
-            return;
-        }
-        self.sizes_summed = sizes.len();
-    }
-
-    /// Adds the sums of a wave of merged chunks (file order) by size and by heap,
-    /// in parallel: the size entries of each chunk (in any order: `sum_sizes` sums
-    /// each pair), and the heap sums by slices of the traces, each slice going
-    /// through the wave's heap entries in file order (a trace's sums in one heap
-    /// are flushed when the heap changes; the entries are put in one order by
-    /// `finish`).
-    /// The time of the serial part (appending the entries) is added to `serial`.
-    pub(super) fn add_wave_sums(&mut self, merged: &[Chunk], serial: &mut std::time::Duration) {
-        let heaps = &self.snap.heaps;
-        let slice = self
-            .cur_heap
-            .len()
-            .div_ceil(rayon::current_num_threads() * 4)
-            .max(1 << 12);
-        let (sizes, by_heap): (Vec<_>, Vec<_>) = rayon::join(
-            || {
-                merged
-                    .par_iter()
-                    .map(|c| {
-                        let mut out = Vec::new();
-                        for (&g, h) in c.global.iter().zip(&c.hot) {
-                            for (b, t) in h.sizes.iter().enumerate() {
-                                if t.allocations > 0 {
-                                    // b < BUCKETS (9): the cast is exact.
-                                    out.push((g, b as u8, *t));
-                                }
-                            }
-                        }
-                        out
-                    })
-                    .collect()
-            },
-            || {
-                self.cur_heap
-                    .par_chunks_mut(slice)
-                    .enumerate()
-                    .map(|(i, cur)| {
-                        let lo = i * slice;
-                        let mut out = Vec::new();
-                        for c in merged {
-                            for &(t, h, sums) in &c.heap_entries {
-                                let g = c.global[t as usize];
-                                let Some(cur) =
-                                    (g as usize).checked_sub(lo).and_then(|k| cur.get_mut(k))
-                                else {
-                                    continue;
-                                };
-                                let heap = match h {
-                                    INHERITED => c.inherited_heap,
-                                    NO_HEAP => 0,
-                                    h => heaps[c.heap_base + h as usize].heap,
-                                };
-                                if cur.0 != heap || cur.1.allocations == 0 {
-                                    if cur.1.allocations > 0 {
-                                        out.push((g, cur.0, cur.1));
-                                    }
-                                    *cur = (heap, Totals::default());
-                                }
-                                cur.1.allocations += sums.allocations;
-                                cur.1.bytes = cur.1.bytes.wrapping_add(sums.bytes);
-                            }
-                        }
-                        out
-                    })
-                    .collect()
-            },
-        );
-        let t0 = std::time::Instant::now();
-        for s in sizes {
-            self.snap.sizes.extend_from_slice(&s);
-        }
-        for h in by_heap {
-            self.snap.by_heap.extend_from_slice(&h);
-        }
-        self.sum_sizes(false);
-        *serial += t0.elapsed();
+    /// Adds the sums by size and by heap of a wave of merged chunks (file order),
+    /// in parallel ([`Parts`]).
+    pub(super) fn add_wave_sums(&mut self, merged: &[Chunk]) {
+        self.sums.add_wave(merged, &self.snap.heaps);
     }
 
     /// Merges chunk `c` (the next in file order); what is left of it is dropped by
@@ -261,7 +140,6 @@ impl<'p> Merger<'p> {
                         .unwrap_or_else(|| lt.id.as_str().to_owned()),
                     frames: None,
                 });
-                self.cur_heap.push((0, Totals::default()));
                 self.defined.push(false);
             }
             global.push(g);
@@ -354,36 +232,10 @@ impl<'p> Merger<'p> {
     }
 }
 
-/// Sorts (trace, key, sums) entries by trace and key and sums those of one pair
-/// into one entry.
-fn sum_by_key<K: Ord + Copy + Send>(entries: &mut Vec<(u32, K, Totals)>) {
-    entries.par_sort_unstable_by_key(|&(trace, key, _)| (trace, key));
-    entries.dedup_by(|next, kept| {
-        let same = (next.0, next.1) == (kept.0, kept.1);
-        if same {
-            kept.2.allocations += next.2.allocations;
-            kept.2.bytes = kept.2.bytes.wrapping_add(next.2.bytes);
-        }
-        same
-    });
-}
-
 /// The snapshot of the chunks merged: its sums put in one order, its texts
 /// numbered in order of first printing, its warnings in line order.
 pub(super) fn finish(mut m: Merger<'_>) -> Result<Snapshot, UmdhError> {
     let path = m.path;
-    for (g, (heap, sums)) in m.cur_heap.drain(..).enumerate() {
-        if sums.allocations > 0 {
-            m.snap.by_heap.push((g as u32, heap, sums));
-        }
-    }
-    // The heap sums in one order whatever the cut (each chunk flushes them when it
-    // meets another heap, so their order and splitting follow the chunks): by
-    // trace and heap, one entry per pair.
-    sum_by_key(&mut m.snap.by_heap);
-    // The size sums likewise: by trace and bucket, one entry per pair.
-    m.sum_sizes(true);
-    m.snap.sizes.shrink_to_fit();
     // The resolved-frame texts numbered in order of first printing (the order of
     // the frames), whatever the chunks; texts only in stacks printed a second time
     // are dropped.
@@ -398,6 +250,15 @@ pub(super) fn finish(mut m: Merger<'_>) -> Result<Snapshot, UmdhError> {
         }
         *o
     });
+    // The tables that numbered the IDs and texts are freed before the sums are
+    // put in order (which copies them: the peak of the read).
+    drop(texts);
+    drop(order);
+    m.ids = IdMap::default();
+    m.text_ids = HashMap::new();
+    m.defined = Vec::new();
+    // The sums by trace and key, one entry per pair.
+    (m.snap.sizes, m.snap.by_heap) = std::mem::replace(&mut m.sums, Parts::empty()).finish();
     let last = m.offset;
     m.snap.bytes = m.bytes as u64;
     m.snap.lines = last;

@@ -28,6 +28,7 @@ mod frames;
 mod general;
 mod merge;
 mod parallel;
+mod parts;
 mod sums;
 mod texts;
 

@@ -201,9 +201,8 @@ pub fn parse_timed(
         // The sums of the wave by size and by heap added, and the frames of the
         // stacks first printed in this wave translated and copied, in parallel; the
         // frames then appended in file order.
-        let mut sums_serial = std::time::Duration::ZERO;
         let ((), laid) = rayon::join(
-            || m.add_wave_sums(&merged, &mut sums_serial),
+            || m.add_wave_sums(&merged),
             || -> Vec<Frames> {
                 merged
                     .par_iter()
@@ -223,7 +222,6 @@ pub fn parse_timed(
                     .collect()
             },
         );
-        times.serial += sums_serial;
         let t3 = std::time::Instant::now();
         for frames in &laid {
             m.snap.frames.append(frames);
@@ -231,7 +229,7 @@ pub fn parse_timed(
         drop(laid);
         let t4 = std::time::Instant::now();
         merged.into_par_iter().for_each(drop);
-        times.parallel += (t3 - t2).saturating_sub(sums_serial) + t4.elapsed();
+        times.parallel += (t3 - t2) + t4.elapsed();
         times.serial += t4 - t3;
         start = s;
     }

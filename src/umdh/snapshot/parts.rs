@@ -1,0 +1,214 @@
+//! The merge's sums per BackTrace (by size bucket and by heap), kept in blocks of
+//! [`BLOCK`] BackTraces and updated in parallel after each wave is merged: block
+//! `b` belongs to part `b % parts`, one part per task, so that the BackTraces first
+//! referenced in a wave (numbered one after another) are spread over the parts.
+//! Each part goes through the wave's chunks in file order, so its sums are those of
+//! a serial merge. At the end each block puts its entries in order (by BackTrace,
+//! then key, one entry per pair) and the blocks are joined in order, each freed
+//! once copied: the result does not depend on the number of parts. The merge
+//! itself (serial) only numbers the BackTraces.
+
+use super::chunk::{Chunk, INHERITED, NO_HEAP};
+use super::{HeapSums, BUCKETS};
+use crate::model::Totals;
+use rayon::prelude::*;
+
+/// BackTraces per block (a power of two).
+const BLOCK_BITS: u32 = 10;
+const BLOCK: usize = 1 << BLOCK_BITS;
+
+/// A (BackTrace, key, sums) entry.
+type Entry<K> = (u32, K, Totals);
+
+/// The sums of the BackTraces of one block.
+#[derive(Default)]
+struct Block {
+    /// Per BackTrace of the block: the heap of its sums not yet flushed into
+    /// `by_heap`, and those sums (allocated when the block is first used).
+    cur_heap: Vec<(u64, Totals)>,
+    /// The size-bucket sums: only the buckets used, as entries appended (most
+    /// stacks use one to three of the nine, and a dense row per trace was 144
+    /// bytes of a million stacks), summed once they pass twice as many as at the
+    /// last sum ([`Block::sum_sizes`]; a log of few stacks and many allocations
+    /// repeats its pairs in every chunk).
+    sizes: Vec<Entry<u8>>,
+    /// The entries of `sizes` after their last sum.
+    sizes_summed: usize,
+    by_heap: Vec<Entry<u64>>,
+}
+
+impl Block {
+    /// Sums the size entries of one pair in a dense row per BackTrace (one pass, no
+    /// sort; the entries come out in order), once they pass twice as many as at
+    /// the last sum, or `end`.
+    fn sum_sizes(&mut self, block: usize, end: bool) {
+        if self.sizes.is_empty() || !end && self.sizes.len() <= 2 * self.sizes_summed + BLOCK {
+            return;
+        }
+        let mut rows = vec![[Totals::default(); BUCKETS]; BLOCK];
+        for &(g, b, s) in &self.sizes {
+            if let Some(r) = rows[g as usize & (BLOCK - 1)].get_mut(usize::from(b)) {
+                r.allocations += s.allocations;
+                r.bytes = r.bytes.wrapping_add(s.bytes);
+            }
+        }
+        self.sizes.clear();
+        for (i, row) in rows.iter().enumerate() {
+            for (b, s) in row.iter().enumerate() {
+                if s.allocations > 0 {
+                    // A BackTrace number (a u32) and b < BUCKETS (9): exact casts.
+                    self.sizes
+                        .push((((block << BLOCK_BITS) | i) as u32, b as u8, *s));
+                }
+            }
+        }
+        self.sizes_summed = self.sizes.len();
+    }
+}
+
+/// The sums per BackTrace, in blocks, by part.
+pub(super) struct Parts {
+    /// Part `p` holds blocks `p`, `p + parts.len()`, … one after another.
+    parts: Vec<Vec<Block>>,
+}
+
+impl Parts {
+    /// About four parts per thread of the current rayon pool, a power of two (the
+    /// result does not depend on their number).
+    pub(super) fn new() -> Self {
+        Parts {
+            parts: (0..(rayon::current_num_threads().max(1) * 4).next_power_of_two())
+                .map(|_| Vec::new())
+                .collect(),
+        }
+    }
+
+    /// Adds the sums of a wave of merged chunks (in file order; `global`,
+    /// `heap_base` and `inherited_heap` set by the merge), each part in parallel.
+    /// `heaps`: the log's heaps, the wave's included.
+    pub(super) fn add_wave(&mut self, merged: &[Chunk], heaps: &[HeapSums]) {
+        let n = self.parts.len();
+        self.parts
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(p, blocks)| {
+                for c in merged {
+                    for (&g, h) in c.global.iter().zip(&c.hot) {
+                        let Some(block) = block_of(blocks, n, p, g) else {
+                            continue;
+                        };
+                        for (b, t) in h.sizes.iter().enumerate() {
+                            if t.allocations > 0 {
+                                // b < BUCKETS (9): the cast is exact.
+                                block.sizes.push((g, b as u8, *t));
+                            }
+                        }
+                    }
+                    for &(t, h, sums) in &c.heap_entries {
+                        let g = c.global[t as usize];
+                        let Some(block) = block_of(blocks, n, p, g) else {
+                            continue;
+                        };
+                        let heap = match h {
+                            INHERITED => c.inherited_heap,
+                            NO_HEAP => 0,
+                            h => heaps[c.heap_base + h as usize].heap,
+                        };
+                        if block.cur_heap.is_empty() {
+                            block.cur_heap = vec![(0, Totals::default()); BLOCK];
+                        }
+                        let cur = &mut block.cur_heap[g as usize & (BLOCK - 1)];
+                        if cur.0 != heap || cur.1.allocations == 0 {
+                            if cur.1.allocations > 0 {
+                                block.by_heap.push((g, cur.0, cur.1));
+                            }
+                            *cur = (heap, Totals::default());
+                        }
+                        cur.1.allocations += sums.allocations;
+                        cur.1.bytes = cur.1.bytes.wrapping_add(sums.bytes);
+                    }
+                }
+                for (i, block) in blocks.iter_mut().enumerate() {
+                    block.sum_sizes(i * n + p, false);
+                }
+            });
+    }
+
+    /// No parts (what is left once [`Parts::finish`] took them).
+    pub(super) fn empty() -> Self {
+        Parts { parts: Vec::new() }
+    }
+
+    /// The sums by size and by heap, each by BackTrace and key, one entry per pair.
+    pub(super) fn finish(self) -> (Vec<Entry<u8>>, Vec<Entry<u64>>) {
+        let n = self.parts.len();
+        let mut parts = self.parts;
+        parts.par_iter_mut().enumerate().for_each(|(p, blocks)| {
+            for (i, block) in blocks.iter_mut().enumerate() {
+                let b = i * n + p;
+                for (k, &(heap, sums)) in block.cur_heap.iter().enumerate() {
+                    if sums.allocations > 0 {
+                        // A BackTrace number (a u32): an exact cast.
+                        block
+                            .by_heap
+                            .push((((b << BLOCK_BITS) | k) as u32, heap, sums));
+                    }
+                }
+                block.cur_heap = Vec::new();
+                // The heap sums in one order whatever the cut (each chunk flushes
+                // them when it meets another heap, so their order and splitting
+                // follow the chunks): by trace and heap, one entry per pair.
+                sum_by_key(&mut block.by_heap);
+                block.sum_sizes(b, true);
+            }
+        });
+        // The blocks in order, each freed once copied.
+        let blocks = parts.iter().map(Vec::len).max().unwrap_or(0) * n;
+        let mut sizes =
+            Vec::with_capacity(parts.iter().flatten().map(|b| b.sizes.len()).sum::<usize>());
+        let mut by_heap = Vec::with_capacity(
+            parts
+                .iter()
+                .flatten()
+                .map(|b| b.by_heap.len())
+                .sum::<usize>(),
+        );
+        for b in 0..blocks {
+            if let Some(block) = parts[b % n].get_mut(b / n) {
+                let block = std::mem::take(block);
+                sizes.extend_from_slice(&block.sizes);
+                by_heap.extend_from_slice(&block.by_heap);
+            }
+        }
+        (sizes, by_heap)
+    }
+}
+
+/// The block of BackTrace `g` in part `p` of `n` (a power of two; its blocks
+/// `blocks`), made if new; `None` when `g` is in another part.
+#[inline]
+fn block_of(blocks: &mut Vec<Block>, n: usize, p: usize, g: u32) -> Option<&mut Block> {
+    let b = g as usize >> BLOCK_BITS;
+    if b & (n - 1) != p {
+        return None;
+    }
+    let i = b >> n.trailing_zeros();
+    if i >= blocks.len() {
+        blocks.resize_with(i + 1, Block::default);
+    }
+    blocks.get_mut(i)
+}
+
+/// Sorts (trace, key, sums) entries by trace and key and sums those of one pair
+/// into one entry.
+fn sum_by_key<K: Ord + Copy>(entries: &mut Vec<Entry<K>>) {
+    entries.sort_unstable_by_key(|&(trace, key, _)| (trace, key));
+    entries.dedup_by(|next, kept| {
+        let same = (next.0, next.1) == (kept.0, kept.1);
+        if same {
+            kept.2.allocations += next.2.allocations;
+            kept.2.bytes = kept.2.bytes.wrapping_add(next.2.bytes);
+        }
+        same
+    });
+}
