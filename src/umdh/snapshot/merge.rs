@@ -6,10 +6,11 @@
 use super::chunk::{Chunk, INHERITED, NO_HEAP};
 use super::parts::Parts;
 use super::texts::{IdMap, Texts};
-use super::{Snapshot, Trace};
+use super::{Frame, Snapshot, Trace};
 use crate::umdh::UmdhError;
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 /// The merge of the chunks, in file order.
 pub(super) struct Merger<'p> {
@@ -71,10 +72,35 @@ impl<'p> Merger<'p> {
         self.warnings.push((line, message.to_string()));
     }
 
-    /// Adds the sums by size and by heap of a wave of merged chunks (file order),
-    /// in parallel ([`Parts`]).
-    pub(super) fn add_wave_sums(&mut self, merged: &[Chunk]) {
-        self.sums.add_wave(merged, &self.snap.heaps);
+    /// Completes a wave of merged chunks (file order), in parallel: adds their sums
+    /// by size and by heap ([`Parts`]) and writes the frames of the stacks they
+    /// print first into the log's frames, translated to the log's text numbers.
+    /// Returns the time of the serial steps.
+    pub(super) fn add_wave(&mut self, merged: &[Chunk]) -> Duration {
+        let lens: Vec<usize> = merged
+            .iter()
+            .map(|c| c.layout.iter().map(|r| r.len()).sum())
+            .collect();
+        let frames = &mut self.snap.frames;
+        let heaps = &self.snap.heaps;
+        let sums = &mut self.sums;
+        let ((), serial) = rayon::join(
+            || sums.add_wave(merged, heaps),
+            || {
+                frames.extend_parallel(&lens, |i, w| {
+                    let c = &merged[i];
+                    for r in &c.layout {
+                        for &f in &c.frames[r.clone()] {
+                            w.push(match f {
+                                Frame::Address(a) => Frame::Address(a),
+                                Frame::Symbolic(i) => Frame::Symbolic(c.numbers[i as usize]),
+                            });
+                        }
+                    }
+                })
+            },
+        );
+        serial
     }
 
     /// Merges chunk `c` (the next in file order); what is left of it is dropped by
@@ -210,7 +236,7 @@ impl<'p> Merger<'p> {
             }
         }
         // The sums by size and by heap are added after the wave's merge, in
-        // parallel ([`Merger::add_wave_sums`]).
+        // parallel ([`Merger::add_wave`]).
         c.global = global;
         c.heap_base = base;
         c.inherited_heap = inherited_heap;

@@ -4,7 +4,7 @@
 
 use super::chunk::{read_chunk, Chunk};
 use super::merge::{finish, Merger};
-use super::{Frame, Frames, Snapshot};
+use super::Snapshot;
 use crate::umdh::lines::{find_newline, Encoding};
 use crate::umdh::UmdhError;
 use rayon::prelude::*;
@@ -198,39 +198,12 @@ pub fn parse_timed(
         }
         let t2 = std::time::Instant::now();
         times.serial += t2 - t1;
-        // The sums of the wave by size and by heap added, and the frames of the
-        // stacks first printed in this wave translated and copied, in parallel; the
-        // frames then appended in file order.
-        let ((), laid) = rayon::join(
-            || m.add_wave_sums(&merged),
-            || -> Vec<Frames> {
-                merged
-                    .par_iter()
-                    .map(|c| {
-                        let mut out = Frames::default();
-                        out.reserve_exact(c.layout.iter().map(|r| r.len()).sum());
-                        for r in &c.layout {
-                            for &f in &c.frames[r.clone()] {
-                                out.push(match f {
-                                    Frame::Address(a) => Frame::Address(a),
-                                    Frame::Symbolic(i) => Frame::Symbolic(c.numbers[i as usize]),
-                                });
-                            }
-                        }
-                        out
-                    })
-                    .collect()
-            },
-        );
-        let t3 = std::time::Instant::now();
-        for frames in &laid {
-            m.snap.frames.append(frames);
-        }
-        drop(laid);
-        let t4 = std::time::Instant::now();
+        // The sums of the wave added and the frames of the stacks first printed in
+        // it written, in parallel; then the chunks freed, in parallel too.
+        let sums_serial = m.add_wave(&merged);
         merged.into_par_iter().for_each(drop);
-        times.parallel += (t3 - t2) + t4.elapsed();
-        times.serial += t4 - t3;
+        times.parallel += t2.elapsed().saturating_sub(sums_serial);
+        times.serial += sums_serial;
         start = s;
     }
     let t5 = std::time::Instant::now();
