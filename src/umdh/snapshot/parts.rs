@@ -84,36 +84,49 @@ impl Parts {
     }
 
     /// Adds the sums of a wave of merged chunks (in file order; `global`,
-    /// `heap_base` and `inherited_heap` set by the merge), each part in parallel.
+    /// `heap_base` and `inherited_heap` set by the merge): each chunk's sums sorted
+    /// into the parts (in parallel over the chunks: one pass over its sums, in its
+    /// order), then each part's added (in parallel over the parts, chunk by chunk).
     /// `heaps`: the log's heaps, the wave's included.
     pub(super) fn add_wave(&mut self, merged: &[Chunk], heaps: &[HeapSums]) {
         let n = self.parts.len();
+        let sorted: Vec<Vec<(Vec<Entry<u8>>, Vec<Entry<u64>>)>> = merged
+            .par_iter()
+            .map(|c| {
+                let mut out: Vec<(Vec<Entry<u8>>, Vec<Entry<u64>>)> =
+                    (0..n).map(|_| Default::default()).collect();
+                for (&g, h) in c.global.iter().zip(&c.hot) {
+                    let sizes = &mut out[part(n, g)].0;
+                    for (b, t) in h.sizes.iter().enumerate() {
+                        if t.allocations > 0 {
+                            // b < BUCKETS (9): the cast is exact.
+                            sizes.push((g, b as u8, *t));
+                        }
+                    }
+                }
+                for &(t, h, sums) in &c.heap_entries {
+                    let g = c.global[t as usize];
+                    let heap = match h {
+                        INHERITED => c.inherited_heap,
+                        NO_HEAP => 0,
+                        h => heaps[c.heap_base + h as usize].heap,
+                    };
+                    out[part(n, g)].1.push((g, heap, sums));
+                }
+                out
+            })
+            .collect();
         self.parts
             .par_iter_mut()
             .enumerate()
             .for_each(|(p, blocks)| {
-                for c in merged {
-                    for (&g, h) in c.global.iter().zip(&c.hot) {
-                        let Some(block) = block_of(blocks, n, p, g) else {
-                            continue;
-                        };
-                        for (b, t) in h.sizes.iter().enumerate() {
-                            if t.allocations > 0 {
-                                // b < BUCKETS (9): the cast is exact.
-                                block.sizes.push((g, b as u8, *t));
-                            }
-                        }
+                for chunk in &sorted {
+                    let (sizes, by_heap) = &chunk[p];
+                    for &(g, b, t) in sizes {
+                        block_of(blocks, n, g).sizes.push((g, b, t));
                     }
-                    for &(t, h, sums) in &c.heap_entries {
-                        let g = c.global[t as usize];
-                        let Some(block) = block_of(blocks, n, p, g) else {
-                            continue;
-                        };
-                        let heap = match h {
-                            INHERITED => c.inherited_heap,
-                            NO_HEAP => 0,
-                            h => heaps[c.heap_base + h as usize].heap,
-                        };
+                    for &(g, heap, sums) in by_heap {
+                        let block = block_of(blocks, n, g);
                         if block.cur_heap.is_empty() {
                             block.cur_heap = vec![(0, Totals::default()); BLOCK];
                         }
@@ -184,19 +197,20 @@ impl Parts {
     }
 }
 
-/// The block of BackTrace `g` in part `p` of `n` (a power of two; its blocks
-/// `blocks`), made if new; `None` when `g` is in another part.
+/// The part of BackTrace `g` among `n` (a power of two).
 #[inline]
-fn block_of(blocks: &mut Vec<Block>, n: usize, p: usize, g: u32) -> Option<&mut Block> {
-    let b = g as usize >> BLOCK_BITS;
-    if b & (n - 1) != p {
-        return None;
-    }
-    let i = b >> n.trailing_zeros();
+fn part(n: usize, g: u32) -> usize {
+    (g as usize >> BLOCK_BITS) & (n - 1)
+}
+
+/// The block of BackTrace `g` in its part (`blocks`; `n` parts), made if new.
+#[inline]
+fn block_of(blocks: &mut Vec<Block>, n: usize, g: u32) -> &mut Block {
+    let i = (g as usize >> BLOCK_BITS) >> n.trailing_zeros();
     if i >= blocks.len() {
         blocks.resize_with(i + 1, Block::default);
     }
-    blocks.get_mut(i)
+    &mut blocks[i]
 }
 
 /// Sorts (trace, key, sums) entries by trace and key and sums those of one pair
