@@ -69,6 +69,9 @@ pub(super) struct Chunk {
     pub(super) heap_base: usize,
     pub(super) inherited_heap: u64,
     pub(super) heap_entries: Vec<(u32, u32, Totals)>,
+    /// The traces with allocation lines without a stack before the chunk's first
+    /// printing of it (or none): trace, first such line, their count.
+    pub(super) pending: Vec<(u32, u64, u64)>,
     pub(super) batch: Vec<Pending>,
     /// The batch entry whose stack is being read, and where its frames start.
     pub(super) stack: Option<(usize, usize)>,
@@ -110,6 +113,7 @@ impl Chunk {
             heap_base: 0,
             inherited_heap: 0,
             heap_entries: Vec::new(),
+            pending: Vec::new(),
             batch: Vec::new(),
             stack: None,
             first_ansi_line: None,

@@ -16,7 +16,11 @@ use std::time::Duration;
 pub(super) struct Merger<'p> {
     path: &'p Path,
     pub(super) snap: Snapshot,
-    pub(super) ids: IdMap<u64>,
+    ids: IdMap<u64>,
+    /// The IDs first referenced in the wave being merged, not yet in `ids` (a
+    /// small table: the serial merge does not look up the log's, which outgrows
+    /// the caches; they join `ids` after the wave, beside its parallel work).
+    wave_ids: IdMap<u64>,
     text_ids: HashMap<String, u32>,
     /// First line and count of allocation lines without a stack, per trace whose
     /// stack is not printed yet.
@@ -35,7 +39,10 @@ pub(super) struct Merger<'p> {
     defined: Vec<bool>,
     /// The distinct texts of resolved frames (numbered in order of first printing by
     /// `finish`).
-    pub(super) symbolic: Texts,
+    symbolic: Texts,
+    /// The texts first printed in the wave being merged, numbered after those of
+    /// `symbolic` (which they join after the wave, like `wave_ids`).
+    wave_texts: Texts,
     /// The frames laid out so far (copied into the log's frames after each wave).
     frames: usize,
     first_ansi_line: Option<u64>,
@@ -52,6 +59,7 @@ impl<'p> Merger<'p> {
                 ..Default::default()
             },
             ids: IdMap::default(),
+            wave_ids: IdMap::default(),
             text_ids: HashMap::new(),
             unresolved: HashMap::new(),
             open: None,
@@ -62,6 +70,7 @@ impl<'p> Merger<'p> {
             sums: Parts::new(),
             defined: Vec::new(),
             symbolic: Texts::default(),
+            wave_texts: Texts::default(),
             frames: 0,
             first_ansi_line: None,
             first_bad_utf16_line: None,
@@ -70,6 +79,29 @@ impl<'p> Merger<'p> {
 
     fn warn(&mut self, line: u64, message: impl std::fmt::Display) {
         self.warnings.push((line, message.to_string()));
+    }
+
+    /// Finds the resolved-frame texts and the BackTrace IDs of chunk `c` that the
+    /// log knows (from the waves merged before), so that the serial merge looks up
+    /// only the others; run in parallel as the chunks are read.
+    pub(super) fn find_known(&self, c: &mut Chunk) {
+        c.known = (0..c.symbolic.len() as u32)
+            .map(|i| {
+                let (text, hash) = c.symbolic.get(i);
+                self.symbolic.find(text, hash).unwrap_or(u32::MAX)
+            })
+            .collect();
+        c.known_traces = c
+            .traces
+            .iter_mut()
+            .map(|lt| {
+                let known = lt.num.and_then(|n| self.ids.get(&n).copied());
+                if known.is_none() {
+                    lt.id_string = Some(lt.id.as_str().to_owned());
+                }
+                known.unwrap_or(u32::MAX)
+            })
+            .collect();
     }
 
     /// Completes a wave of merged chunks (file order), in parallel: adds their sums
@@ -84,8 +116,24 @@ impl<'p> Merger<'p> {
         let frames = &mut self.snap.frames;
         let heaps = &self.snap.heaps;
         let sums = &mut self.sums;
-        let ((), serial) = rayon::join(
-            || sums.add_wave(merged, heaps),
+        let (ids, wave_ids) = (&mut self.ids, &mut self.wave_ids);
+        let (symbolic, wave_texts) = (&mut self.symbolic, &mut self.wave_texts);
+        let (((), ()), serial) = rayon::join(
+            || {
+                rayon::join(
+                    || sums.add_wave(merged, heaps),
+                    || {
+                        // The wave's new IDs and texts join the log's (the texts
+                        // keep their numbers: none was there).
+                        ids.extend(wave_ids.drain());
+                        for i in 0..wave_texts.len() as u32 {
+                            let (text, hash) = wave_texts.get(i);
+                            symbolic.intern(text, hash);
+                        }
+                        *wave_texts = Texts::default();
+                    },
+                )
+            },
             || {
                 frames.extend_parallel(&lens, |i, w| {
                     let c = &merged[i];
@@ -152,7 +200,7 @@ impl<'p> Merger<'p> {
             let next = self.snap.traces.len() as u32;
             let g = match (c.known_traces.get(l), lt.num) {
                 (Some(&g), _) if g != u32::MAX => g,
-                (_, Some(n)) => *self.ids.entry(n).or_insert(next),
+                (_, Some(n)) => *self.wave_ids.entry(n).or_insert(next),
                 (_, None) => *self
                     .text_ids
                     .entry(lt.id.as_str().to_owned())
@@ -175,17 +223,8 @@ impl<'p> Merger<'p> {
                 if let Some((line, _)) = &lt.def {
                     dups.insert(0, *line);
                 }
-            } else {
-                let h = &c.hot[l];
-                if h.pending > 0 {
-                    self.unresolved
-                        .entry(g)
-                        .or_insert((off + h.pending_line, 0))
-                        .1 += h.pending;
-                }
-                if let Some((line, _)) = &lt.def {
-                    defs.push((*line, l));
-                }
+            } else if let Some((line, _)) = &lt.def {
+                defs.push((*line, l));
             }
             for line in dups {
                 let id = self.snap.traces[gi].id.clone();
@@ -197,6 +236,14 @@ impl<'p> Merger<'p> {
                 );
             }
         }
+        // References before a stack is printed, of stacks not printed before this
+        // chunk.
+        for &(l, line, count) in &c.pending {
+            let g = global[l as usize];
+            if !self.defined[g as usize] {
+                self.unresolved.entry(g).or_insert((off + line, 0)).1 += count;
+            }
+        }
         // The stacks first printed here, in file order (so the frames are laid out
         // the same way whatever the chunks).
         defs.sort_unstable();
@@ -205,10 +252,11 @@ impl<'p> Merger<'p> {
         // `finish` numbers them again in order of first printing.
         let mut numbers = std::mem::take(&mut c.known);
         numbers.resize(c.symbolic.len(), u32::MAX);
+        let before = self.symbolic.len() as u32;
         for (i, n) in numbers.iter_mut().enumerate() {
             if *n == u32::MAX {
                 let (text, hash) = c.symbolic.get(i as u32);
-                *n = self.symbolic.intern(text, hash).0;
+                *n = before + self.wave_texts.intern(text, hash).0;
             }
         }
         c.numbers = numbers;

@@ -141,29 +141,12 @@ pub fn parse_timed(
         // The resolved-frame texts and the BackTrace IDs of earlier waves, read-only
         // while a wave is read: each chunk finds what it can of its own there, so
         // that the serial merge looks up only what is new.
-        let known = &m.symbolic;
-        let known_ids = &m.ids;
+        let merger = &m;
         let chunks: Vec<Chunk> = ranges
             .par_iter()
             .map(|r| {
                 let mut c = read(r, u128::from(u64::MAX));
-                c.known = (0..c.symbolic.len() as u32)
-                    .map(|i| {
-                        let (text, hash) = c.symbolic.get(i);
-                        known.find(text, hash).unwrap_or(u32::MAX)
-                    })
-                    .collect();
-                c.known_traces = c
-                    .traces
-                    .iter_mut()
-                    .map(|lt| {
-                        let known = lt.num.and_then(|n| known_ids.get(&n).copied());
-                        if known.is_none() {
-                            lt.id_string = Some(lt.id.as_str().to_owned());
-                        }
-                        known.unwrap_or(u32::MAX)
-                    })
-                    .collect();
+                merger.find_known(&mut c);
                 // The chunk is read: its pages leave this process (the page cache
                 // keeps them). Whole pages inside the chunk only.
                 let (from, to) = (r.start.next_multiple_of(PAGE), r.end / PAGE * PAGE);
@@ -189,7 +172,9 @@ pub fn parse_timed(
             let mut c = if m.bytes + c.bytes > max || (c.fatal.is_some() && m.bytes > 0) {
                 // The sizes may pass 2^64 in this chunk: read it again, counting from
                 // the sum before it, to stop at the right line.
-                read(r, max - m.bytes)
+                let mut c = read(r, max - m.bytes);
+                m.find_known(&mut c);
+                c
             } else {
                 c
             };
