@@ -80,12 +80,16 @@ impl Frames {
         lens: &[usize],
         fill: impl Fn(usize, &mut FrameWriter<'_>) + Sync,
     ) -> std::time::Duration {
+        use rayon::prelude::*;
         let t0 = std::time::Instant::now();
         let base = self.values.len();
         let total: usize = lens.iter().sum();
-        self.values.resize(base + total, 0);
+        self.values.reserve(total);
         self.symbolic.resize((base + total).div_ceil(64), 0);
         let mut serial = t0.elapsed();
+        // The room made in parallel too: its pages are first touched here (a
+        // serial `resize` of a wave's frames was most of the serial time left).
+        self.values.par_extend(rayon::iter::repeat_n(0, total));
         // Each part's slice of the values, and its first frame.
         let mut rest = &mut self.values[base..];
         let mut parts = Vec::with_capacity(lens.len());
@@ -96,7 +100,6 @@ impl Frames {
             rest = tail;
             start += n;
         }
-        use rayon::prelude::*;
         let bits: Vec<(usize, Vec<u64>)> = parts
             .into_par_iter()
             .enumerate()

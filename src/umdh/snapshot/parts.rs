@@ -175,25 +175,17 @@ impl Parts {
                 block.sum_sizes(b, true);
             }
         });
-        // The blocks in order, each freed once copied.
+        // The blocks' entries in order, joined in parallel.
         let blocks = parts.iter().map(Vec::len).max().unwrap_or(0) * n;
-        let mut sizes =
-            Vec::with_capacity(parts.iter().flatten().map(|b| b.sizes.len()).sum::<usize>());
-        let mut by_heap = Vec::with_capacity(
-            parts
-                .iter()
-                .flatten()
-                .map(|b| b.by_heap.len())
-                .sum::<usize>(),
-        );
+        let (mut sizes, mut by_heap) = (Vec::new(), Vec::new());
         for b in 0..blocks {
             if let Some(block) = parts[b % n].get_mut(b / n) {
-                let block = std::mem::take(block);
-                sizes.extend_from_slice(&block.sizes);
-                by_heap.extend_from_slice(&block.by_heap);
+                sizes.push(std::mem::take(&mut block.sizes));
+                by_heap.push(std::mem::take(&mut block.by_heap));
             }
         }
-        (sizes, by_heap)
+        drop(parts);
+        rayon::join(|| concat(sizes), || concat(by_heap))
     }
 }
 
@@ -211,6 +203,42 @@ fn block_of(blocks: &mut Vec<Block>, n: usize, g: u32) -> &mut Block {
         blocks.resize_with(i + 1, Block::default);
     }
     &mut blocks[i]
+}
+
+/// `parts` one after another, copied in parallel, an eighth at a time: each
+/// part is freed once copied, so that the copy and the parts are not all held.
+fn concat<K: Copy + Default + Send + Sync>(parts: Vec<Vec<Entry<K>>>) -> Vec<Entry<K>> {
+    let total: usize = parts.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(total);
+    let mut parts = parts.into_iter().peekable();
+    while parts.peek().is_some() {
+        let mut round = Vec::new();
+        let mut len = 0;
+        while len <= total / 8 {
+            let Some(p) = parts.next() else {
+                break;
+            };
+            len += p.len();
+            round.push(p);
+        }
+        // The room made in parallel: its pages are first touched here.
+        let start = out.len();
+        out.par_extend(rayon::iter::repeat_n(
+            (0, K::default(), Totals::default()),
+            len,
+        ));
+        let mut rest = &mut out[start..];
+        let mut pairs = Vec::with_capacity(round.len());
+        for p in round {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(p.len());
+            pairs.push((head, p));
+            rest = tail;
+        }
+        pairs
+            .into_par_iter()
+            .for_each(|(to, from)| to.copy_from_slice(&from));
+    }
+    out
 }
 
 /// Sorts (trace, key, sums) entries by trace and key and sums those of one pair
