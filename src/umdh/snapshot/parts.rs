@@ -20,6 +20,9 @@ const BLOCK: usize = 1 << BLOCK_BITS;
 /// A (BackTrace, key, sums) entry.
 type Entry<K> = (u32, K, Totals);
 
+/// A chunk's sums of the BackTraces of one part: by size, by heap.
+type PartSums = (Vec<Entry<u8>>, Vec<Entry<u64>>);
+
 /// The sums of the BackTraces of one block.
 #[derive(Default)]
 struct Block {
@@ -90,11 +93,10 @@ impl Parts {
     /// `heaps`: the log's heaps, the wave's included.
     pub(super) fn add_wave(&mut self, merged: &[Chunk], heaps: &[HeapSums]) {
         let n = self.parts.len();
-        let sorted: Vec<Vec<(Vec<Entry<u8>>, Vec<Entry<u64>>)>> = merged
+        let sorted: Vec<Vec<PartSums>> = merged
             .par_iter()
             .map(|c| {
-                let mut out: Vec<(Vec<Entry<u8>>, Vec<Entry<u64>>)> =
-                    (0..n).map(|_| Default::default()).collect();
+                let mut out: Vec<PartSums> = (0..n).map(|_| Default::default()).collect();
                 for (&g, h) in c.global.iter().zip(&c.hot) {
                     let sizes = &mut out[part(n, g)].0;
                     for (b, t) in h.sizes.iter().enumerate() {
