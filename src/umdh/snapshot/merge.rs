@@ -43,7 +43,7 @@ pub(super) struct Merger<'p> {
     /// The texts first printed in the wave being merged, numbered after those of
     /// `symbolic` (which they join after the wave, like `wave_ids`).
     wave_texts: Texts,
-    /// The frames laid out so far (copied into the log's frames after each wave).
+    /// The frames laid out so far (written into the log's frames after each wave).
     frames: usize,
     first_ansi_line: Option<u64>,
     first_bad_utf16_line: Option<u64>,

@@ -31,9 +31,9 @@ pub fn chunk_bytes(len: u64, threads: usize) -> usize {
 }
 
 /// Where the reading time went: the parts run in parallel (reading the chunks,
-/// copying the frames they print, freeing them) and the serial ones (merging the
-/// chunks in file order, the last renumbering): the part that more threads do not
-/// shorten.
+/// adding their sums, writing the frames they print, freeing them) and the serial
+/// ones (merging the chunks in file order, the steps between the parallel ones,
+/// the last renumbering): the part that more threads do not shorten.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReadTimes {
     pub parallel: std::time::Duration,
