@@ -682,6 +682,97 @@ fn resolved_frames_shared_across_chunks_are_numbered_the_same_for_any_cut() {
     }
 }
 
+/// Thousands of stacks (the reader keeps its sums per BackTrace in blocks of 1,024,
+/// updated by parts in parallel, as many parts as the threads make) referenced in
+/// four heaps, in small chunks: many more waves than threads, stacks first
+/// referenced in a later wave and again in the same wave. The sums by size and by
+/// heap are those of the allocations, in order, whatever the cut.
+#[test]
+fn sums_of_thousands_of_stacks_over_many_waves_are_exact_for_any_cut() {
+    use leakdiag::umdh::snapshot::{parse, parse_chunked, size_bucket};
+    use std::collections::BTreeMap;
+    let dir = tempfile::tempdir().unwrap();
+    let modules = scenario_modules(true);
+    let mut spec = SnapshotSpec::new(11, "2026-03-05 10:00", modules.clone());
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    const STACKS: u64 = 4_500;
+    for s in 0..STACKS {
+        spec.stack(vec![
+            GenFrame::Address(modules[0].base + 0x1000 + s),
+            GenFrame::Symbolic(format!("app!f{}+1", s % 700)),
+        ]);
+    }
+    for h in 0..4u64 {
+        let allocs = (0..6_000u64)
+            .map(|i| {
+                // Later heaps reach further: stacks first referenced late.
+                let reach = STACKS * (h + 1) / 4;
+                GenAlloc {
+                    size: 1 + next() % 5_000,
+                    overhead: 0x20,
+                    address: 0x1_0000_0000 + h * 0x100_0000 + i * 0x100,
+                    stack: (next() % reach) as usize,
+                }
+            })
+            .collect();
+        spec.heaps.push((0x5_0000 + h * 0x1000, allocs));
+    }
+    // The sums the allocations make, by BackTrace ID.
+    let mut by_heap: BTreeMap<(&str, u64), (u64, u64)> = BTreeMap::new();
+    let mut sizes: BTreeMap<(&str, u8), (u64, u64)> = BTreeMap::new();
+    for (heap, allocs) in &spec.heaps {
+        for a in allocs {
+            let id = spec.ids[a.stack].as_str();
+            let e = by_heap.entry((id, *heap)).or_default();
+            *e = (e.0 + 1, e.1 + a.size);
+            let bucket = u8::try_from(size_bucket(a.size)).unwrap();
+            let e = sizes.entry((id, bucket)).or_default();
+            *e = (e.0 + 1, e.1 + a.size);
+        }
+    }
+    let path = write(dir.path(), "many.txt", snapshot_text(&spec));
+    let whole = parse(&path).unwrap();
+    assert!(whole.traces.len() > 4_000, "{}", whole.traces.len());
+    let id = |t: u32| whole.traces[t as usize].id.as_str();
+    let got: BTreeMap<(&str, u64), (u64, u64)> = whole
+        .by_heap
+        .iter()
+        .map(|&(t, h, s)| ((id(t), h), (s.allocations, s.bytes)))
+        .collect();
+    assert_eq!(got, by_heap);
+    let got: BTreeMap<(&str, u8), (u64, u64)> = whole
+        .sizes
+        .iter()
+        .map(|&(t, b, s)| ((id(t), b), (s.allocations, s.bytes)))
+        .collect();
+    assert_eq!(got, sizes);
+    // In order, one entry per pair.
+    assert!(whole
+        .by_heap
+        .windows(2)
+        .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
+    assert!(whole
+        .sizes
+        .windows(2)
+        .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
+    for threads in [1, 2, 3, 5] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for chunk in [700, 20_000, 150_000] {
+            let snap = pool.install(|| parse_chunked(&path, chunk)).unwrap();
+            assert_eq!(snap, whole, "{threads} threads, chunks of {chunk}");
+        }
+    }
+}
+
 #[test]
 fn chunk_size_gives_each_thread_several_chunks_within_bounds() {
     use leakdiag::umdh::snapshot::{chunk_bytes, CHUNK_BYTES, MIN_CHUNK_BYTES};

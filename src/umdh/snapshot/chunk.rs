@@ -1,6 +1,6 @@
 //! One chunk of the log read on its own: its state, the line loop that tries the
 //! fast reader first, and the transcoding of a UTF-16 chunk to UTF-8. What a chunk
-//! cannot know alone is settled when the chunks are merged ([`super::parallel`]).
+//! cannot know alone is settled when the chunks are merged ([`super::merge`]).
 
 use super::fast::{fast_allocation, fast_frame, HEX};
 use super::sums::{Hot, IdTable, LocalTrace, Pending};
@@ -62,7 +62,16 @@ pub(super) struct Chunk {
     /// each of `symbolic`; the frames are then copied in parallel.
     pub(super) layout: Vec<std::ops::Range<usize>>,
     pub(super) numbers: Vec<u32>,
+    /// Set by the merge: the log's number of each of `traces`, the place of the
+    /// chunk's first heap in the log's heaps, and the heap open where it starts
+    /// (0: none); the chunk's sums are then added in parallel.
+    pub(super) global: Vec<u32>,
+    pub(super) heap_base: usize,
+    pub(super) inherited_heap: u64,
     pub(super) heap_entries: Vec<(u32, u32, Totals)>,
+    /// The traces with allocation lines without a stack before the chunk's first
+    /// printing of it (or none): trace, first such line, their count.
+    pub(super) pending: Vec<(u32, u64, u64)>,
     pub(super) batch: Vec<Pending>,
     /// The batch entry whose stack is being read, and where its frames start.
     pub(super) stack: Option<(usize, usize)>,
@@ -100,7 +109,11 @@ impl Chunk {
             deferred: Vec::new(),
             layout: Vec::new(),
             numbers: Vec::new(),
+            global: Vec::new(),
+            heap_base: 0,
+            inherited_heap: 0,
             heap_entries: Vec::new(),
+            pending: Vec::new(),
             batch: Vec::new(),
             stack: None,
             first_ansi_line: None,

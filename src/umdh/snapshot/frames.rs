@@ -71,28 +71,59 @@ impl Frames {
         }
     }
 
-    /// Makes room for `n` more frames, exactly (a chunk's frames are copied once,
-    /// their number known).
-    pub(super) fn reserve_exact(&mut self, n: usize) {
-        self.values.reserve_exact(n);
-        let words = self.values.len().saturating_add(n).div_ceil(64);
-        self.symbolic
-            .reserve_exact(words.saturating_sub(self.symbolic.len()));
-    }
-
-    /// Appends `other`'s frames.
-    pub(super) fn append(&mut self, other: &Frames) {
+    /// Appends parts of `lens[i]` frames each, in order, part `i` written by
+    /// `fill(i, writer)` on the current rayon pool (`writer` takes exactly
+    /// `lens[i]` frames; fewer leave addresses 0). Returns the time spent in the
+    /// serial steps (making room, joining the parts' bits).
+    pub(super) fn extend_parallel(
+        &mut self,
+        lens: &[usize],
+        fill: impl Fn(usize, &mut FrameWriter<'_>) + Sync,
+    ) -> std::time::Duration {
+        use rayon::prelude::*;
+        let t0 = std::time::Instant::now();
         let base = self.values.len();
-        self.values.extend_from_slice(&other.values);
-        self.symbolic.resize(self.values.len().div_ceil(64), 0);
-        for (w, &word) in other.symbolic.iter().enumerate() {
-            let mut bits = word;
-            while bits != 0 {
-                let i = base + w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                self.symbolic[i / 64] |= 1 << (i % 64);
+        let total: usize = lens.iter().sum();
+        self.values.reserve(total);
+        self.symbolic.resize((base + total).div_ceil(64), 0);
+        let mut serial = t0.elapsed();
+        // The room made in parallel too: its pages are first touched here (a
+        // serial `resize` of a wave's frames was most of the serial time left).
+        self.values.par_extend(rayon::iter::repeat_n(0, total));
+        // Each part's slice of the values, and its first frame.
+        let mut rest = &mut self.values[base..];
+        let mut parts = Vec::with_capacity(lens.len());
+        let mut start = base;
+        for &n in lens {
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
+            parts.push((start, head));
+            rest = tail;
+            start += n;
+        }
+        let bits: Vec<(usize, Vec<u64>)> = parts
+            .into_par_iter()
+            .enumerate()
+            .map(|(i, (start, values))| {
+                let mut w = FrameWriter {
+                    values,
+                    len: 0,
+                    shift: start % 64,
+                    bits: Vec::new(),
+                };
+                fill(i, &mut w);
+                (start / 64, w.bits)
+            })
+            .collect();
+        let t1 = std::time::Instant::now();
+        for (first, words) in bits {
+            for (w, word) in words.into_iter().enumerate() {
+                if let Some(s) = self.symbolic.get_mut(first + w) {
+                    *s |= word;
+                }
             }
         }
+        serial += t1.elapsed();
+        serial
     }
 
     /// Gives each resolved frame the number `f` makes of its number, in frame order.
@@ -110,9 +141,48 @@ impl Frames {
     }
 }
 
+/// Writes one part of the frames [`Frames::extend_parallel`] appends: their values
+/// in place, which are resolved in bits of the part's own, aligned on the words of
+/// the frames' (the parts' words are joined after).
+pub(super) struct FrameWriter<'a> {
+    values: &'a mut [u64],
+    len: usize,
+    /// The bit of the part's first frame in its first word.
+    shift: usize,
+    bits: Vec<u64>,
+}
+
+impl FrameWriter<'_> {
+    /// Writes the next frame (none past the part's end).
+    pub(super) fn push(&mut self, f: Frame) {
+        let Some(v) = self.values.get_mut(self.len) else {
+            return;
+        };
+        match f {
+            Frame::Address(a) => *v = a,
+            Frame::Symbolic(n) => {
+                *v = u64::from(n);
+                let bit = self.shift + self.len;
+                if self.bits.len() <= bit / 64 {
+                    self.bits.resize(bit / 64 + 1, 0);
+                }
+                self.bits[bit / 64] |= 1 << (bit % 64);
+            }
+        }
+        self.len += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{Frame, Frames};
+
+    fn pool() -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap()
+    }
 
     #[test]
     fn frames_read_back_as_pushed_and_appended() {
@@ -132,7 +202,16 @@ mod tests {
                 b.push(f);
             }
         }
-        a.append(&b);
+        // `b` appended in parts.
+        let b: Vec<Frame> = b.iter().collect();
+        pool().install(|| {
+            a.extend_parallel(&[50, 0, 80], |i, w| {
+                let from = [0, 50, 50][i];
+                for &f in &b[from..from + [50, 0, 80][i]] {
+                    w.push(f);
+                }
+            })
+        });
         assert_eq!(a.iter().collect::<Vec<_>>(), want);
         let mut pushed = Frames::default();
         want.iter().for_each(|&f| pushed.push(f));
@@ -140,6 +219,23 @@ mod tests {
         assert_eq!(a.range(3..5).unwrap().collect::<Vec<_>>(), want[3..5]);
         assert!(a.range(199..201).is_none());
         assert_eq!(a.get(200), None);
+        // The same frames written in parallel, in parts of uneven lengths.
+        let mut par = Frames::default();
+        par.push(Frame::Symbolic(7));
+        let lens = [0, 1, 62, 64, 3, 0, 70];
+        let total: usize = lens.iter().sum();
+        let from: Vec<usize> = (0..lens.len()).map(|i| lens[..i].iter().sum()).collect();
+        pool().install(|| {
+            par.extend_parallel(&lens, |i, w| {
+                for k in from[i]..from[i] + lens[i] {
+                    w.push(want[k % want.len()]);
+                }
+            })
+        });
+        let mut serial = Frames::default();
+        serial.push(Frame::Symbolic(7));
+        (0..total).for_each(|k| serial.push(want[k % want.len()]));
+        assert_eq!(par, serial);
         a.renumber_symbolic(|n| n + 1);
         assert_eq!(a.get(0), Some(Frame::Symbolic(1)));
         assert_eq!(a.get(1), Some(Frame::Address(u64::MAX - 1)));

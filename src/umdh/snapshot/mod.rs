@@ -14,7 +14,8 @@
 //! memory follows the distinct stacks and heaps, never the text or the allocation
 //! count (see docs/umdh.md).
 //!
-//! The parts: `parallel` cuts, reads and merges the chunks; `chunk` is one chunk
+//! The parts: `parallel` cuts the log and reads the chunks, `merge` merges them in
+//! file order; `chunk` is one chunk
 //! and its line loop; `fast` reads the usual allocation and frame lines from the
 //! bytes, `general` every other line, with the fields of each kind of line in
 //! `fields`; `sums` holds the per-BackTrace sums of a chunk, `texts` the distinct
@@ -25,7 +26,9 @@ mod fast;
 mod fields;
 mod frames;
 mod general;
+mod merge;
 mod parallel;
+mod parts;
 mod sums;
 mod texts;
 

@@ -332,12 +332,17 @@ impl Chunk {
         self.batch = batch;
     }
 
-    /// Flushes the per-trace heap sums.
+    /// Flushes the per-trace heap sums, and lists the traces referenced before
+    /// the chunk prints their stack (few: the merge then need not go through every
+    /// trace's sums for them).
     pub(super) fn finish(&mut self) {
         for (t, h) in self.hot.iter_mut().enumerate() {
             if h.heap_sums.allocations > 0 {
                 self.heap_entries.push((t as u32, h.heap, h.heap_sums));
                 h.heap_sums = Totals::default();
+            }
+            if h.pending > 0 {
+                self.pending.push((t as u32, h.pending_line, h.pending));
             }
         }
     }
