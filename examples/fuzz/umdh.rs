@@ -7,6 +7,9 @@
 use crate::umdh_gen::{comparison_scenario, comparison_text, scenario, snapshot_text};
 use crate::{hostile, Rng};
 
+/// The largest log a mutation leaves (64 MiB).
+const MAX_TEXT: usize = 64 << 20;
+
 /// Numbers at the edges of what a field holds.
 const NUMBERS: &[&str] = &[
     "0",
@@ -176,6 +179,15 @@ pub fn mutate(rng: &mut Rng, text: &mut String) -> &'static str {
         }
     };
     *text = lines.join("\n");
+    // A long line repeated 20,000 times is gigabytes: the input is cut (what a
+    // gigabyte log costs is the benchmark's business, not the fuzzer's).
+    if text.len() > MAX_TEXT {
+        let mut at = MAX_TEXT;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+    }
     name
 }
 

@@ -91,7 +91,8 @@ fn raw_entry(t: &str, line: u64) -> Option<Result<RawEntry, String>> {
     let tok: Vec<&str> = cleaned.split_whitespace().collect();
     let bad = || {
         Some(Err(format!(
-            "a comparison line cut short or malformed: \"{t}\""
+            "a comparison line cut short or malformed: {}",
+            crate::umdh::quote(t)
         )))
     };
     // sign delta new - old …
@@ -104,7 +105,10 @@ fn raw_entry(t: &str, line: u64) -> Option<Result<RawEntry, String>> {
         [bt, "allocations"] => (None, *bt, true),
         _ => return bad(),
     };
-    let Some(trace) = trace.strip_prefix("BackTrace").filter(|s| !s.is_empty()) else {
+    let Some(trace) = trace
+        .strip_prefix("BackTrace")
+        .filter(|s| !s.is_empty() && s.chars().count() <= super::MAX_ID_CHARS)
+    else {
         return bad();
     };
     Some(Ok(RawEntry {
@@ -170,8 +174,14 @@ pub fn parse(path: &Path) -> Result<Comparison, UmdhError> {
         encoding: lines.encoding.label(),
         ..Default::default()
     };
-    let warn = |out: &mut Comparison, line: u64, m: String| {
-        out.warnings.push(format!("{}:{line}: {m}", path.display()));
+    // At most MAX_WARNINGS are kept, in the order found; the rest are counted.
+    let mut dropped = 0u64;
+    let mut push = |warnings: &mut Vec<String>, w: String| {
+        if warnings.len() < super::MAX_WARNINGS {
+            warnings.push(w);
+        } else {
+            dropped += 1;
+        }
     };
     let mut raws: Vec<RawEntry> = Vec::new();
     let mut stacks: HashMap<String, Vec<String>> = HashMap::new();
@@ -189,7 +199,10 @@ pub fn parse(path: &Path) -> Result<Comparison, UmdhError> {
                     raws.push(e);
                 }
                 Err(m) => {
-                    warn(&mut out, n, format!("{m}: skipped"));
+                    push(
+                        &mut out.warnings,
+                        format!("{}:{n}: {m}: skipped", path.display()),
+                    );
                     current = None;
                 }
             }
@@ -207,10 +220,13 @@ pub fn parse(path: &Path) -> Result<Comparison, UmdhError> {
                 continue;
             }
         }
-        warn(
-            &mut out,
-            n,
-            format!("not a line of a UMDH comparison: \"{t}\": skipped"),
+        push(
+            &mut out.warnings,
+            format!(
+                "{}:{n}: not a line of a UMDH comparison: {}: skipped",
+                path.display(),
+                crate::umdh::quote(t)
+            ),
         );
     }
     out.lines = lines.line;
@@ -266,11 +282,12 @@ pub fn parse(path: &Path) -> Result<Comparison, UmdhError> {
             i128::from(delta)
         };
         if signed != i128::from(new) - i128::from(old) {
-            warn(
-                &mut out,
-                e.line,
+            push(
+                &mut out.warnings,
                 format!(
-                    "the change {} is not NEW − OLD ({} − {}): NEW and OLD are used",
+                    "{}:{}: the change {} is not NEW − OLD ({} − {}): NEW and OLD are used",
+                    path.display(),
+                    e.line,
                     if e.sign {
                         format!("-{}", e.delta)
                     } else {
@@ -305,7 +322,7 @@ pub fn parse(path: &Path) -> Result<Comparison, UmdhError> {
     for entry in &mut out.entries {
         entry.frames = stacks.remove(&entry.trace).unwrap_or_default();
         if entry.frames.is_empty() {
-            out.warnings.push(format!(
+            push(&mut out.warnings, format!(
                 "{}:{}: BackTrace{} has no stack in the log: its growth is counted under \"(no stack)\"",
                 path.display(),
                 entry.line,
@@ -333,6 +350,14 @@ pub fn parse(path: &Path) -> Result<Comparison, UmdhError> {
         ));
     }
     encoding_warnings(path, &lines, &mut out.warnings);
+    if dropped > 0 {
+        out.warnings.push(format!(
+            "{}: {} more warnings are not listed (the first {} are)",
+            path.display(),
+            crate::text::thousands(dropped),
+            super::MAX_WARNINGS
+        ));
+    }
     Ok(out)
 }
 

@@ -1179,3 +1179,94 @@ fn inspect_lists_what_a_log_holds() {
         "{out}"
     );
 }
+
+/// A log of thousands of malformed lines, one of them two megabytes long, and an ID
+/// past any real one: the warnings are the first `MAX_WARNINGS` by line and one
+/// that counts the rest, each quoting at most `QUOTE_CHARS` characters of its line,
+/// the same for any cut; the well-formed lines are all counted.
+#[test]
+fn warnings_are_bounded_and_quote_lines_briefly() {
+    use leakdiag::umdh::snapshot::{parse, parse_chunked};
+    use leakdiag::umdh::{MAX_WARNINGS, QUOTE_CHARS};
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, _) = scenario(true, 1, 10);
+    let text = snapshot_text(&spec);
+    let good = parse(&write(dir.path(), "good.txt", &text)).unwrap();
+    // After the module list: 3,000 lines that are no allocation, one of 2 MB, and
+    // an allocation with a 100-character ID.
+    let at = text.find("*- - -").unwrap();
+    let mut bad = String::new();
+    for i in 0..3000 {
+        bad.push_str(&format!("{i:X} bytes + zz at 10 by BackTrace1\r\n"));
+    }
+    bad.push_str(&format!(
+        "10 bytes + zz{} at 10 by BackTrace1\r\n",
+        "9".repeat(2 << 20)
+    ));
+    bad.push_str(&format!(
+        "10 bytes + 1 at 10 by BackTrace{}\r\n",
+        "A".repeat(100)
+    ));
+    let log = format!("{}{bad}{}", &text[..at], &text[at..]);
+    let p = write(dir.path(), "noisy.txt", &log);
+    let snap = parse(&p).unwrap();
+    assert_eq!(
+        (snap.allocations, snap.bytes),
+        (good.allocations, good.bytes)
+    );
+    assert_eq!(
+        snap.warnings.len(),
+        MAX_WARNINGS + 1,
+        "{:?}",
+        &snap.warnings[..3]
+    );
+    let last = snap.warnings.last().unwrap();
+    assert!(last.contains("2,802 more warnings"), "{last}");
+    for w in &snap.warnings {
+        assert!(w.chars().count() < QUOTE_CHARS + 200, "{}", &w[..300]);
+    }
+    for chunk in [1000, 1 << 16, 1 << 20] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let cut = pool.install(|| parse_chunked(&p, chunk)).unwrap();
+        assert_eq!(cut.warnings, snap.warnings, "chunks of {chunk}");
+    }
+    // The two-megabyte line and the long ID, quoted briefly, when listed.
+    let only = format!(
+        "{}{}{}",
+        &text[..at],
+        bad.lines().skip(3000).collect::<Vec<_>>().join("\r\n") + "\r\n",
+        &text[at..]
+    );
+    let snap = parse(&write(dir.path(), "two.txt", &only)).unwrap();
+    assert!(
+        snap.warnings
+            .iter()
+            .any(|w| w.contains("(2097185 characters)")),
+        "{:?}",
+        snap.warnings
+    );
+    assert!(
+        snap.warnings
+            .iter()
+            .any(|w| w.contains("BackTrace ID longer than 64 characters")),
+        "{:?}",
+        snap.warnings
+    );
+
+    // A comparison log likewise: 500 lines that are no comparison line.
+    let (entries, _) = comparison_scenario();
+    let cmp = comparison_text(&entries, false, true);
+    let junk: String = (0..500).map(|i| format!("junk line {i}\n")).collect();
+    let p = write(dir.path(), "cmp-noisy.txt", format!("{junk}{cmp}"));
+    let c = leakdiag::umdh::compare::parse(&p).unwrap();
+    assert_eq!(c.entries.len(), entries.len());
+    assert_eq!(c.warnings.len(), MAX_WARNINGS + 1, "{:?}", &c.warnings[..3]);
+    assert!(
+        c.warnings[MAX_WARNINGS].contains("300 more warnings"),
+        "{:?}",
+        c.warnings.last()
+    );
+}

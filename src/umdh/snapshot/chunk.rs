@@ -26,7 +26,10 @@ pub(super) struct Chunk {
     pub(super) overhead: u64,
     pub(super) allocations: u64,
     pub(super) max_address: u64,
+    /// The chunk's first warnings (at most [`MAX_WARNINGS`](crate::umdh::MAX_WARNINGS));
+    /// `warnings_dropped` counts the others.
     pub(super) warnings: Vec<(u64, String)>,
+    pub(super) warnings_dropped: u64,
     pub(super) header: Option<(u64, Header)>,
     pub(super) modules: Vec<LogModule>,
     pub(super) in_modules: bool,
@@ -90,6 +93,7 @@ impl Chunk {
             allocations: 0,
             max_address: 0,
             warnings: Vec::new(),
+            warnings_dropped: 0,
             header: None,
             modules: Vec::new(),
             in_modules: false,
@@ -122,7 +126,13 @@ impl Chunk {
     }
 
     pub(super) fn warn(&mut self, line: u64, message: impl std::fmt::Display) {
-        self.warnings.push((line, message.to_string()));
+        // Lines are read in order: the first ones are kept, whatever the cut
+        // (the log's first MAX_WARNINGS are among its chunks' first).
+        if self.warnings.len() < crate::umdh::MAX_WARNINGS {
+            self.warnings.push((line, message.to_string()));
+        } else {
+            self.warnings_dropped += 1;
+        }
     }
 
     pub(super) fn fatal(&mut self, line: u64, message: String) -> bool {

@@ -25,21 +25,29 @@ pub fn parse_allocation(line: &str) -> Option<Result<AllocationLine<'_>, String>
         return None;
     }
     let size = hex(size)?;
-    let bad = |what: &str| Some(Err(format!("an allocation line {what}: \"{line}\"")));
+    let bad = |what: &str| {
+        Some(Err(format!(
+            "an allocation line {what}: {}",
+            crate::umdh::quote(line)
+        )))
+    };
     let num = |tok: Option<&str>, name: &str| -> Result<u64, String> {
         match tok.and_then(hex) {
             Some(Ok(v)) => Ok(v),
             Some(Err(())) => Err(format!(
-                "the {name} of an allocation line does not fit 64 bits: \"{line}\""
+                "the {name} of an allocation line does not fit 64 bits: {}",
+                crate::umdh::quote(line)
             )),
             None => Err(format!(
-                "an allocation line cut short or malformed (no {name}): \"{line}\""
+                "an allocation line cut short or malformed (no {name}): {}",
+                crate::umdh::quote(line)
             )),
         }
     };
     let Ok(size) = size else {
         return Some(Err(format!(
-            "the size of an allocation line does not fit 64 bits: \"{line}\""
+            "the size of an allocation line does not fit 64 bits: {}",
+            crate::umdh::quote(line)
         )));
     };
     if t.next() != Some("+") {
@@ -60,6 +68,10 @@ pub fn parse_allocation(line: &str) -> Option<Result<AllocationLine<'_>, String>
         return bad("cut short or malformed (no \"by BackTraceID\")");
     }
     match t.next().and_then(|b| b.strip_prefix("BackTrace")) {
+        Some(id) if id.chars().count() > crate::umdh::MAX_ID_CHARS => bad(&format!(
+            "with a BackTrace ID longer than {} characters",
+            crate::umdh::MAX_ID_CHARS
+        )),
         Some(id) if !id.is_empty() => Some(Ok(AllocationLine {
             size,
             overhead,
@@ -146,7 +158,8 @@ pub(super) fn parse_module(line: &str) -> Option<Result<LogModule, String>> {
             path: path.to_owned(),
         })),
         _ => Some(Err(format!(
-            "a module's base or size does not fit 64 bits: \"{line}\""
+            "a module's base or size does not fit 64 bits: {}",
+            crate::umdh::quote(line)
         ))),
     }
 }

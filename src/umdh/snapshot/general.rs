@@ -46,13 +46,19 @@ impl Chunk {
                     Some(Err(())) => {
                         return self.fatal(
                             n,
-                            format!("a stack frame's address does not fit 64 bits: \"{t}\""),
+                            format!(
+                                "a stack frame's address does not fit 64 bits: {}",
+                                crate::umdh::quote(t)
+                            ),
                         )
                     }
                     None => {
                         self.warn(
                             n,
-                            format_args!("not a stack frame, the stack ends before it: \"{t}\""),
+                            format_args!(
+                                "not a stack frame, the stack ends before it: {}",
+                                crate::umdh::quote(t)
+                            ),
                         );
                         self.end_stack(buf);
                         return true;
@@ -110,11 +116,20 @@ impl Chunk {
                     self.open = (self.heaps.len() - 1) as u32;
                 }
                 Some(Err(())) => {
-                    return self.fatal(n, format!("the heap address does not fit 64 bits: \"{t}\""))
+                    return self.fatal(
+                        n,
+                        format!(
+                            "the heap address does not fit 64 bits: {}",
+                            crate::umdh::quote(t)
+                        ),
+                    )
                 }
                 None => self.warn(
                     n,
-                    format_args!("a heap line without a heap address: \"{t}\""),
+                    format_args!(
+                        "a heap line without a heap address: {}",
+                        crate::umdh::quote(t)
+                    ),
                 ),
             }
             return true;

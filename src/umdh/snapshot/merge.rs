@@ -7,7 +7,7 @@ use super::chunk::{Chunk, INHERITED, NO_HEAP};
 use super::parts::Parts;
 use super::texts::{IdMap, Texts};
 use super::{Frame, Snapshot, Trace};
-use crate::umdh::UmdhError;
+use crate::umdh::{UmdhError, MAX_WARNINGS};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -31,6 +31,8 @@ pub(super) struct Merger<'p> {
     offset: u64,
     pub(super) bytes: u128,
     warnings: Vec<(u64, String)>,
+    /// Warnings counted but not kept (past the first `MAX_WARNINGS` by line).
+    warnings_dropped: u64,
     /// The sums by size and by heap of each trace, added after each wave.
     sums: Parts,
     /// Per trace: its stack is laid out (`frames` is set): checked for every
@@ -67,6 +69,7 @@ impl<'p> Merger<'p> {
             offset: 0,
             bytes: 0,
             warnings: Vec::new(),
+            warnings_dropped: 0,
             sums: Parts::new(),
             defined: Vec::new(),
             symbolic: Texts::default(),
@@ -295,6 +298,13 @@ impl<'p> Merger<'p> {
         self.snap.max_address = self.snap.max_address.max(c.max_address);
         self.warnings
             .extend(c.warnings.drain(..).map(|(l, m)| (off + l, m)));
+        self.warnings_dropped += c.warnings_dropped;
+        if self.warnings.len() > 2 * MAX_WARNINGS {
+            // Only the first by line can be listed: the rest are counted.
+            self.warnings.sort_by_key(|(line, _)| *line);
+            self.warnings_dropped += (self.warnings.len() - MAX_WARNINGS) as u64;
+            self.warnings.truncate(MAX_WARNINGS);
+        }
         if self.first_ansi_line.is_none() {
             self.first_ansi_line = c.first_ansi_line.map(|l| off + l);
         }
@@ -337,16 +347,26 @@ pub(super) fn finish(mut m: Merger<'_>) -> Result<Snapshot, UmdhError> {
     m.snap.bytes = m.bytes as u64;
     m.snap.lines = last;
     let mut warnings = std::mem::take(&mut m.warnings);
-    warnings.sort_by_key(|(line, _)| *line);
+    crate::umdh::cap_warnings(&mut warnings, m.warnings_dropped);
     if let Some(open) = m.open {
         let h = m.snap.heaps[open].heap;
         warnings.push((last, format!("the log ends inside the data of heap {h:X} (no \"End of data\" line): it is truncated; what was read is reported")));
     }
     let mut unresolved: Vec<(u32, (u64, u64))> = m.unresolved.drain().collect();
     unresolved.sort_by_key(|(_, (line, _))| *line);
-    for (trace, (line, count)) in unresolved {
+    for &(trace, (line, count)) in unresolved.iter().take(MAX_WARNINGS) {
         let id = &m.snap.traces[trace as usize].id;
         warnings.push((line, format!("BackTrace{id} is referenced here ({count} allocation lines) but its stack is never printed: its allocations are counted under \"(no stack)\"")));
+    }
+    if unresolved.len() > MAX_WARNINGS {
+        let (line, _) = unresolved[MAX_WARNINGS].1;
+        warnings.push((
+            line,
+            format!(
+                "{} more BackTraces referenced but never printed are not listed (the first {MAX_WARNINGS} are); their allocations are counted under \"(no stack)\" too",
+                crate::text::thousands((unresolved.len() - MAX_WARNINGS) as u64)
+            ),
+        ));
     }
     if !m.saw_header {
         warnings.push((
