@@ -65,11 +65,12 @@ pub fn mutate(rng: &mut Rng, text: &mut String) -> &'static str {
             // Repeated: a stack printed twice, an allocation counted twice, or a
             // frame repeated into a deep stack.
             if let Some(i) = some_line(rng, &lines) {
-                let copies = *rng.pick(&[1u64, 2, 100, 20_000]);
+                // Within MAX_TEXT: a long line is repeated fewer times (20,000
+                // copies of a 1 MB line were 20 GB and took the harness down).
+                let room = MAX_TEXT / (lines[i].len() + 1);
+                let copies = (*rng.pick(&[1usize, 2, 100, 20_000])).min(room);
                 let line = lines[i].clone();
-                for _ in 0..copies {
-                    lines.insert(i, line.clone());
-                }
+                lines.splice(i..i, std::iter::repeat_n(line, copies));
             }
             "line repeated"
         }
