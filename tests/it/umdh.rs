@@ -41,6 +41,15 @@ fn leak_module<'a>(r: &'a DumpReport, name: &str) -> &'a leakdiag::model::Module
     leak.modules.iter().find(|m| m.name == name).expect(name)
 }
 
+/// Checks that one of the report's warnings holds `needle`.
+fn assert_warned(r: &DumpReport, needle: &str) {
+    assert!(
+        r.warnings.iter().any(|w| w.contains(needle)),
+        "no warning with {needle:?} in {:?}",
+        r.warnings
+    );
+}
+
 fn check_snapshot(path: &Path, truth: &Truth) -> DumpReport {
     assert_eq!(detect(path).unwrap(), Some(LogKind::Snapshot));
     let r = analyze(path);
@@ -969,13 +978,7 @@ fn printed_functions_are_grouped_by_name_with_exact_sums() {
     assert_eq!(names, ["vendor.dll", "(unknown)"]);
     let unknown = leak_module(&r, "(unknown)");
     assert_eq!((unknown.allocations, unknown.bytes), (5, 5 * 0x20));
-    assert!(
-        r.warnings
-            .iter()
-            .any(|w| w.contains("name a module the log does not list")),
-        "{:?}",
-        r.warnings
-    );
+    assert_warned(&r, "name a module the log does not list");
 }
 
 /// A module has room for as many printed frames as its first page (or its size)
@@ -1035,13 +1038,7 @@ fn printed_frames_past_the_module_room_are_charged_without_a_function() {
         (base.allocations, base.bytes),
         (5, (15..20).map(|i| 0x10 + i).sum::<u64>())
     );
-    assert!(
-        r.warnings
-            .iter()
-            .any(|w| w.contains("5 distinct resolved stack frames past")),
-        "{:?}",
-        r.warnings
-    );
+    assert_warned(&r, "5 distinct resolved stack frames past");
 }
 
 /// One stack with more allocations than a 16-bit count holds (the table keeps
