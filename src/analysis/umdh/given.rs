@@ -64,14 +64,17 @@ enum Parsed<'a> {
     /// `module+offset`: a real address in the module.
     Address(u64),
     /// `module!symbol[+offset] [(file, line)]`.
-    Function {
-        module: usize,
-        /// `module.dll!symbol`.
-        name: String,
-        symbol: &'a str,
-        offset: Option<u32>,
-        source: Option<(&'a str, u32)>,
-    },
+    Function(Printed<'a>),
+}
+
+/// A printed frame with a function.
+struct Printed<'a> {
+    module: usize,
+    /// `module.dll!symbol`.
+    name: String,
+    symbol: &'a str,
+    offset: Option<u32>,
+    source: Option<(&'a str, u32)>,
 }
 
 fn parse<'a>(text: &'a str, modules: &ModuleMap, by_stem: &HashMap<String, usize>) -> Parsed<'a> {
@@ -107,13 +110,13 @@ fn parse<'a>(text: &'a str, modules: &ModuleMap, by_stem: &HashMap<String, usize
         .and_then(|(_, o)| crate::umdh::hex(o))
         .and_then(Result::ok)
         .and_then(|o| u32::try_from(o).ok());
-    Parsed::Function {
+    Parsed::Function(Printed {
         module: m,
         name: format!("{}!{symbol}", module.name),
         symbol,
         offset,
         source: frame_source(text),
-    }
+    })
 }
 
 /// Places the log's resolved frames (`texts`, in order of first printing) at
@@ -141,21 +144,21 @@ pub fn given_frames(texts: &[String], modules: &ModuleMap) -> GivenFrames {
         unlisted: 0,
         crowded: 0,
     };
-    let mut placed: Vec<usize> = Vec::new();
-    for (i, p) in parsed.iter().enumerate() {
+    let mut placed: Vec<&Printed<'_>> = Vec::new();
+    for p in &parsed {
         let address = match p {
             Parsed::Unlisted => {
                 out.unlisted += 1;
                 0
             }
             Parsed::Address(a) => *a,
-            Parsed::Function { module: m, .. } => {
-                let module = modules.get(*m);
+            Parsed::Function(f) => {
+                let module = modules.get(f.module);
                 let room = GIVEN_OFFSETS.min(module.size);
-                let offset = out.at[*m].len() as u64 + 1;
+                let offset = out.at[f.module].len() as u64 + 1;
                 if offset < room {
-                    out.at[*m].push(placed.len() as u32);
-                    placed.push(i);
+                    out.at[f.module].push(placed.len() as u32);
+                    placed.push(f);
                     module.base.0 + offset
                 } else {
                     out.crowded += 1;
@@ -168,13 +171,7 @@ pub fn given_frames(texts: &[String], modules: &ModuleMap) -> GivenFrames {
     drop(by_stem);
     // The functions numbered in the order of their names (sorted in parallel; a
     // name is then found by a binary search).
-    let names: Vec<&str> = placed
-        .iter()
-        .map(|&i| match &parsed[i] {
-            Parsed::Function { name, .. } => name.as_str(),
-            _ => "",
-        })
-        .collect();
+    let names: Vec<&str> = placed.iter().map(|f| f.name.as_str()).collect();
     let mut order: Vec<u32> = (0..placed.len() as u32).collect();
     order.par_sort_unstable_by(|&a, &b| names[a as usize].cmp(names[b as usize]));
     let mut number = vec![0u32; placed.len()];
@@ -188,20 +185,12 @@ pub fn given_frames(texts: &[String], modules: &ModuleMap) -> GivenFrames {
     out.frames = placed
         .par_iter()
         .zip(&number)
-        .map(|(&i, &function)| match &parsed[i] {
-            Parsed::Function {
-                symbol,
-                offset,
-                source,
-                ..
-            } => Given {
-                function,
-                symbol: (*symbol).to_owned(),
-                offset: *offset,
-                file: source.map(|(f, _)| f.to_owned()),
-                line: source.map(|(_, l)| l),
-            },
-            _ => unreachable!("only functions are placed"),
+        .map(|(f, &function)| Given {
+            function,
+            symbol: f.symbol.to_owned(),
+            offset: f.offset,
+            file: f.source.map(|(file, _)| file.to_owned()),
+            line: f.source.map(|(_, l)| l),
         })
         .collect();
     out
