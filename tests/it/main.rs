@@ -33,5 +33,7 @@ mod synth;
 mod tracker;
 mod tracker_regions;
 mod umdh;
+mod umdh_cuts;
 mod umdh_gen;
+mod umdh_limits;
 mod verdict;
