@@ -143,7 +143,7 @@ pub fn encoding_warnings(path: &Path, lines: &Lines, warnings: &mut Vec<String>)
 }
 
 /// At most this many warnings are kept per log, the first by line; the rest are
-/// counted in one last warning ([`cap_warnings`]). A log of millions of malformed
+/// counted in one last warning. A log of millions of malformed
 /// lines gives a readable report, not millions of lines of warnings.
 pub const MAX_WARNINGS: usize = 200;
 
@@ -160,24 +160,6 @@ pub fn quote(line: &str) -> String {
     match line.char_indices().nth(QUOTE_CHARS) {
         None => format!("\"{line}\""),
         Some((at, _)) => format!("\"{}…\" ({} characters)", &line[..at], line.chars().count()),
-    }
-}
-
-/// Keeps the first [`MAX_WARNINGS`] of `warnings` (line, message) by line, and says
-/// how many more there were, `dropped` of them not kept on the way.
-pub fn cap_warnings(warnings: &mut Vec<(u64, String)>, dropped: u64) {
-    warnings.sort_by_key(|(line, _)| *line);
-    let more = dropped + warnings.len().saturating_sub(MAX_WARNINGS) as u64;
-    warnings.truncate(MAX_WARNINGS);
-    if more > 0 {
-        let last = warnings.last().map_or(0, |(l, _)| *l);
-        warnings.push((
-            last,
-            format!(
-                "{} more warnings about later lines are not listed (the first {MAX_WARNINGS} are)",
-                crate::text::thousands(more)
-            ),
-        ));
     }
 }
 

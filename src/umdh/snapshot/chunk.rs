@@ -5,6 +5,7 @@
 use super::fast::{fast_allocation, fast_frame, HEX};
 use super::sums::{Hot, IdTable, LocalTrace, Pending};
 use super::texts::Texts;
+use super::warnings::LineWarnings;
 use super::{Frame, Header, HeapSums, LogModule};
 use crate::model::Totals;
 use crate::umdh::lines::{ansi_char, find_newline, Encoding};
@@ -26,10 +27,8 @@ pub(super) struct Chunk {
     pub(super) overhead: u64,
     pub(super) allocations: u64,
     pub(super) max_address: u64,
-    /// The chunk's first warnings (at most [`MAX_WARNINGS`](crate::umdh::MAX_WARNINGS));
-    /// `warnings_dropped` counts the others.
-    pub(super) warnings: Vec<(u64, String)>,
-    pub(super) warnings_dropped: u64,
+    /// The chunk's first warnings, by its own line numbers.
+    pub(super) warnings: LineWarnings,
     pub(super) header: Option<(u64, Header)>,
     pub(super) modules: Vec<LogModule>,
     pub(super) in_modules: bool,
@@ -92,8 +91,7 @@ impl Chunk {
             overhead: 0,
             allocations: 0,
             max_address: 0,
-            warnings: Vec::new(),
-            warnings_dropped: 0,
+            warnings: LineWarnings::default(),
             header: None,
             modules: Vec::new(),
             in_modules: false,
@@ -126,13 +124,7 @@ impl Chunk {
     }
 
     pub(super) fn warn(&mut self, line: u64, message: impl std::fmt::Display) {
-        // Lines are read in order: the first ones are kept, whatever the cut
-        // (the log's first MAX_WARNINGS are among its chunks' first).
-        if self.warnings.len() < crate::umdh::MAX_WARNINGS {
-            self.warnings.push((line, message.to_string()));
-        } else {
-            self.warnings_dropped += 1;
-        }
+        self.warnings.push(line, message);
     }
 
     pub(super) fn fatal(&mut self, line: u64, message: String) -> bool {

@@ -6,6 +6,7 @@
 use super::chunk::{Chunk, INHERITED, NO_HEAP};
 use super::parts::Parts;
 use super::texts::{IdMap, Texts};
+use super::warnings::LineWarnings;
 use super::{Frame, Snapshot, Trace};
 use crate::umdh::{UmdhError, MAX_WARNINGS};
 use std::collections::HashMap;
@@ -30,9 +31,7 @@ pub(super) struct Merger<'p> {
     /// Lines before the chunk being merged.
     offset: u64,
     pub(super) bytes: u128,
-    warnings: Vec<(u64, String)>,
-    /// Warnings counted but not kept (past the first `MAX_WARNINGS` by line).
-    warnings_dropped: u64,
+    warnings: LineWarnings,
     /// The sums by size and by heap of each trace, added after each wave.
     sums: Parts,
     /// Per trace: its stack is laid out (`frames` is set): checked for every
@@ -68,8 +67,7 @@ impl<'p> Merger<'p> {
             saw_header: false,
             offset: 0,
             bytes: 0,
-            warnings: Vec::new(),
-            warnings_dropped: 0,
+            warnings: LineWarnings::default(),
             sums: Parts::new(),
             defined: Vec::new(),
             symbolic: Texts::default(),
@@ -81,7 +79,7 @@ impl<'p> Merger<'p> {
     }
 
     fn warn(&mut self, line: u64, message: impl std::fmt::Display) {
-        self.warnings.push((line, message.to_string()));
+        self.warnings.push(line, message);
     }
 
     /// Finds the resolved-frame texts and the BackTrace IDs of chunk `c` that the
@@ -296,15 +294,7 @@ impl<'p> Merger<'p> {
         self.snap.allocations += c.allocations;
         self.snap.overhead = self.snap.overhead.saturating_add(c.overhead);
         self.snap.max_address = self.snap.max_address.max(c.max_address);
-        self.warnings
-            .extend(c.warnings.drain(..).map(|(l, m)| (off + l, m)));
-        self.warnings_dropped += c.warnings_dropped;
-        if self.warnings.len() > 2 * MAX_WARNINGS {
-            // Only the first by line can be listed: the rest are counted.
-            self.warnings.sort_by_key(|(line, _)| *line);
-            self.warnings_dropped += (self.warnings.len() - MAX_WARNINGS) as u64;
-            self.warnings.truncate(MAX_WARNINGS);
-        }
+        self.warnings.append(std::mem::take(&mut c.warnings), off);
         if self.first_ansi_line.is_none() {
             self.first_ansi_line = c.first_ansi_line.map(|l| off + l);
         }
@@ -346,8 +336,7 @@ pub(super) fn finish(mut m: Merger<'_>) -> Result<Snapshot, UmdhError> {
     let last = m.offset;
     m.snap.bytes = m.bytes as u64;
     m.snap.lines = last;
-    let mut warnings = std::mem::take(&mut m.warnings);
-    crate::umdh::cap_warnings(&mut warnings, m.warnings_dropped);
+    let mut warnings = std::mem::take(&mut m.warnings).finish();
     if let Some(open) = m.open {
         let h = m.snap.heaps[open].heap;
         warnings.push((last, format!("the log ends inside the data of heap {h:X} (no \"End of data\" line): it is truncated; what was read is reported")));

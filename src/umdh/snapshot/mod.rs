@@ -19,7 +19,8 @@
 //! and its line loop; `fast` reads the usual allocation and frame lines from the
 //! bytes, `general` every other line, with the fields of each kind of line in
 //! `fields`; `sums` holds the per-BackTrace sums of a chunk, `texts` the distinct
-//! texts of resolved frames, `frames` the log's frames in 8 bytes each.
+//! texts of resolved frames, `frames` the log's frames in 8 bytes each, `warnings`
+//! the bounded list of warnings about lines.
 
 mod chunk;
 mod fast;
@@ -31,6 +32,7 @@ mod parallel;
 mod parts;
 mod sums;
 mod texts;
+mod warnings;
 
 pub use fields::{logtime_filetime, parse_allocation, AllocationLine};
 pub use frames::Frames;
