@@ -43,6 +43,7 @@ pub mod addr;
 pub mod analysis;
 pub mod batch;
 pub mod dump;
+pub mod hash;
 pub mod model;
 pub mod pe;
 pub mod report;

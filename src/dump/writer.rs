@@ -14,9 +14,9 @@ use super::stream::{
     MAGIC, NO_STACK, STACK_RECORD_SIZE, TRACKER_REGIONS_HEADER_SIZE, TRACKER_REGIONS_MINOR,
     TRACKER_REGION_SIZE, VERSION_MAJOR, VERSION_MINOR,
 };
+use crate::hash::FoldMap;
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 /// One module's record of the module-strings section (format 1.2).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,7 +59,7 @@ pub struct AllocationStreamBuilder {
     /// The first stack of each [`stack_hash`]; stacks whose hash an earlier,
     /// different stack has are in `collided` (practically never). Keyed by hash, not
     /// by a copy of the frames: a UMDH log's million stacks would be kept twice.
-    stack_ids: HashMap<u64, u32, BuildHasherDefault<PassHasher>>,
+    stack_ids: FoldMap<u64, u32>,
     collided: HashMap<Vec<u64>, u32>,
     allocations: Vec<NewAllocation>,
     metadata: Vec<(String, String)>,
@@ -83,7 +83,7 @@ fn stack_hash(frames: &[u64]) -> u64 {
 /// `None` after recording `frames` as stack `next`; `frames_of` gives the frames of
 /// a stack added before.
 fn dedup<'a>(
-    ids: &mut HashMap<u64, u32, BuildHasherDefault<PassHasher>>,
+    ids: &mut FoldMap<u64, u32>,
     collided: &mut HashMap<Vec<u64>, u32>,
     hash: u64,
     frames: &[u64],
@@ -103,27 +103,6 @@ fn dedup<'a>(
                 None
             }
         },
-    }
-}
-
-/// Passes a [`stack_hash`] through as the table's hash (SipHash over the frames was
-/// most of the cost of adding a stack).
-#[derive(Clone, Copy, Debug, Default)]
-struct PassHasher(u64);
-
-impl Hasher for PassHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 

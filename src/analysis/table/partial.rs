@@ -17,43 +17,10 @@ use crate::analysis::attribution::{
 };
 use crate::analysis::probability::{Bins, TimeHistogram, TIME_BINS};
 use crate::dump::stream::{AllocationStream, AllocatorKind, ALLOCATION_RECORD_SIZE, NO_STACK};
+use crate::hash::FoldMap;
 use crate::model::{ModuleMap, Totals, SIZE_BUCKETS};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
-
-/// A multiply-fold hash for the per-record (owner, heap) map: a few instructions
-/// instead of SipHash. The keys come from the dump; the map only sums them, and the
-/// output is sorted, so the hash never shows in any result.
-#[derive(Clone, Copy, Default)]
-pub(super) struct FoldHasher(u64);
-
-impl Hasher for FoldHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-    #[inline]
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-    #[inline]
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        let p = u128::from(self.0 ^ n) * 0x9e37_79b9_7f4a_7c15_u128;
-        self.0 = (p as u64) ^ ((p >> 64) as u64).rotate_left(17);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FoldMap<K, V> = HashMap<K, V, BuildHasherDefault<FoldHasher>>;
 
 /// Adds one allocation of `size` bytes. Wrapping: the sums of a table whose total
 /// overflows 2^64 are thrown away (the total is kept in 128 bits and checked).

@@ -3,14 +3,12 @@
 //! ([`Table::totals_by_stack_id`], [`Table::totals_of_stack_ids`]), so that the dumps
 //! of a series can be compared stack by stack.
 
-use super::partial::FoldHasher;
 use super::Table;
 use crate::analysis::attribution::FrameModules;
 use crate::dump::stream::AllocationStream;
 use crate::model::{ModuleMap, StackId, Totals};
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 
 impl Table {
     /// Totals of every stack with outstanding allocations, by [`StackId`], so that
@@ -86,8 +84,7 @@ impl Table {
         let encoder = StackIdEncoder::new(modules);
         let mut buf = Vec::new();
         let wanted: Vec<u32> = wanted.into_iter().collect();
-        let shapes: std::collections::HashSet<StackShape, BuildHasherDefault<FoldHasher>> =
-            wanted.iter().map(|&s| shape(s)).collect();
+        let shapes: crate::hash::FoldSet<StackShape> = wanted.iter().map(|&s| shape(s)).collect();
         let mut out: HashMap<StackId, Totals> = wanted
             .iter()
             .map(|&s| {

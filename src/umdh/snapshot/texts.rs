@@ -7,30 +7,8 @@
 
 use super::sums::prefetch;
 
-/// A cheap hasher for keys that are already numbers (BackTrace IDs): SipHash would
-/// be most of the cost of a lookup.
-#[derive(Default)]
-pub(super) struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0 ^ (self.0 >> 29)
-    }
-}
-
-/// A map keyed by a number, with [`IdHasher`].
-pub(super) type IdMap<K> =
-    std::collections::HashMap<K, u32, std::hash::BuildHasherDefault<IdHasher>>;
+/// A map keyed by a number (a BackTrace ID's value).
+pub(super) type IdMap<K> = crate::hash::FoldMap<K, u32>;
 
 /// The hash texts are interned by.
 #[inline]
