@@ -74,6 +74,16 @@ pub struct ChargedAt {
     pub rva: Option<crate::addr::Rva>,
 }
 
+impl ChargedAt {
+    /// Where the responsible frame `r` charges its stack.
+    pub fn of(r: &Responsible) -> Self {
+        ChargedAt {
+            address: r.address,
+            rva: r.rva,
+        }
+    }
+}
+
 /// Allocation counts by time bin of every stack: the merged partial sums themselves
 /// (counts modulo 2^16 in one cache line per stack, `partial::StackSums`) and
 /// the wraps past 2^16, so that the read hands its sums over instead of copying them

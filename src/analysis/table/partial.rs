@@ -404,11 +404,7 @@ impl Table {
                 merge(&mut owner_totals[o], *t);
                 owner_stacks[o].push(s as u32);
                 if let Some(r) = &responsible[s] {
-                    let at = ChargedAt {
-                        address: r.address,
-                        rva: r.rva,
-                    };
-                    owner_charged[o].push((s as u32, at));
+                    owner_charged[o].push((s as u32, ChargedAt::of(r)));
                 }
             }
         }

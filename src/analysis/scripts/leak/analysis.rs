@@ -91,11 +91,7 @@ impl FunctionKey {
 }
 
 fn function_key(r: &Responsible, modules: &ModuleMap, symbols: &Symbols) -> FunctionKey {
-    let at = ChargedAt {
-        address: r.address,
-        rva: r.rva,
-    };
-    function_key_at(r.owner, at, modules, symbols)
+    function_key_at(r.owner, ChargedAt::of(r), modules, symbols)
 }
 
 /// The function key of an allocation of `owner` charged `at`.
