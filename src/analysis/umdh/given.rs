@@ -15,7 +15,7 @@
 use crate::addr::{Rva, VirtAddr};
 use crate::analysis::attribution::Owner;
 use crate::analysis::probability::TimeHistogram;
-use crate::analysis::scripts::leak::symbols::Symbols;
+use crate::analysis::scripts::leak::{self, symbols::Symbols};
 use crate::analysis::table::Table;
 use crate::model::{Frame, FunctionLeak, LeakAnalysis, ModuleMap, Omitted, Totals};
 use crate::umdh::compare::{frame_function, frame_module, frame_source};
@@ -309,13 +309,9 @@ fn functions(
         .collect();
     rvas.par_sort_unstable();
     rvas.dedup();
-    let module_name = &modules.get(m).name;
     let rva_names: Vec<String> = rvas
         .par_iter()
-        .map(|&rva| match symbols.lookup(m, Rva(rva)).as_deref() {
-            Some([innermost, ..]) => format!("{module_name}!{}", innermost.function),
-            _ => format!("{module_name}+{}", Rva(rva)),
-        })
+        .map(|&rva| leak::function_name_in(m, Rva(rva), modules, symbols))
         .collect();
     // Numbers past the given functions' are the names only a PDB gave.
     let given_count = given.functions.len();
@@ -367,14 +363,13 @@ fn functions(
             _ => groups.push((number, i..i + 1, t)),
         }
     }
-    groups.sort_by(|a, b| a.2.rank(&b.2).then_with(|| name(a.0).cmp(name(b.0))));
-    let mut omitted = Omitted::default();
-    for (_, _, t) in groups.iter().skip(top_functions) {
-        omitted.count += 1;
-        omitted.allocations += t.allocations;
-        omitted.bytes += t.bytes;
-    }
-    groups.truncate(top_functions);
+    // Ranked and cut as the leak script ranks and cuts a function table.
+    leak::top_ranked(&mut groups, top_functions, |a, b| {
+        a.2.rank(&b.2).then_with(|| name(a.0).cmp(name(b.0)))
+    });
+    let omitted = leak::omit(&mut groups, top_functions, |(_, _, t)| {
+        (t.allocations, t.bytes)
+    });
     let rows = groups
         .iter()
         .map(|(number, r, t)| {

@@ -102,14 +102,31 @@ fn function_key_at(
     symbols: &Symbols,
 ) -> FunctionKey {
     match (owner, r.rva) {
-        (Owner::Module(i), Some(rva)) => match symbols.lookup(i, rva).as_deref() {
-            Some([innermost, ..]) => {
-                FunctionKey::Named(format!("{}!{}", modules.get(i).name, innermost.function))
-            }
-            _ => FunctionKey::Offset(i, rva),
-        },
+        (Owner::Module(i), Some(rva)) => function_key_in(i, rva, modules, symbols),
         _ => FunctionKey::Named(format!("{}", r.address)),
     }
+}
+
+/// The key of the function at `rva` in module `m`.
+fn function_key_in(m: usize, rva: Rva, modules: &ModuleMap, symbols: &Symbols) -> FunctionKey {
+    match symbols.lookup(m, rva).as_deref() {
+        Some([innermost, ..]) => {
+            FunctionKey::Named(format!("{}!{}", modules.get(m).name, innermost.function))
+        }
+        _ => FunctionKey::Offset(m, rva),
+    }
+}
+
+/// The name of the function at `rva` in module `m`, as a function table groups it:
+/// `module!function` of the innermost (inlined) function when symbols resolve it,
+/// else `module+0xRVA`.
+pub(crate) fn function_name_in(
+    m: usize,
+    rva: Rva,
+    modules: &ModuleMap,
+    symbols: &Symbols,
+) -> String {
+    function_key_in(m, rva, modules, symbols).name(modules)
 }
 
 /// The module index of a named function's sort key (no module has it).
@@ -464,7 +481,11 @@ fn build_module(owner: Owner, acc: &OwnerSums, pass: &Pass<'_>) -> ModuleLeak {
 /// Puts the first `keep` items in the order of `cmp` at the front (the rest follow in
 /// no particular order): the same first `keep` items as a full sort, when `cmp` is a
 /// total order, in O(n) instead of O(n log n).
-fn top_ranked<T>(items: &mut [T], keep: usize, cmp: impl Fn(&T, &T) -> std::cmp::Ordering) {
+pub(crate) fn top_ranked<T>(
+    items: &mut [T],
+    keep: usize,
+    cmp: impl Fn(&T, &T) -> std::cmp::Ordering,
+) {
     if keep < items.len() {
         items.select_nth_unstable_by(keep, &cmp);
     }
@@ -473,7 +494,11 @@ fn top_ranked<T>(items: &mut [T], keep: usize, cmp: impl Fn(&T, &T) -> std::cmp:
 }
 
 /// Truncates `items` to `keep` and returns what was cut.
-fn omit<T>(items: &mut Vec<T>, keep: usize, totals: impl Fn(&T) -> (u64, u64)) -> Omitted {
+pub(crate) fn omit<T>(
+    items: &mut Vec<T>,
+    keep: usize,
+    totals: impl Fn(&T) -> (u64, u64),
+) -> Omitted {
     let mut omitted = Omitted::default();
     for item in items.iter().skip(keep) {
         let (allocations, bytes) = totals(item);
