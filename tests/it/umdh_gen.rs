@@ -80,6 +80,23 @@ impl SnapshotSpec {
         }
     }
 
+    /// Adds an allocation of `size` bytes (8 bytes of overhead) on stack `stack` to
+    /// heap `heap` (a new last heap when it is not the last one), at an address of
+    /// its own.
+    pub fn allocate(&mut self, heap: u64, stack: usize, size: u64) {
+        let n: u64 = self.heaps.iter().map(|(_, a)| a.len() as u64).sum();
+        let alloc = GenAlloc {
+            size,
+            overhead: 8,
+            address: 0x1_0000_0000 + n * 0x40,
+            stack,
+        };
+        match self.heaps.last_mut() {
+            Some((h, allocs)) if *h == heap => allocs.push(alloc),
+            _ => self.heaps.push((heap, vec![alloc])),
+        }
+    }
+
     /// Adds a stack and returns its index; IDs look like newer UMDH's (hex).
     pub fn stack(&mut self, frames: Vec<GenFrame>) -> usize {
         self.stacks.push(frames);

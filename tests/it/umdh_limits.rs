@@ -104,20 +104,11 @@ fn printed_functions_are_grouped_by_name_with_exact_sums() {
         (4, 0x18),
         (5, 0x20),
     ];
-    let mut allocs = Vec::new();
-    let mut address = 0x5000_0000u64;
     for (&stack, &(count, size)) in stacks.iter().zip(&sizes) {
         for _ in 0..count {
-            allocs.push(GenAlloc {
-                size,
-                overhead: 0x10,
-                address,
-                stack,
-            });
-            address += 0x1000;
+            s.allocate(0x2A0000, stack, size);
         }
     }
-    s.heaps.push((0x2A0000, allocs));
     let p = write(dir.path(), "grouped.txt", snapshot_text(&s));
     let r = analyze(&p);
     let vendor = leak_module(&r, "vendor.dll");
@@ -164,20 +155,13 @@ fn printed_frames_past_the_module_room_are_charged_without_a_function() {
         GenModule::new("C:\\app\\tiny.dll", 0x1000_0000, 0x10),
     ];
     let mut s = SnapshotSpec::new(7, "2026-11-26 10:00", modules);
-    let mut allocs = Vec::new();
     for i in 0..20u64 {
         let stack = s.stack(vec![
             GenFrame::Symbolic(format!("tiny!F{i}+00000001")),
             GenFrame::Symbolic("app!main+00000010".into()),
         ]);
-        allocs.push(GenAlloc {
-            size: 0x10 + i,
-            overhead: 8,
-            address: 0x5000_0000 + i * 0x100,
-            stack,
-        });
+        s.allocate(0x2A0000, stack, 0x10 + i);
     }
-    s.heaps.push((0x2A0000, allocs));
     let p = write(dir.path(), "tiny.txt", snapshot_text(&s));
     let r = analyze(&p);
     let tiny = leak_module(&r, "tiny.dll");
@@ -233,21 +217,10 @@ fn a_stack_with_more_than_65536_allocations_is_counted_exactly() {
     const HOT: u64 = 3 * 65_536 + 17;
     // Two heaps, so that the stack's sums come from two places.
     for (heap, range) in [(0x2A_0000u64, 0..HOT / 2), (0x3B_0000, HOT / 2..HOT)] {
-        let mut allocs: Vec<GenAlloc> = range
-            .map(|i| GenAlloc {
-                size: 0x20 + (i % 3),
-                overhead: 8,
-                address: 0x1_0000_0000 + i * 0x40,
-                stack: hot,
-            })
-            .collect();
-        allocs.push(GenAlloc {
-            size: 0x100,
-            overhead: 8,
-            address: 0x9_0000_0000 + heap,
-            stack: other,
-        });
-        s.heaps.push((heap, allocs));
+        for i in range {
+            s.allocate(heap, hot, 0x20 + (i % 3));
+        }
+        s.allocate(heap, other, 0x100);
     }
     let hot_bytes: u64 = (0..HOT).map(|i| 0x20 + (i % 3)).sum();
     let p = write(dir.path(), "hot.txt", snapshot_text(&s));
