@@ -5,6 +5,18 @@
 
 use crate::umdh::write;
 use crate::umdh_gen::*;
+use leakdiag::umdh::snapshot::{parse_chunked, Snapshot};
+use leakdiag::umdh::UmdhError;
+use std::path::Path;
+
+/// The log at `path` read by `threads` threads in chunks of about `chunk` bytes.
+pub(crate) fn read_cut(path: &Path, threads: usize, chunk: usize) -> Result<Snapshot, UmdhError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| parse_chunked(path, chunk))
+}
 
 /// A snapshot log with every irregularity the reader settles across chunks: stacks
 /// referenced before they are printed, never printed and printed twice, a cut line,
@@ -70,7 +82,7 @@ fn irregular_snapshot() -> String {
 
 #[test]
 fn snapshot_reading_is_the_same_for_any_chunk_size_and_thread_count() {
-    use leakdiag::umdh::snapshot::{parse, parse_chunked};
+    use leakdiag::umdh::snapshot::parse;
     let dir = tempfile::tempdir().unwrap();
     let text = irregular_snapshot();
     let mut bytes = text.clone().into_bytes();
@@ -88,12 +100,8 @@ fn snapshot_reading_is_the_same_for_any_chunk_size_and_thread_count() {
             whole.warnings
         );
         for threads in [1, 3] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
             for chunk in [1, 7, 100, 1000, 4096, 1 << 20] {
-                let snap = pool.install(|| parse_chunked(path, chunk)).unwrap();
+                let snap = read_cut(path, threads, chunk).unwrap();
                 assert_eq!(snap, whole, "{} threads, chunks of {chunk}", threads);
             }
         }
@@ -121,16 +129,7 @@ fn snapshot_reading_is_the_same_for_any_chunk_size_and_thread_count() {
         "{want}"
     );
     for chunk in [1, 50, 1000] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
-        assert_eq!(
-            pool.install(|| parse_chunked(&over, chunk))
-                .unwrap_err()
-                .to_string(),
-            want
-        );
+        assert_eq!(read_cut(&over, 2, chunk).unwrap_err().to_string(), want);
     }
 }
 
@@ -139,7 +138,7 @@ fn snapshot_reading_is_the_same_for_any_chunk_size_and_thread_count() {
 /// (`snapshot::texts`), in order of first printing whatever the cut.
 #[test]
 fn resolved_frames_shared_across_chunks_are_numbered_the_same_for_any_cut() {
-    use leakdiag::umdh::snapshot::{chunk_bytes, parse, parse_chunked, Frame};
+    use leakdiag::umdh::snapshot::{chunk_bytes, parse, Frame};
     let dir = tempfile::tempdir().unwrap();
     let modules = scenario_modules(true);
     let mut spec = SnapshotSpec::new(7, "2026-03-05 10:00", modules.clone());
@@ -199,12 +198,8 @@ fn resolved_frames_shared_across_chunks_are_numbered_the_same_for_any_cut() {
     assert!(whole.frames.iter().any(|f| matches!(f, Frame::Symbolic(_))));
     let len = std::fs::metadata(&path).unwrap().len();
     for threads in [1, 2, 3] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
         for chunk in [1, 300, 2000, 9000, chunk_bytes(len, threads)] {
-            let snap = pool.install(|| parse_chunked(&path, chunk)).unwrap();
+            let snap = read_cut(&path, threads, chunk).unwrap();
             assert_eq!(snap, whole, "{threads} threads, chunks of {chunk}");
         }
     }
@@ -217,7 +212,7 @@ fn resolved_frames_shared_across_chunks_are_numbered_the_same_for_any_cut() {
 /// heap are those of the allocations, in order, whatever the cut.
 #[test]
 fn sums_of_thousands_of_stacks_over_many_waves_are_exact_for_any_cut() {
-    use leakdiag::umdh::snapshot::{parse, parse_chunked, size_bucket};
+    use leakdiag::umdh::snapshot::{parse, size_bucket};
     use std::collections::BTreeMap;
     let dir = tempfile::tempdir().unwrap();
     let modules = scenario_modules(true);
@@ -290,12 +285,8 @@ fn sums_of_thousands_of_stacks_over_many_waves_are_exact_for_any_cut() {
         .windows(2)
         .all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)));
     for threads in [1, 2, 3, 5] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
         for chunk in [700, 20_000, 150_000] {
-            let snap = pool.install(|| parse_chunked(&path, chunk)).unwrap();
+            let snap = read_cut(&path, threads, chunk).unwrap();
             assert_eq!(snap, whole, "{threads} threads, chunks of {chunk}");
         }
     }
@@ -318,7 +309,7 @@ fn chunk_size_gives_each_thread_several_chunks_within_bounds() {
 /// merging once they outgrow dense rows; the sums are the same as read whole.
 #[test]
 fn size_sums_of_few_stacks_over_many_chunks_are_the_same_for_any_cut() {
-    use leakdiag::umdh::snapshot::{parse, parse_chunked};
+    use leakdiag::umdh::snapshot::parse;
     let dir = tempfile::tempdir().unwrap();
     let modules = scenario_modules(true);
     let mut spec = SnapshotSpec::new(9, "2026-03-05 10:00", modules.clone());
@@ -344,12 +335,8 @@ fn size_sums_of_few_stacks_over_many_chunks_are_the_same_for_any_cut() {
     let whole = parse(&path).unwrap();
     assert_eq!(whole.allocations, 200_000);
     assert!(whole.sizes.len() > 7 * 5, "{}", whole.sizes.len());
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(2)
-        .build()
-        .unwrap();
     // Chunks of about 40 lines: some 5,000 chunks of up to 7 × 9 pairs each,
     // more entries than the reader keeps before summing them.
-    let snap = pool.install(|| parse_chunked(&path, 2000)).unwrap();
+    let snap = read_cut(&path, 2, 2000).unwrap();
     assert_eq!(snap, whole);
 }

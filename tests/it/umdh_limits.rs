@@ -327,7 +327,7 @@ fn inspect_lists_what_a_log_holds() {
 /// the same for any cut; the well-formed lines are all counted.
 #[test]
 fn warnings_are_bounded_and_quote_lines_briefly() {
-    use leakdiag::umdh::snapshot::{parse, parse_chunked};
+    use leakdiag::umdh::snapshot::parse;
     use leakdiag::umdh::{MAX_WARNINGS, QUOTE_CHARS};
     let dir = tempfile::tempdir().unwrap();
     let (spec, _) = scenario(true, 1, 10);
@@ -367,11 +367,7 @@ fn warnings_are_bounded_and_quote_lines_briefly() {
         assert!(w.chars().count() < QUOTE_CHARS + 200, "{}", &w[..300]);
     }
     for chunk in [1000, 1 << 16, 1 << 20] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap();
-        let cut = pool.install(|| parse_chunked(&p, chunk)).unwrap();
+        let cut = crate::umdh_cuts::read_cut(&p, 3, chunk).unwrap();
         assert_eq!(cut.warnings, snap.warnings, "chunks of {chunk}");
     }
     // The two-megabyte line and the long ID, quoted briefly, when listed.
