@@ -1,6 +1,6 @@
 //! UMDH logs at their edges: frames printed already resolved (shown as given,
 //! grouped by function, past a module's room), a stack of more than 2^16
-//! allocations, `inspect` on logs, and bounded warnings for logs of many malformed
+//! allocations, a stack of 100,000 frames, `inspect` on logs, and bounded warnings for logs of many malformed
 //! lines.
 
 use crate::umdh::{analyze, assert_warned, check_snapshot, leak_module, write};
@@ -405,5 +405,52 @@ fn warnings_are_bounded_and_quote_lines_briefly() {
         c.warnings[MAX_WARNINGS].contains("300 more warnings"),
         "{:?}",
         c.warnings.last()
+    );
+}
+
+/// A stack of 100,000 frames (a runaway recursion printed whole, a frame resolved
+/// every thousand) is read the same in chunks, charged by the usual rule, and its
+/// sample lists a bounded number of frames and counts the rest.
+#[test]
+fn a_stack_of_100000_frames_is_read_charged_and_sampled_within_bounds() {
+    use leakdiag::model::MAX_SAMPLE_FRAMES;
+    use leakdiag::umdh::snapshot::parse;
+    const DEPTH: usize = 100_000;
+    let dir = tempfile::tempdir().unwrap();
+    let modules = vec![
+        GenModule::new("C:\\app\\app.exe", 0x40_0000, 0x10_0000),
+        GenModule::new("C:\\Windows\\SYSTEM32\\ntdll.dll", 0x7700_0000, 0x1A_0000),
+    ];
+    let mut s = SnapshotSpec::new(7, "2026-11-26 10:00", modules);
+    let mut frames = vec![GenFrame::Symbolic("ntdll!RtlAllocateHeap+00000808".into())];
+    frames.extend((1..DEPTH).map(|i| {
+        if i % 1000 == 0 {
+            GenFrame::Symbolic(format!("app!Recurse{}+00000010", i / 1000))
+        } else {
+            GenFrame::Address(0x40_1000 + (i as u64 % 0x800))
+        }
+    }));
+    let deep = s.stack(frames);
+    for _ in 0..3 {
+        s.allocate(0x2A0000, deep, 0x40);
+    }
+    let p = write(dir.path(), "deep.txt", snapshot_text(&s));
+    let whole = parse(&p).unwrap();
+    assert_eq!(whole.frames_of(0).map(|f| f.len()), Some(DEPTH));
+    for chunk in [4096, 1 << 16] {
+        assert_eq!(crate::umdh_cuts::read_cut(&p, 3, chunk).unwrap(), whole);
+    }
+    let r = analyze(&p);
+    let app = leak_module(&r, "app.exe");
+    assert_eq!((app.allocations, app.bytes), (3, 0xC0));
+    let sample = &app.stacks[0];
+    assert!(
+        sample.frames.len() <= MAX_SAMPLE_FRAMES + 1,
+        "{}",
+        sample.frames.len()
+    );
+    assert_eq!(
+        sample.frames.len() as u64 + sample.frames_omitted,
+        DEPTH as u64
     );
 }
