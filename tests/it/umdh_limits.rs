@@ -1,7 +1,7 @@
 //! UMDH logs at their edges: frames printed already resolved (shown as given,
 //! grouped by function, past a module's room), a stack of more than 2^16
-//! allocations, a stack of 100,000 frames, `inspect` on logs, and bounded warnings for logs of many malformed
-//! lines.
+//! allocations, a stack of 100,000 frames, `inspect` on logs, and bounded warnings
+//! for logs of many malformed lines.
 
 use crate::umdh::{analyze, assert_warned, check_snapshot, leak_module, write};
 use crate::umdh_gen::*;
