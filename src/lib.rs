@@ -4,8 +4,8 @@
 //! The modules form layers, and every dependency points down (a test reads the
 //! `use crate::…` lines and fails on any other arrow):
 //!
-//! 1. [`addr`] (addresses in their spaces) and [`text`] (numbers and text for
-//!    people): used by everything.
+//! 1. [`addr`] (addresses in their spaces), [`text`] (numbers and text for
+//!    people) and [`hash`] (a cheap hash for numeric keys): used by everything.
 //! 2. [`model`]: every type the analysis produces and the reports read; data only.
 //!    [`pe`]: PE images (headers, CodeView record, version resource) through the
 //!    `object` crate, for the inputs.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u8)] = &[
     ("addr", 0),
     ("text", 0),
+    ("hash", 0),
     ("model", 1),
     ("pe", 1),
     ("dump", 2),
